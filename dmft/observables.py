@@ -1,0 +1,131 @@
+"""Test error as a function of the order parameters (m, Q), by quadrature (spec §3).
+
+A fresh sample has (h*, h) jointly Gaussian with E[h*h*ᵀ] = I_k, E[h h*ᵀ] = m, E[h hᵀ] = Q, so
+
+    e_g = ½ E[g*(h*)²] − Σ_j a_j E[g*(h*) σ(h_j)] + ½ Σ_jl a_j a_l E[σ(h_j) σ(h_l)] + Δ/2.
+
+The test error *includes* the label noise Δ/2 (it is E over a fresh labelled sample of ℓ).
+Each term is at most a k-dimensional integral: given h*, h_j ~ N(m_j·h*, Q_jj − |m_j|²) and the
+inner one-dimensional average σ̄(μ, s) = E_ξ σ(μ + sξ) is in closed form for relu, erf, linear and
+quadratic (Gauss–Hermite for tanh); E[σ(h_j)σ(h_l)] is in closed form except for tanh (2-D
+Gauss–Hermite). The outer average over h* is a tensor Gauss–Hermite rule.
+
+This module is part of the problem definition: the solver and the simulator both use it, so a
+simulation's "exact" test error is computed from its own (m_t, Q_t).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import jax.scipy.special as jss
+import numpy as np
+
+from .problem import Problem
+
+_GH_1D = 64  # nodes for 1-D smooth inner averages (tanh)
+
+
+def _gh_rule(n: int):
+    x, w = np.polynomial.hermite_e.hermegauss(n)
+    return x, w / math.sqrt(2.0 * math.pi)
+
+
+def _tensor_rule(k: int):
+    """Tensor Gauss–Hermite rule for N(0, I_k): nodes (M, k), weights (M,)."""
+    n = {1: 160, 2: 100, 3: 40}.get(k, 2 * max(3, int(1e5 ** (1.0 / k)) // 2))  # even: no node at 0
+    x, w = _gh_rule(n)
+    grids = np.meshgrid(*([x] * k), indexing="ij")
+    wgrids = np.meshgrid(*([w] * k), indexing="ij")
+    nodes = np.stack([g.ravel() for g in grids], axis=-1)
+    weights = np.prod(np.stack([g.ravel() for g in wgrids], axis=-1), axis=-1)
+    return nodes, weights
+
+
+def _phi(x):
+    return jnp.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+
+def smoothed_activation(name: str, mu, s):
+    """σ̄(μ, s) = E_ξ[σ(μ + s ξ)], ξ ~ N(0,1)."""
+    if name == "relu":
+        s_safe = jnp.where(s > 0, s, 1.0)
+        x = mu / s_safe
+        val = mu * jss.ndtr(x) + s_safe * _phi(x)
+        return jnp.where(s > 0, val, jnp.maximum(mu, 0.0))
+    if name == "erf":
+        return jss.erf(mu / jnp.sqrt(2.0 * (1.0 + s * s)))
+    if name == "linear":
+        return mu
+    if name == "quadratic":
+        return mu * mu + s * s
+    if name == "tanh":
+        x, w = _gh_rule(_GH_1D)
+        return jnp.sum(w * jnp.tanh(mu[..., None] + s[..., None] * x), axis=-1)
+    raise ValueError(name)
+
+
+def pair_moment(name: str, q1, q2, c):
+    """E[σ(u)σ(v)] for (u, v) centred Gaussian with Var u = q1, Var v = q2, Cov = c."""
+    if name == "relu":
+        nrm = jnp.sqrt(jnp.maximum(q1 * q2, 0.0))
+        safe = jnp.where(nrm > 0, nrm, 1.0)
+        cos = jnp.clip(c / safe, -1.0, 1.0)
+        th = jnp.arccos(cos)
+        val = safe / (2.0 * math.pi) * (jnp.sin(th) + (math.pi - th) * cos)
+        return jnp.where(nrm > 0, val, 0.0)
+    if name == "erf":
+        return (2.0 / math.pi) * jnp.arcsin(
+            jnp.clip(c / jnp.sqrt((1.0 + q1) * (1.0 + q2)), -1.0, 1.0)
+        )
+    if name == "linear":
+        return c
+    if name == "quadratic":
+        return q1 * q2 + 2.0 * c * c
+    if name == "tanh":
+        x, w = _gh_rule(_GH_1D)
+        x1, x2 = np.meshgrid(x, x, indexing="ij")
+        ww = np.outer(w, w)
+        sq1 = jnp.sqrt(jnp.maximum(q1, 0.0))[..., None, None]
+        safe = jnp.where(sq1 > 0, sq1, 1.0)
+        b = jnp.where(sq1 > 0, c[..., None, None] / safe, 0.0)
+        rest = jnp.sqrt(jnp.maximum(q2[..., None, None] - b * b, 0.0))
+        u = sq1 * x1
+        v = b * x1 + rest * x2
+        return jnp.sum(ww * jnp.tanh(u) * jnp.tanh(v), axis=(-2, -1))
+    raise ValueError(name)
+
+
+def test_error(problem: Problem, m, Q):
+    """Test error e_g(m, Q) including label noise Δ/2.
+
+    Args:
+        problem: the problem.
+        m: overlaps, shape (..., p, k).
+        Q: student Gram, shape (..., p, p).
+
+    Returns:
+        e_g with shape (...).
+    """
+    m = jnp.asarray(m)
+    Q = jnp.asarray(Q)
+    act = problem.activation
+    a = jnp.asarray(problem.second_layer, dtype=m.dtype)
+    nodes, weights = _tensor_rule(problem.k)
+    nodes = jnp.asarray(nodes, dtype=m.dtype)
+    weights = jnp.asarray(weights, dtype=m.dtype)
+    gstar = problem.target(nodes)  # (M,)
+    e_gg = jnp.sum(weights * gstar * gstar)
+
+    # cross term: h_j | h* ~ N(m_j·h*, Q_jj - |m_j|^2)
+    mu = jnp.einsum("...jk,Mk->...Mj", m, nodes)  # (..., M, p)
+    s2 = jnp.diagonal(Q, axis1=-2, axis2=-1) - jnp.sum(m * m, axis=-1)  # (..., p)
+    s = jnp.sqrt(jnp.maximum(s2, 0.0))[..., None, :]
+    sbar = smoothed_activation(act, mu, jnp.broadcast_to(s, mu.shape))  # (..., M, p)
+    cross = jnp.einsum("M,M,...Mj,j->...", weights, gstar, sbar, a)
+
+    qd = jnp.diagonal(Q, axis1=-2, axis2=-1)
+    pair = pair_moment(act, qd[..., :, None], qd[..., None, :], Q)  # (..., p, p)
+    ff = jnp.einsum("j,...jl,l->...", a, pair, a)
+    return 0.5 * e_gg - cross + 0.5 * ff + 0.5 * problem.noise

@@ -1,0 +1,401 @@
+"""The problem definition shared by the DMFT solver and the simulator (spec §1).
+
+Everything here is the *model*: activations, targets, the network output, the loss and its
+gradient with respect to the pre-activations. Neither the solver's nor the simulator's machinery
+lives here, so that an error in one cannot hide in the other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.scipy.special as jss
+import numpy as np
+
+from ._checks import (
+    DMFTInputError,
+    check_array,
+    check_choice,
+    check_int,
+    check_real,
+)
+
+# --------------------------------------------------------------------------------------------
+# Activations
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+    """A student activation σ with its derivative σ'.
+
+    ``smooth`` says whether σ' is differentiable everywhere (needed by the pathwise response
+    estimator). ``formula`` is a human-readable definition.
+    """
+
+    name: str
+    fn: Callable
+    deriv: Callable
+    smooth: bool
+    formula: str
+
+
+def _relu(h):
+    return jnp.maximum(h, 0.0)
+
+
+def _relu_d(h):
+    return (h > 0).astype(h.dtype)
+
+
+_SQRT2 = math.sqrt(2.0)
+
+ACTIVATIONS: dict[str, Activation] = {
+    "relu": Activation("relu", _relu, _relu_d, False, "max(h, 0)"),
+    "erf": Activation(
+        "erf",
+        lambda h: jss.erf(h / _SQRT2),
+        lambda h: math.sqrt(2.0 / math.pi) * jnp.exp(-0.5 * h * h),
+        True,
+        "erf(h/sqrt(2))",
+    ),
+    "tanh": Activation("tanh", jnp.tanh, lambda h: 1.0 - jnp.tanh(h) ** 2, True, "tanh(h)"),
+    "linear": Activation("linear", lambda h: h, jnp.ones_like, True, "h"),
+    "quadratic": Activation("quadratic", lambda h: h * h, lambda h: 2.0 * h, True, "h^2"),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Targets g*(z), z = h* ~ N(0, I_k)
+# --------------------------------------------------------------------------------------------
+
+
+def _he(j: int, z):
+    if j == 1:
+        return z
+    if j == 2:
+        return z * z - 1.0
+    if j == 3:
+        return z**3 - 3.0 * z
+    if j == 4:
+        return z**4 - 6.0 * z * z + 3.0
+    raise ValueError(j)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A target function g*: R^k → R acting on the teacher fields z = h* (last axis of size k)."""
+
+    name: str
+    k: int
+    fn: Callable
+    formula: str
+
+    def __call__(self, z):
+        return self.fn(z)
+
+
+TARGETS: dict[str, Target] = {
+    "linear": Target("linear", 1, lambda z: z[..., 0], "z1"),
+    "he2": Target("he2", 1, lambda z: _he(2, z[..., 0]) / math.sqrt(2.0), "He2(z1)/sqrt(2)"),
+    "he3": Target("he3", 1, lambda z: _he(3, z[..., 0]) / math.sqrt(6.0), "He3(z1)/sqrt(6)"),
+    "he4": Target("he4", 1, lambda z: _he(4, z[..., 0]) / math.sqrt(24.0), "He4(z1)/sqrt(24)"),
+    "tanh_he3": Target(
+        "tanh_he3",
+        2,
+        lambda z: jnp.tanh(z[..., 0] + z[..., 1] ** 3 - 3.0 * z[..., 1]),
+        "tanh(z1 + z2^3 - 3 z2)",
+    ),
+    "z1_plus_he3": Target(
+        "z1_plus_he3",
+        2,
+        lambda z: z[..., 0] + _he(3, z[..., 1]) / math.sqrt(6.0),
+        "z1 + He3(z2)/sqrt(6)",
+    ),
+    "staircase2": Target(
+        "staircase2", 2, lambda z: z[..., 0] + z[..., 0] * z[..., 1], "z1 + z1 z2"
+    ),
+    "staircase3": Target(
+        "staircase3",
+        3,
+        lambda z: z[..., 0] + z[..., 0] * z[..., 1] + z[..., 0] * z[..., 1] * z[..., 2],
+        "z1 + z1 z2 + z1 z2 z3",
+    ),
+    "z1z2z3": Target("z1z2z3", 3, lambda z: z[..., 0] * z[..., 1] * z[..., 2], "z1 z2 z3"),
+    "sign_z1z2z3": Target(
+        "sign_z1z2z3",
+        3,
+        lambda z: jnp.sign(z[..., 0] * z[..., 1] * z[..., 2]),
+        "sign(z1 z2 z3)",
+    ),
+}
+
+
+def get_activation(name: str) -> Activation:
+    if isinstance(name, Activation):
+        return name
+    check_choice("activation", name, set(ACTIVATIONS))
+    return ACTIVATIONS[name]
+
+
+def get_target(target) -> Target:
+    """Look up a target by name, or accept a ``Target`` built by the user."""
+    if isinstance(target, Target):
+        return target
+    check_choice("target", target, set(TARGETS))
+    return TARGETS[target]
+
+
+def custom_target(fn: Callable, k: int, name: str = "custom", formula: str = "user function"):
+    """Wrap a user's JAX-traceable ``fn(z) -> y`` (z has last axis k) as a target.
+
+    The function is evaluated once on a small batch to check its output shape.
+    """
+    k = check_int("k", k, low=1, high=16)
+    z = jnp.zeros((3, k))
+    try:
+        out = fn(z)
+    except Exception as exc:  # noqa: BLE001 - report any failure of user code clearly
+        raise DMFTInputError(f"target function `{name}` failed on input of shape (3, {k}): {exc}")
+    if jnp.shape(out) != (3,):
+        raise DMFTInputError(
+            f"target function `{name}` must map shape (..., {k}) to (...); "
+            f"got output shape {jnp.shape(out)} for input (3, {k})"
+        )
+    return Target(name, k, fn, formula)
+
+
+def second_layer_vector(spec, p: int) -> np.ndarray:
+    """``alternating`` (+1,-1,+1,...)/√p, ``ones`` 1/√p, or an explicit length-p vector."""
+    if isinstance(spec, str):
+        check_choice("second_layer", spec, {"alternating", "ones"})
+        if spec == "alternating":
+            return np.array([(-1.0) ** j for j in range(p)]) / math.sqrt(p)
+        return np.ones(p) / math.sqrt(p)
+    return check_array("second_layer", spec, (p,))
+
+
+# --------------------------------------------------------------------------------------------
+# The network and the loss (shared by solver and simulator)
+# --------------------------------------------------------------------------------------------
+
+
+def network_output(h, a, act: Activation):
+    """f(h) = Σ_j a_j σ(h_j); ``h`` has the student units on its last axis."""
+    return jnp.sum(act.fn(h) * a, axis=-1)
+
+
+def loss(y, f):
+    """Square loss ℓ(y, f) = (y − f)²/2."""
+    return 0.5 * (y - f) ** 2
+
+
+def loss_grad_h(h, y, a, act: Activation):
+    """g = ∂ℓ/∂h = (f − y) a ⊙ σ'(h), shape of ``h``."""
+    f = network_output(h, a, act)
+    return (f - y)[..., None] * a * act.deriv(h)
+
+
+# --------------------------------------------------------------------------------------------
+# The problem: frozen, validated at construction
+# --------------------------------------------------------------------------------------------
+
+SCHEDULES = ("reuse", "fresh")
+
+
+class Problem(eqx.Module):
+    """Student, target, data, training and initial condition (spec §1).
+
+    Build it with :func:`make_problem` (names and defaults), or directly.
+
+    Attributes:
+        p: number of student units.
+        activation: name of σ (see ``ACTIVATIONS``).
+        second_layer: a, shape (p,), fixed during training.
+        target: the target (``Target``), with its ``k``.
+        alpha: sample ratio n/d.
+        noise: label-noise variance Δ (test error includes Δ/2).
+        lr: learning rate per step, shape (T,).
+        ridge: λ, the GD step is W ← (1 − η_t λ) W − η_t ∇L.
+        schedule: ``reuse`` (same batch every step) or ``fresh`` (new batch every step).
+        m0: initial overlaps m_0, shape (p, k).
+        qperp0: initial orthogonal Gram Q⊥_0, shape (p, p), positive definite.
+    """
+
+    p: int = eqx.field(static=True)
+    activation: str = eqx.field(static=True)
+    second_layer: np.ndarray
+    target: Target = eqx.field(static=True)
+    alpha: float
+    noise: float
+    lr: np.ndarray
+    ridge: float
+    schedule: str = eqx.field(static=True)
+    m0: np.ndarray
+    qperp0: np.ndarray
+
+    def __check_init__(self):
+        check_int("p", self.p, low=1, high=64)
+        get_activation(self.activation)
+        check_real("alpha", self.alpha, low=0.0, low_open=True)
+        check_real("noise", self.noise, low=0.0)
+        check_real("ridge", self.ridge, low=0.0)
+        check_choice("schedule", self.schedule, set(SCHEDULES))
+        lr = np.asarray(self.lr)
+        if lr.ndim != 1 or lr.shape[0] < 1:
+            raise DMFTInputError(f"`lr` must have shape (steps,) with steps >= 1; got {lr.shape}")
+        for t, v in enumerate(lr):
+            check_real(f"lr[{t}]", v, low=0.0, low_open=True)
+        check_array("second_layer", self.second_layer, (self.p,))
+        check_array("m0", self.m0, (self.p, self.target.k))
+        q0 = check_array("qperp0", self.qperp0, (self.p, self.p))
+        if not np.allclose(q0, q0.T, atol=1e-12):
+            raise DMFTInputError(f"`qperp0` must be symmetric; got qperp0={q0.tolist()}")
+        ev = np.linalg.eigvalsh(q0)
+        if ev.min() <= 0:
+            raise DMFTInputError(
+                f"`qperp0` must be positive definite (eigenvalues > 0); "
+                f"got eigenvalues {ev.tolist()}"
+            )
+
+    @property
+    def k(self) -> int:
+        return self.target.k
+
+    @property
+    def steps(self) -> int:
+        return int(np.asarray(self.lr).shape[0])
+
+    @property
+    def act(self) -> Activation:
+        return get_activation(self.activation)
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable description, enough to rebuild a registered-target problem."""
+        return {
+            "p": self.p,
+            "activation": self.activation,
+            "second_layer": np.asarray(self.second_layer).tolist(),
+            "target": self.target.name,
+            "k": self.target.k,
+            "target_formula": self.target.formula,
+            "alpha": float(self.alpha),
+            "noise": float(self.noise),
+            "lr": np.asarray(self.lr).tolist(),
+            "ridge": float(self.ridge),
+            "schedule": self.schedule,
+            "steps": self.steps,
+            "m0": np.asarray(self.m0).tolist(),
+            "qperp0": np.asarray(self.qperp0).tolist(),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Problem:
+        if d["target"] not in TARGETS:
+            raise DMFTInputError(
+                f"target {d['target']!r} is not registered; rebuild the problem with "
+                "custom_target(...) and make_problem(target=...)"
+            )
+        return make_problem(
+            target=d["target"],
+            p=d["p"],
+            activation=d["activation"],
+            second_layer=d["second_layer"],
+            alpha=d["alpha"],
+            noise=d["noise"],
+            lr=d["lr"],
+            ridge=d["ridge"],
+            schedule=d["schedule"],
+            steps=d["steps"],
+            m0=d["m0"],
+            qperp0=d["qperp0"],
+        )
+
+
+def make_problem(
+    target="tanh_he3",
+    *,
+    p: int = 2,
+    activation: str = "relu",
+    second_layer="alternating",
+    alpha: float = 3.0,
+    noise: float = 0.0,
+    lr=0.2,
+    steps: int = 6,
+    ridge: float = 0.0,
+    schedule: str = "reuse",
+    m0=None,
+    qperp0=None,
+) -> Problem:
+    """Build a validated :class:`Problem` from names and defaults.
+
+    Args:
+        target: a registered target name (see ``TARGETS``) or a ``Target``.
+        p: student width.
+        activation: ``relu``, ``erf``, ``tanh``, ``linear`` or ``quadratic``.
+        second_layer: ``alternating``, ``ones`` or a length-p vector.
+        alpha: n/d, > 0.
+        noise: label-noise variance Δ >= 0.
+        lr: a scalar η (used at every step) or a length-``steps`` schedule η_t.
+        steps: number of GD steps T >= 1.
+        ridge: λ >= 0.
+        schedule: ``reuse`` or ``fresh``.
+        m0: p×k initial overlaps (default 0); a scalar fills all entries.
+        qperp0: p×p initial orthogonal Gram (default identity); a scalar q gives q·I.
+    """
+    tgt = get_target(target)
+    p = check_int("p", p, low=1, high=64)
+    steps = check_int("steps", steps, low=1, high=100_000)
+    act = get_activation(activation)
+    a = second_layer_vector(second_layer, p)
+    if np.ndim(lr) == 0:
+        lr_arr = np.full(steps, check_real("lr", lr, low=0.0, low_open=True))
+    else:
+        lr_arr = np.asarray(lr, dtype=np.float64)
+        if lr_arr.shape != (steps,):
+            raise DMFTInputError(
+                f"Argument `lr` must be a scalar or have shape ({steps},) (one per step), "
+                f"but has shape lr.shape={lr_arr.shape}"
+            )
+    if m0 is None:
+        m0 = np.zeros((p, tgt.k))
+    elif np.ndim(m0) == 0:
+        m0 = np.full((p, tgt.k), check_real("m0", m0))
+    if qperp0 is None:
+        qperp0 = np.eye(p)
+    elif np.ndim(qperp0) == 0:
+        qperp0 = check_real("qperp0", qperp0, low=0.0, low_open=True) * np.eye(p)
+    return Problem(
+        p=p,
+        activation=act.name,
+        second_layer=a,
+        target=tgt,
+        alpha=check_real("alpha", alpha, low=0.0, low_open=True),
+        noise=check_real("noise", noise, low=0.0),
+        lr=lr_arr,
+        ridge=check_real("ridge", ridge, low=0.0),
+        schedule=check_choice("schedule", schedule, set(SCHEDULES)),
+        m0=check_array("m0", m0, (p, tgt.k)),
+        qperp0=check_array("qperp0", qperp0, (p, p)),
+    )
+
+
+# Named PRNG streams: root = key(seed); stream = fold_in(root, STREAM_*).
+STREAM_DMFT = 1
+STREAM_SIM = 2
+STREAM_TEST_ERROR = 3
+KEY_SCHEME = "dmft-keys-v1: fold_in(key(seed), stream) -> fold_in(., replica|seed) -> fold_in(., sample)"
+
+
+def stream_key(seed: int, stream: int):
+    seed = check_int("seed", seed, low=0, high=2**63 - 1)
+    return jax.random.fold_in(jax.random.key(seed), stream)

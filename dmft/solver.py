@@ -1,0 +1,456 @@
+"""Forward-in-time solver of the discrete-time DMFT equations (spec §2).
+
+At step t everything needed (Q⊥(t,·), R(t,·), R₀(t), m_t) depends on earlier steps only; the
+effective samples at step t then give C(t,·), Γ(t,·) and m_{t+1}. One forward sweep is therefore
+the exact solution: there is no fixed-point iteration.
+
+Monte Carlo layout. ``samples`` effective samples are split into ``replicas`` independent groups
+of ``samples // replicas``; each group runs the whole forward sweep on its own (replicas are
+vmapped). Reported values are the mean over replicas and errors the standard error of that mean,
+which propagates the Monte Carlo noise of the kernels through the dynamics honestly. Within a
+replica, samples are processed in chunks of ``chunk_size`` by a ``lax.scan`` that only
+accumulates sums, so the working memory is O(chunk_size·T·p) on top of the O(samples·T·p)
+histories (z and g). The histories are the only per-sample state.
+
+Random numbers: sample i of replica r draws its standard normals z_{0..T} ∈ R^p, h* ∈ R^k and ξ
+from ``fold_in(fold_in(fold_in(key(seed), STREAM_DMFT), r), i)``; no key depends on the chunking,
+so results do not depend on ``chunk_size`` (up to float summation order, ~1e-13).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+
+from ._checks import DivergenceError, DMFTInputError, check_choice, check_int, check_x64
+from .observables import test_error as _test_error
+from .problem import STREAM_DMFT, Problem, loss, loss_grad_h, network_output, stream_key
+from .result import Estimate, Trajectory, estimate_from_replicas
+
+RESPONSES = ("stein", "pathwise")
+# Schur complements with an eigenvalue below this fraction of the marginal variance are clipped.
+SCHUR_FLOOR_REL = 1e-10
+
+
+def _draw_samples(key, n: int, T1: int, p: int, k: int, fresh: bool, dtype):
+    """Per-sample standard normals from per-sample keys (chunk-independent)."""
+    ht = T1 if fresh else 1
+
+    def one(i):
+        ki = jax.random.fold_in(key, i)
+        kz, kh, kx = jax.random.split(ki, 3)
+        z = jax.random.normal(kz, (T1, p), dtype)
+        hs = jax.random.normal(kh, (ht, k), dtype)
+        xi = jax.random.normal(kx, (ht,), dtype)
+        return z, hs, xi
+
+    return jax.lax.map(one, jnp.arange(n), batch_size=min(n, 65536))
+
+
+def append_factor_row(L, Qp_row, t, p: int, floor_rel: float = SCHUR_FLOOR_REL):
+    """Append block row t to the lower block-Cholesky factor ``L`` of Q⊥ on times 0..t.
+
+    Args:
+        L: flat ((T+1)p, (T+1)p) factor; rows and columns of blocks >= t hold the identity.
+        Qp_row: Q⊥(t, 0..T), shape (T+1, p, p); only blocks s <= t are used.
+        t: the step (traced).
+        p: block size.
+
+    Returns:
+        (L with row t filled, smallest eigenvalue of the Schur complement, jitter added).
+        Earlier rows are unchanged, so w_t = Σ_s L(t,s) z_s is correlated correctly with the
+        w_s already used. A Schur complement that is not numerically positive definite is
+        repaired by clipping its eigenvalues at ``floor_rel`` times its marginal variance.
+    """
+    T1 = Qp_row.shape[0]
+    idx = jnp.arange(T1)
+    B = jnp.where((idx < t)[:, None, None], Qp_row, 0.0)  # (T1, p, p): Q⊥(t, s), s < t
+    Bflat = jnp.transpose(B, (1, 0, 2)).reshape(p, T1 * p)  # (p, T1 p)
+    # L_{0:t-1} X = B^T  (blocks >= t of L are identity, B is zero there)
+    X = jsl.solve_triangular(L, Bflat.T, lower=True)  # (T1 p, p)
+    Lrow = X.T  # (p, T1 p), zero beyond block t-1
+    D = Qp_row[t]
+    S = D - Lrow @ Lrow.T
+    S = 0.5 * (S + S.T)
+    ev, U = jnp.linalg.eigh(S)
+    scale = jnp.maximum(jnp.trace(D) / p, jnp.finfo(D.dtype).tiny)
+    floor = floor_rel * scale
+    ev_c = jnp.maximum(ev, floor)
+    jitter = jnp.max(ev_c - ev)
+    Sc = (U * ev_c) @ U.T
+    Ltt = jnp.linalg.cholesky(0.5 * (Sc + Sc.T))
+    newrow = jax.lax.dynamic_update_slice(Lrow, Ltt, (0, t * p))
+    L = jax.lax.dynamic_update_slice(L, newrow, (t * p, 0))
+    return L, ev[0], jitter
+
+
+def _flat_to_blocks(Xflat, T1, p):
+    """(p, T1 p) → (T1, p, p) with block s = Xflat[:, s p:(s+1) p]."""
+    return jnp.transpose(Xflat.reshape(p, T1, p), (1, 0, 2))
+
+
+def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str, dtype):
+    p, k = problem.p, problem.k
+    act = problem.act
+    a = jnp.asarray(problem.second_layer, dtype)
+    alpha = float(problem.alpha)
+    lam = float(problem.ridge)
+    eta = jnp.asarray(np.append(problem.lr, 0.0), dtype)  # (T1,), eta[T] unused
+    q0 = jnp.asarray(problem.qperp0, dtype)
+    noise_sd = math.sqrt(problem.noise)
+    fresh = problem.schedule == "fresh"
+    target = problem.target
+    pathwise = response == "pathwise"
+    eye = jnp.eye(p, dtype=dtype)
+    idx = jnp.arange(T1)
+
+    def grad_one(h, y):
+        return loss_grad_h(h, y, a, act)
+
+    hess_one = jax.jacfwd(grad_one, argnums=0)  # (p, p): ∂g/∂h
+
+    def step(state, t):
+        """One forward DMFT step for one replica (vmapped over replicas outside)."""
+        Qp_t = state["Qp"][t]
+        if fresh:  # a fresh batch at every step: fields at different steps are independent
+            Qp_t = jnp.where((idx == t)[:, None, None], Qp_t, 0.0)
+        L, ev_min, jitter = append_factor_row(state["L"], Qp_t, t, p)
+        Lrow = jax.lax.dynamic_slice_in_dim(L, t * p, p, axis=0)  # (p, T1 p)
+        Lrow_b = _flat_to_blocks(Lrow, T1, p)  # (T1, p, p): L(t, s)
+        m_t = state["m"][t]
+        # reaction coefficients η_s R(t, s), s < t (zero in the fresh schedule)
+        etaR = eta[:, None, None] * state["R"][t]
+        if fresh:
+            etaR = jnp.zeros_like(etaR)
+        hslot = t if fresh else 0
+
+        def chunk_fn(acc, xs):
+            zc, gc, hs, xi, wgt, Kc = xs
+            w = jnp.einsum("sqr,bsr->bq", Lrow_b, zc)
+            react = jnp.einsum("sqr,bsr->bq", etaR, gc)
+            hst = hs[:, hslot]
+            y = target(hst) + noise_sd * xi[:, hslot]
+            h = w - react + hst @ m_t.T
+            g = grad_one(h, y)
+            lo = loss(y, network_output(h, a, act))
+            gw = g * wgt[:, None]
+            gfull = jax.lax.dynamic_update_slice_in_dim(gc, g[:, None, :], t, axis=1)
+            new = {
+                "gh": jnp.einsum("bq,bk->qk", gw, hst),
+                "g": jnp.sum(gw, axis=0),
+                "gg": jnp.einsum("bq,bsr->sqr", gw, gfull),
+                "gz": jnp.einsum("bq,bsr->sqr", gw, zc),
+                "l": jnp.sum(lo * wgt),
+                "l2": jnp.sum(lo * lo * wgt),
+            }
+            Krow = None
+            if pathwise:
+                H = jax.vmap(hess_one)(h, y)  # (B, p, p)
+                # J(t, s) = I δ_ts − Σ_{u<t} η_u R(t,u) H_u J(u,s) = I δ_ts − Σ_u etaR_u K_u(s)
+                J = -jnp.einsum("uqr,busrx->bsqx", etaR, Kc)
+                J = J + jnp.where((idx == t)[:, None, None], eye, 0.0)[None]
+                J = jnp.where((idx <= t)[None, :, None, None], J, 0.0)
+                Krow = jnp.einsum("bqr,bsrx->bsqx", H, J)  # H_t J(t, s)
+                new["hj"] = jnp.einsum("b,bsqx->sqx", wgt, Krow)
+            acc = jax.tree.map(jnp.add, acc, new)
+            return acc, (g, Krow)
+
+        acc0 = {
+            "gh": jnp.zeros((p, k), dtype),
+            "g": jnp.zeros((p,), dtype),
+            "gg": jnp.zeros((T1, p, p), dtype),
+            "gz": jnp.zeros((T1, p, p), dtype),
+            "l": jnp.zeros((), dtype),
+            "l2": jnp.zeros((), dtype),
+        }
+        if pathwise:
+            acc0["hj"] = jnp.zeros((T1, p, p), dtype)
+        npad = state["z"].shape[0]
+        nc = npad // chunk
+
+        def chunked(x):
+            return x.reshape((nc, chunk) + x.shape[1:])
+
+        Kh = state["K"] if pathwise else jnp.zeros((npad, 1), dtype)
+        xs = tuple(
+            chunked(x)
+            for x in (state["z"], state["g"], state["hs"], state["xi"], state["w"], Kh)
+        )
+        acc, (gnew, Knew) = jax.lax.scan(chunk_fn, acc0, xs)
+        gnew = gnew.reshape(npad, p)
+        new_state = dict(state)
+        new_state["g"] = jax.lax.dynamic_update_slice_in_dim(
+            state["g"], gnew[:, None, :], t, axis=1
+        )
+        if pathwise:
+            Knew = Knew.reshape((npad,) + Knew.shape[2:])
+            new_state["K"] = jax.lax.dynamic_update_slice_in_dim(
+                state["K"], Knew[:, None], t, axis=1
+            )
+
+        n = float(n_real)
+        past = (idx <= t)[:, None, None]
+        Eg = acc["g"] / n
+        C_row = jnp.where(past, alpha * acc["gg"] / n, 0.0)  # C(t, s), s <= t
+        if fresh:
+            C_row = jnp.where((idx == t)[:, None, None], C_row, 0.0)
+        if pathwise:
+            G_row = alpha * acc["hj"] / n
+        else:
+            Mz = acc["gz"] / n - Eg[None, :, None] * state["zbar"][:, None, :]
+            Mz = jnp.where(past, alpha * Mz, 0.0)
+            Mflat = jnp.transpose(Mz, (1, 0, 2)).reshape(p, T1 * p)
+            G_flat = jsl.solve_triangular(L, Mflat.T, lower=True, trans="T").T
+            G_row = _flat_to_blocks(G_flat, T1, p)
+        G_row = jnp.where(past, G_row, 0.0)
+        if fresh:
+            G_row = jnp.where((idx == t)[:, None, None], G_row, 0.0)
+
+        C = state["C"].at[t].set(C_row)
+        C = C.at[:, t].set(jnp.swapaxes(C_row, -1, -2))
+        Gam = state["Gamma"].at[t].set(G_row)
+
+        # weight side: m_{t+1}, R(t+1, ·), R0(t+1), Q⊥(t+1, ·)
+        decay = 1.0 - eta[t] * lam
+        more = t + 1 < T1
+        tp = jnp.minimum(t + 1, T1 - 1)
+        m_next = decay * m_t - eta[t] * alpha * acc["gh"] / n
+        m = state["m"].at[tp].set(jnp.where(more, m_next, state["m"][tp]))
+        R = state["R"]
+        R_next = decay * R[t] - eta[t] * jnp.einsum("uqr,usrx->sqx", G_row, R)
+        R_next = R_next + jnp.where((idx == t)[:, None, None], eye, 0.0)
+        R = R.at[tp].set(jnp.where(more, R_next, R[tp]))
+        R0 = state["R0"]
+        R0_next = decay * R0[t] - eta[t] * jnp.einsum("uqr,urx->qx", G_row, R0)
+        R0 = R0.at[tp].set(jnp.where(more, R0_next, R0[tp]))
+        A = eta[None, :, None, None] * R  # A(t1, s) = η_s R(t1, s)
+        Qrow = jnp.einsum("qr,rx,tyx->tqy", R0[tp], q0, R0)
+        Qrow = Qrow + jnp.einsum("sqr,sury,tuvy->tqv", A[tp], C, A)
+        Qrow = jnp.where((idx <= tp)[:, None, None], Qrow, 0.0)
+        Qp = state["Qp"]
+        Qp_new = Qp.at[tp].set(Qrow).at[:, tp].set(jnp.swapaxes(Qrow, -1, -2))
+        Qp = jnp.where(more, Qp_new, Qp)
+
+        new_state.update(L=L, C=C, Gamma=Gam, m=m, R=R, R0=R0, Qp=Qp)
+        loss_mean = acc["l"] / n
+        out = {
+            "train_loss": loss_mean,
+            "min_schur_eig": ev_min,
+            "jitter": jitter,
+        }
+        finite = (
+            jnp.all(jnp.isfinite(m_next))
+            & jnp.all(jnp.isfinite(Qrow))
+            & jnp.all(jnp.isfinite(C_row))
+            & jnp.all(jnp.isfinite(G_row))
+            & jnp.isfinite(loss_mean)
+            & (jnp.max(jnp.abs(Qrow)) < 1e100)
+        )
+        out["finite"] = finite
+        return new_state, out
+
+    return step
+
+
+def _init_state(problem, key, n_real, npad, T1, fresh, pathwise, dtype):
+    p, k = problem.p, problem.k
+    z, hs, xi = _draw_samples(key, n_real, T1, p, k, fresh, dtype)
+    zbar = jnp.mean(z, axis=0)
+    pad = npad - n_real
+
+    def padded(x):
+        return jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], dtype)], axis=0)
+
+    w = jnp.concatenate([jnp.ones((n_real,), dtype), jnp.zeros((pad,), dtype)])
+    Tp = T1 * p
+    state = {
+        "z": padded(z),
+        "hs": padded(hs),
+        "xi": padded(xi),
+        "w": w,
+        "zbar": zbar,
+        "g": jnp.zeros((npad, T1, p), dtype),
+        "L": jnp.eye(Tp, dtype=dtype),
+        "Qp": jnp.zeros((T1, T1, p, p), dtype).at[0, 0].set(jnp.asarray(problem.qperp0, dtype)),
+        "C": jnp.zeros((T1, T1, p, p), dtype),
+        "Gamma": jnp.zeros((T1, T1, p, p), dtype),
+        "R": jnp.zeros((T1, T1, p, p), dtype),
+        "R0": jnp.zeros((T1, p, p), dtype).at[0].set(jnp.eye(p, dtype=dtype)),
+        "m": jnp.zeros((T1, p, k), dtype).at[0].set(jnp.asarray(problem.m0, dtype)),
+    }
+    if pathwise:
+        state["K"] = jnp.zeros((npad, T1, T1, p, p), dtype)
+    return state
+
+
+def memory_estimate(problem: Problem, samples: int, chunk_size: int | None, response="stein"):
+    """Bytes of per-sample state (histories) plus one chunk's working set, float64."""
+    T1, p, k = problem.steps + 1, problem.p, problem.k
+    fresh = problem.schedule == "fresh"
+    per = T1 * p * 2 + (T1 if fresh else 1) * (k + 1) + 1
+    if response == "pathwise":
+        per += T1 * T1 * p * p
+    chunk = samples if chunk_size is None else min(chunk_size, samples)
+    work = chunk * T1 * p * 4
+    return 8 * (samples * per + work)
+
+
+def solve(
+    problem: Problem,
+    samples: int = 200_000,
+    *,
+    seed: int = 0,
+    replicas: int = 16,
+    chunk_size: int | None = 65_536,
+    response: str = "stein",
+    dtype="float64",
+    progress: bool | None = None,
+) -> Trajectory:
+    """Solve the discrete-time DMFT forward in time.
+
+    Args:
+        problem: the :class:`~dmft.problem.Problem`.
+        samples: total number N of effective samples (split over ``replicas``).
+        seed: user seed; the same seed gives bitwise the same result.
+        replicas: independent groups used for the Monte Carlo error (>= 2).
+        chunk_size: samples per chunk inside a replica (bounds working memory); ``None`` means
+            a whole replica at once. Results do not depend on it beyond rounding.
+        response: ``"stein"`` (Gaussian integration by parts; exact for any activation) or
+            ``"pathwise"`` (derivatives along the recursion; smooth activations only; memory
+            O(N T² p²)).
+        dtype: ``"float64"`` (needs JAX x64) or ``"float32"``.
+        progress: tqdm bar over steps; ``None`` shows it only on a terminal.
+
+    Returns:
+        A :class:`~dmft.result.Trajectory` of kind ``"dmft"`` with kernels and diagnostics.
+
+    Raises:
+        DMFTInputError: invalid arguments (before any computation).
+        DivergenceError: a non-finite value appeared; ``.partial`` holds the steps before it.
+    """
+    if not isinstance(problem, Problem):
+        raise DMFTInputError(f"`problem` must be a dmft.Problem; got {type(problem).__name__}")
+    replicas = check_int("replicas", replicas, low=2, high=4096)
+    samples = check_int("samples", samples, low=2 * replicas, high=10**10)
+    if samples % replicas:
+        raise DMFTInputError(
+            f"`samples` must be a multiple of `replicas`={replicas}; got samples={samples}"
+        )
+    seed = check_int("seed", seed, low=0, high=2**63 - 1)
+    check_choice("response", response, set(RESPONSES))
+    check_x64(dtype)
+    dtype = jnp.dtype(dtype)
+    n_real = samples // replicas
+    if chunk_size is None:
+        chunk = n_real
+    else:
+        chunk = min(check_int("chunk_size", chunk_size, low=1), n_real)
+    if response == "pathwise" and not problem.act.smooth:
+        warnings.warn(
+            f"response='pathwise' with the non-smooth activation {problem.activation!r}: the "
+            "almost-everywhere Hessian misses the kink's Dirac mass and biases Γ (spec §6); "
+            "use response='stein'",
+            UserWarning,
+            stacklevel=2,
+        )
+    T1 = problem.steps + 1
+    fresh = problem.schedule == "fresh"
+    pathwise = response == "pathwise"
+    npad = -(-n_real // chunk) * chunk
+
+    root = stream_key(seed, STREAM_DMFT)
+    keys = jax.vmap(lambda r: jax.random.fold_in(root, r))(jnp.arange(replicas))
+    init = jax.jit(
+        jax.vmap(
+            lambda kk: _init_state(problem, kk, n_real, npad, T1, fresh, pathwise, dtype)
+        )
+    )
+    state = init(keys)
+    step = jax.jit(jax.vmap(_make_step(problem, T1, n_real, chunk, response, dtype),
+                            in_axes=(0, None)), donate_argnums=0)
+
+    from tqdm.auto import tqdm
+
+    outs = []
+    first_bad = -1
+    bar = tqdm(range(T1), desc="DMFT steps", disable=(not progress) if progress is not None
+               else None, leave=False)
+    t_start = time.perf_counter()
+    for t in bar:
+        state, out = step(state, jnp.asarray(t))
+        out = jax.device_get(out)
+        outs.append(out)
+        if t == 0:
+            bar.reset(total=T1)  # don't count compilation in the ETA
+            bar.update(1)
+        bar.set_postfix(min_eig=f"{float(np.min(out['min_schur_eig'])):.2e}")
+        if not np.all(out["finite"]):
+            first_bad = t
+            break
+    bar.close()
+    elapsed = time.perf_counter() - t_start
+
+    n_done = len(outs) if first_bad < 0 else first_bad  # steps whose outputs are all good
+    st = jax.device_get({k_: state[k_] for k_ in ("m", "Qp", "C", "Gamma", "R")})
+    traj = _assemble(problem, st, outs, n_done, first_bad, dict(
+        samples=samples, replicas=replicas, seed=seed, chunk_size=chunk_size,
+        response=response, dtype=dtype.name, wall_time_s=elapsed,
+    ))
+    jitter = traj.diagnostics["jitter"]
+    if np.any(jitter > 0):
+        bad = np.nonzero(jitter > 0)[0]
+        warnings.warn(
+            f"Q⊥ was not numerically positive definite at steps {bad.tolist()}: smallest Schur "
+            f"eigenvalue {float(np.min(traj.diagnostics['min_schur_eig'])):.3e}, eigenvalues "
+            f"clipped (max jitter {float(np.max(jitter)):.3e}); see diagnostics",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    if first_bad >= 0:
+        raise DivergenceError(first_bad, "DMFT kernels/overlaps", partial=traj)
+    return traj
+
+
+def _assemble(problem, st, outs, n_done, first_bad, settings) -> Trajectory:
+    """Replica means and standard errors for the first ``n_done`` steps."""
+    T = n_done
+    m = st["m"][:, :T]
+    Qperp = st["Qp"][:, :T, :T]
+    Qtt = np.einsum("rttqv->rtqv", Qperp) if T else Qperp[:, :0, 0]
+    Q = np.einsum("rtqk,rtvk->rtqv", m, m) + Qtt
+    eg = np.asarray(jax.jit(jax.vmap(lambda mm, qq: _test_error(problem, mm, qq)))(
+        jnp.asarray(m), jnp.asarray(Q))) if T else np.zeros((m.shape[0], 0))
+    tl = np.stack([o["train_loss"] for o in outs[:T]], axis=1) if T else np.zeros((m.shape[0], 0))
+    kernels = {
+        "Qperp": estimate_from_replicas(Qperp),
+        "C": estimate_from_replicas(st["C"][:, :T, :T]),
+        "Gamma": estimate_from_replicas(st["Gamma"][:, :T, :T]),
+        "R": estimate_from_replicas(st["R"][:, :T, :T]),
+    }
+    diag = {
+        "min_schur_eig": np.array([np.min(o["min_schur_eig"]) for o in outs[:T]]),
+        "jitter": np.array([np.max(o["jitter"]) for o in outs[:T]]),
+    }
+    return Trajectory(
+        kind="dmft",
+        problem=problem,
+        step=np.arange(T),
+        m=estimate_from_replicas(m),
+        Q=estimate_from_replicas(Q),
+        test_error=estimate_from_replicas(eg),
+        train_loss=estimate_from_replicas(tl),
+        kernels=kernels,
+        diagnostics=diag,
+        settings=settings,
+        status="ok" if first_bad < 0 else "diverged",
+        first_bad_step=first_bad,
+    )
+
+
+__all__ = ["solve", "append_factor_row", "memory_estimate", "RESPONSES", "Estimate"]
