@@ -1,0 +1,180 @@
+"""Theory against simulation: z-scores per observable and step, and a pass/fail verdict.
+
+For every observable entry (each m_ji, each Q_jl with j <= l, the test error and the train loss)
+and every step t present in both runs,
+
+    z(t) = (theory(t) − sim(t)) / sqrt(SE_theory(t)² + SE_sim(t)² + sys²),
+
+where ``sys`` is an optional stated allowance for finite-d effects (default 0). The verdict is
+*pass* when max |z| over all entries and steps is below ``threshold`` (default 4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ._checks import DMFTInputError, check_real
+
+OBS_ORDER = ("m", "Q", "test_error", "train_loss")
+
+
+@dataclasses.dataclass
+class ZRow:
+    """One observable entry over time."""
+
+    observable: str
+    label: str
+    index: tuple
+    theory: np.ndarray
+    theory_se: np.ndarray
+    sim: np.ndarray
+    sim_se: np.ndarray
+    z: np.ndarray
+
+    @property
+    def max_abs_z(self) -> float:
+        finite = np.abs(self.z[~np.isnan(self.z)])
+        return float(finite.max()) if finite.size else float("nan")
+
+
+@dataclasses.dataclass
+class ZTable:
+    """All z-scores of one comparison, and its verdict."""
+
+    step: np.ndarray
+    rows: list[ZRow]
+    threshold: float
+    sys_error: float
+
+    @property
+    def max_abs_z(self) -> float:
+        vals = [r.max_abs_z for r in self.rows if not np.isnan(r.max_abs_z)]
+        return max(vals) if vals else float("nan")
+
+    @property
+    def worst(self) -> tuple[str, int]:
+        """(entry label, step) of the largest |z|."""
+        best = ("", -1)
+        top = -1.0
+        for r in self.rows:
+            az = np.where(np.isnan(r.z), -1.0, np.abs(r.z))
+            if az.size and az.max() > top:
+                top = float(az.max())
+                best = (r.label, int(self.step[int(np.argmax(az))]))
+        return best
+
+    @property
+    def passed(self) -> bool:
+        mz = self.max_abs_z
+        return bool(np.isfinite(mz) and mz < self.threshold)
+
+    def verdict(self) -> str:
+        label, t = self.worst
+        word = "PASS" if self.passed else "FAIL"
+        return (f"max |z| = {self.max_abs_z:.2f} at {label}, t={t} "
+                f"(threshold {self.threshold:g}): {word}")
+
+    def __str__(self) -> str:
+        return format_ztable(self)
+
+
+def _zscore(th, se_th, sim, se_sim, sys_error):
+    diff = th - sim
+    denom = np.sqrt(se_th**2 + se_sim**2 + sys_error**2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = diff / denom
+    # Both runs exact (zero error, e.g. m_0 and Q_0 at t = 0): agreement to rounding is z = 0.
+    exact = denom == 0
+    agree = np.abs(diff) <= 1e-10 * (1.0 + np.abs(th))
+    z = np.where(exact & agree, 0.0, z)
+    z = np.where(exact & ~agree, np.inf, z)
+    return z
+
+
+def _problem_differences(a, b) -> list[str]:
+    da, db = a.to_dict(), b.to_dict()
+    return [key for key in sorted(da) if da.get(key) != db.get(key)]
+
+
+def zscore_table(theory, sim, *, threshold: float = 4.0, sys_error: float = 0.0,
+                 check_problem: bool = True) -> ZTable:
+    """z-scores of ``theory`` (usually DMFT) against ``sim`` (usually a simulation).
+
+    Args:
+        theory, sim: :class:`~dmft.result.Trajectory` objects or paths to saved files.
+        threshold: the verdict passes when max |z| < threshold.
+        sys_error: an absolute allowance added in quadrature to the combined standard error.
+        check_problem: refuse runs of different problems (p, k, α, η, ...).
+
+    Returns:
+        A :class:`ZTable` over the steps present in both runs.
+    """
+    from .io import load
+
+    if not hasattr(theory, "kind"):
+        theory = load(theory)
+    if not hasattr(sim, "kind"):
+        sim = load(sim)
+    threshold = check_real("threshold", threshold, low=0.0, low_open=True)
+    sys_error = check_real("sys_error", sys_error, low=0.0)
+    pt, ps = theory.problem, sim.problem
+    if (pt.p, pt.k) != (ps.p, ps.k):
+        raise DMFTInputError(
+            f"theory and simulation have different shapes: (p, k)=({pt.p}, {pt.k}) vs "
+            f"({ps.p}, {ps.k})"
+        )
+    if check_problem:
+        diff = _problem_differences(pt, ps)
+        if diff:
+            raise DMFTInputError(
+                f"theory and simulation were run for different problems (differ in "
+                f"{', '.join(diff)}); pass check_problem=False to compare anyway"
+            )
+    n = min(len(theory.step), len(sim.step))
+    if n == 0:
+        raise DMFTInputError("theory and simulation have no step in common")
+    step = np.asarray(theory.step[:n])
+    rows: list[ZRow] = []
+    for name in OBS_ORDER:
+        a, b = theory.observable(name), sim.observable(name)
+        va, ea = np.asarray(a.value)[:n], np.asarray(a.error)[:n]
+        vb, eb = np.asarray(b.value)[:n], np.asarray(b.error)[:n]
+        if name == "m":
+            idx = [(j, i) for j in range(pt.p) for i in range(pt.k)]
+        elif name == "Q":
+            idx = [(j, l) for j in range(pt.p) for l in range(j, pt.p)]
+        else:
+            idx = [()]
+        for ix in idx:
+            sl = (slice(None),) + ix
+            label = f"{name}[{','.join(map(str, ix))}]" if ix else name
+            rows.append(ZRow(name, label, ix, va[sl], ea[sl], vb[sl], eb[sl],
+                             _zscore(va[sl], ea[sl], vb[sl], eb[sl], sys_error)))
+    return ZTable(step=step, rows=rows, threshold=threshold, sys_error=sys_error)
+
+
+def format_ztable(table: ZTable, *, max_columns: int = 16) -> str:
+    """The table as text: one row per entry, one column per step, then max |z| and the verdict.
+
+    With more than ``max_columns`` steps, evenly spaced steps are shown (max |z| still uses all).
+    """
+    n = len(table.step)
+    cols = np.arange(n) if n <= max_columns else np.unique(
+        np.round(np.linspace(0, n - 1, max_columns)).astype(int))
+    width = max(12, max(len(r.label) for r in table.rows) + 2)
+    head = f"{'entry':<{width}}" + "".join(f"{'t=' + str(int(table.step[c])):>8}" for c in cols)
+    head += f"{'max|z|':>9}"
+    sys_txt = f" + {table.sys_error:g}^2" if table.sys_error else ""
+    lines = [f"z = (theory - simulation) / sqrt(SE_theory^2 + SE_sim^2{sys_txt})", head,
+             "-" * len(head)]
+    for r in table.rows:
+        cells = "".join(f"{r.z[c]:>8.2f}" for c in cols)
+        lines.append(f"{r.label:<{width}}{cells}{r.max_abs_z:>9.2f}")
+    lines.append("-" * len(head))
+    lines.append(table.verdict())
+    return "\n".join(lines)
+
+
+__all__ = ["zscore_table", "format_ztable", "ZTable", "ZRow"]

@@ -1,0 +1,391 @@
+"""Saving and loading trajectories: one self-describing, versioned HDF5 file per run.
+
+The layout is documented in ``docs/FORMAT.md``. In short: root attributes describe the file
+(``format``, ``format_version``, provenance, the run's configuration as JSON); the root holds the
+dimension scales (``step``, ``unit``, ...); each observable is a group with ``value`` and
+``error`` datasets whose dimensions are labelled, so that h5py, h5netcdf and xarray all see named
+axes::
+
+    xarray.open_dataset("run.h5", engine="h5netcdf", group="m")
+
+Files are written atomically: the data go to ``<path>.tmp-<pid>`` in the same folder, which is
+flushed, closed and fsynced, then renamed onto ``<path>``. A crash at any point leaves either
+the old file or the new one at ``<path>``, never a truncated one.
+
+Reading needs only numpy and h5py (plus ``dmft.problem`` to rebuild the ``Problem``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+
+import h5py
+import numpy as np
+
+from ._checks import DMFTInputError
+
+FORMAT = "dmft-trajectories"
+FORMAT_VERSION = (1, 0)  # (major, minor): a major bump breaks readers, a minor bump only adds
+
+OBSERVABLE_DIMS = {
+    "m": ("step", "unit", "target_dir"),
+    "Q": ("step", "unit", "unit2"),
+    "test_error": ("step",),
+    "train_loss": ("step",),
+}
+KERNEL_DIMS = ("step", "step_s", "unit", "unit2")
+
+_DESCRIPTIONS = {
+    "m": "overlap m_t = W_t W*^T / d with the target directions",
+    "Q": "student Gram matrix Q_t = W_t W_t^T / d",
+    "test_error": "test error e_g(t) = E[(y - f)^2 / 2] on a fresh sample, label noise included",
+    "train_loss": "training loss (1/n) sum_nu (y_nu - f_nu)^2 / 2",
+    "Qperp": "orthogonal overlap kernel Qperp(t, s) = E[w_t w_s^T]",
+    "C": "noise kernel C(t, s) = alpha E[g_t g_s^T]",
+    "Gamma": "sample-side response Gamma(t, s) = alpha E[dg_t / dr_s]",
+    "R": "weight-side response R(t, s) = d theta_t / d force_s",
+    "min_schur_eig": "smallest eigenvalue of the Schur complement when appending step t to the "
+    "Cholesky factor of Qperp (before clipping)",
+    "jitter": "largest eigenvalue shift added to make the Schur complement positive definite",
+}
+_SCALE_DESCRIPTIONS = {
+    "step": "GD step t (0 = initial condition)",
+    "step_s": "earlier GD step s (second time argument of a kernel)",
+    "unit": "student unit j",
+    "unit2": "student unit l (second unit index)",
+    "target_dir": "target direction i",
+    "seed": "simulation seed index",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def config_dict(traj) -> dict:
+    """Everything needed to rerun: the problem, the run kind and its settings."""
+    return {"kind": traj.kind, "problem": traj.problem.to_dict(), "settings": dict(traj.settings)}
+
+
+def save(traj, path, *, command_line: str | None = None) -> str:
+    """Write ``traj`` (a :class:`~dmft.result.Trajectory`) to the HDF5 file ``path``, atomically.
+
+    Works for partial (diverged) trajectories too: their ``status`` and ``first_bad_step`` are
+    recorded. Returns the path written.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with h5py.File(tmp, "w") as f:
+            _write_contents(f, traj, command_line)
+            f.flush()
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(folder)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not possible on every platform; the rename itself is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _scale(f: h5py.File, name: str, n: int) -> h5py.Dataset:
+    ds = f.create_dataset(name, data=np.arange(n, dtype=np.int64))
+    ds.make_scale(name)
+    ds.attrs["long_name"] = _SCALE_DESCRIPTIONS[name]
+    return ds
+
+
+def _labelled(group: h5py.Group, name: str, data, dims, scales, description: str):
+    data = np.asarray(data, dtype=np.float64)
+    if data.ndim != len(dims):
+        raise ValueError(f"dataset {group.name}/{name}: shape {data.shape} does not match {dims}")
+    ds = group.create_dataset(name, data=data)
+    for i, dim in enumerate(dims):
+        ds.dims[i].attach_scale(scales[dim])
+        ds.dims[i].label = dim
+    ds.attrs["long_name"] = description
+    return ds
+
+
+def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
+    import jax
+
+    from . import __version__
+    from .problem import KEY_SCHEME
+
+    if traj.kind not in ("dmft", "simulation"):
+        raise DMFTInputError(f"`kind` must be 'dmft' or 'simulation'; got kind={traj.kind!r}")
+    problem = traj.problem
+    T1 = len(traj.step)
+    p, k = problem.p, problem.k
+    config = config_dict(traj)
+
+    f.attrs["format"] = FORMAT
+    f.attrs["format_version"] = np.array(FORMAT_VERSION, dtype=np.int64)
+    f.attrs["kind"] = traj.kind
+    f.attrs["config_json"] = json.dumps(config, sort_keys=True, default=_json_default)
+    f.attrs["creator"] = "dmft"
+    f.attrs["creator_version"] = __version__
+    f.attrs["jax_version"] = jax.__version__
+    f.attrs["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    f.attrs["seed"] = int(traj.settings.get("seed", -1))
+    f.attrs["key_scheme"] = KEY_SCHEME
+    f.attrs["status"] = traj.status
+    f.attrs["first_bad_step"] = int(traj.first_bad_step)
+    if command_line is not None:
+        f.attrs["command_line"] = command_line
+
+    # Scalar hyperparameters, one attribute each, for quick looks (config_json is authoritative).
+    cfg = f.create_group("config")
+    for key, val in config["problem"].items():
+        if isinstance(val, (int, float, str)):
+            cfg.attrs[key] = val
+    for key, val in config["settings"].items():
+        if isinstance(val, (int, float, str)) and not isinstance(val, bool):
+            cfg.attrs[f"settings.{key}"] = val
+
+    scales = {
+        "step": f.create_dataset("step", data=np.asarray(traj.step, dtype=np.int64)),
+        "unit": _scale(f, "unit", p),
+        "unit2": _scale(f, "unit2", p),
+        "target_dir": _scale(f, "target_dir", k),
+    }
+    scales["step"].make_scale("step")
+    scales["step"].attrs["long_name"] = _SCALE_DESCRIPTIONS["step"]
+
+    per_seed = traj.per_seed or {}
+    if traj.kind == "simulation" and per_seed:
+        n_seeds = next(iter(per_seed.values())).shape[0]
+        scales["seed"] = _scale(f, "seed", n_seeds)
+    if traj.kind == "dmft" and traj.kernels:
+        scales["step_s"] = f.create_dataset("step_s", data=np.asarray(traj.step, dtype=np.int64))
+        scales["step_s"].make_scale("step_s")
+        scales["step_s"].attrs["long_name"] = _SCALE_DESCRIPTIONS["step_s"]
+
+    count = traj.settings.get("replicas" if traj.kind == "dmft" else "seeds")
+    for name, dims in OBSERVABLE_DIMS.items():
+        est = traj.observable(name)
+        g = f.create_group(name)
+        g.attrs["long_name"] = _DESCRIPTIONS[name]
+        g.attrs["error_meaning"] = (
+            "standard error of the mean over "
+            + ("independent DMFT replicas" if traj.kind == "dmft" else "simulation seeds")
+        )
+        if count is not None:
+            g.attrs["count"] = int(count)
+        _labelled(g, "value", est.value, dims, scales, _DESCRIPTIONS[name])
+        _labelled(g, "error", est.error, dims, scales, "standard error of value")
+        if name in per_seed:
+            _labelled(g, "per_seed", per_seed[name], ("seed",) + dims, scales,
+                      _DESCRIPTIONS[name] + ", one row per seed")
+        if T1 != np.shape(est.value)[0]:
+            raise ValueError(f"{name}: {np.shape(est.value)[0]} steps but step has {T1}")
+
+    if traj.kind == "dmft" and traj.kernels:
+        kg = f.create_group("kernels")
+        for name, est in traj.kernels.items():
+            g = kg.create_group(name)
+            g.attrs["long_name"] = _DESCRIPTIONS.get(name, name)
+            _labelled(g, "value", est.value, KERNEL_DIMS, scales, _DESCRIPTIONS.get(name, name))
+            _labelled(g, "error", est.error, KERNEL_DIMS, scales, "standard error of value")
+
+    if traj.diagnostics:
+        dg = f.create_group("diagnostics")
+        for name, arr in traj.diagnostics.items():
+            arr = np.asarray(arr)
+            if arr.ndim == 1 and arr.shape[0] == T1:
+                _labelled(dg, name, arr, ("step",), scales, _DESCRIPTIONS.get(name, name))
+            else:
+                dg.create_dataset(name, data=arr)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def _attr_str(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def check_file(path) -> dict:
+    """Open ``path``, check that it is a dmft file of a readable version; return root attrs.
+
+    Raises:
+        DMFTInputError: missing file, not HDF5, not a dmft file, or an unknown major version.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DMFTInputError(f"file not found: {path}")
+    if not h5py.is_hdf5(path):
+        raise DMFTInputError(f"{path} is not an HDF5 file (expected a {FORMAT} file)")
+    with h5py.File(path, "r") as f:
+        attrs = {key: f.attrs[key] for key in f.attrs}
+    fmt = _attr_str(attrs.get("format", ""))
+    if fmt != FORMAT:
+        raise DMFTInputError(
+            f"{path} is not a dmft file: attribute format={fmt!r}, expected {FORMAT!r}"
+        )
+    version = tuple(int(v) for v in np.atleast_1d(attrs.get("format_version", [-1, -1])))
+    if len(version) != 2 or version[0] != FORMAT_VERSION[0]:
+        raise DMFTInputError(
+            f"{path} has format_version {'.'.join(map(str, version))}, but this dmft reads "
+            f"format_version {FORMAT_VERSION[0]}.x (this reader writes "
+            f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}); use a dmft release that matches the "
+            "file's major version"
+        )
+    return attrs
+
+
+def _rebuild_problem(d: dict):
+    from .problem import TARGETS, Problem, Target
+
+    if d["target"] in TARGETS:
+        return Problem.from_dict(d)
+
+    def _unavailable(z):
+        raise DMFTInputError(
+            f"target {d['target']!r} was a user function and is not stored in the file; "
+            "rebuild it with dmft.custom_target to rerun"
+        )
+
+    target = Target(d["target"], int(d["k"]), _unavailable, d.get("target_formula", ""))
+    return Problem(
+        p=int(d["p"]), activation=d["activation"],
+        second_layer=np.asarray(d["second_layer"], dtype=np.float64), target=target,
+        alpha=float(d["alpha"]), noise=float(d["noise"]),
+        lr=np.asarray(d["lr"], dtype=np.float64), ridge=float(d["ridge"]),
+        schedule=d["schedule"], m0=np.asarray(d["m0"], dtype=np.float64),
+        qperp0=np.asarray(d["qperp0"], dtype=np.float64),
+    )
+
+
+def load(path):
+    """Read a file written by :func:`save` back into a :class:`~dmft.result.Trajectory`.
+
+    Raises:
+        DMFTInputError: the file is missing, not HDF5, not a dmft file, or of an unknown major
+            format version (the message names the file's version and the supported one).
+    """
+    from .result import Estimate, Trajectory
+
+    attrs = check_file(path)
+    config = json.loads(_attr_str(attrs["config_json"]))
+    problem = _rebuild_problem(config["problem"])
+    with h5py.File(os.fspath(path), "r") as f:
+        obs = {
+            name: Estimate(f[name]["value"][()], f[name]["error"][()])
+            for name in OBSERVABLE_DIMS
+        }
+        per_seed = None
+        if any("per_seed" in f[name] for name in OBSERVABLE_DIMS):
+            per_seed = {
+                name: f[name]["per_seed"][()] for name in OBSERVABLE_DIMS if "per_seed" in f[name]
+            }
+        kernels = None
+        if "kernels" in f:
+            kernels = {
+                name: Estimate(g["value"][()], g["error"][()]) for name, g in f["kernels"].items()
+            }
+        diagnostics = {}
+        if "diagnostics" in f:
+            diagnostics = {name: ds[()] for name, ds in f["diagnostics"].items()}
+        step = f["step"][()]
+    return Trajectory(
+        kind=_attr_str(attrs["kind"]),
+        problem=problem,
+        step=step,
+        m=obs["m"],
+        Q=obs["Q"],
+        test_error=obs["test_error"],
+        train_loss=obs["train_loss"],
+        kernels=kernels,
+        per_seed=per_seed,
+        diagnostics=diagnostics,
+        settings=config.get("settings", {}),
+        status=_attr_str(attrs.get("status", "ok")),
+        first_bad_step=int(attrs.get("first_bad_step", -1)),
+    )
+
+
+def describe(path) -> str:
+    """A human-readable summary: version, kind, status, provenance, config and every dataset."""
+    attrs = check_file(path)
+    version = ".".join(str(int(v)) for v in np.atleast_1d(attrs["format_version"]))
+    lines = [f"file:            {os.fspath(path)}", f"format:          {FORMAT} {version}"]
+    for key in ("kind", "status", "first_bad_step", "seed", "creator", "creator_version",
+                "jax_version", "created", "key_scheme", "command_line"):
+        if key in attrs:
+            lines.append(f"{key + ':':<17}{_attr_str(attrs[key])}")
+    config = json.loads(_attr_str(attrs["config_json"]))
+    lines.append("config:")
+    for section in ("problem", "settings"):
+        for key, val in sorted(config.get(section, {}).items()):
+            lines.append(f"  {section}.{key} = {json.dumps(val, default=_json_default)}")
+    lines.append("datasets:")
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            dims = ", ".join(d.label or "?" for d in obj.dims)
+            dims = "dimension scale" if obj.is_scale else dims
+            lines.append(f"  /{name:<26} {str(obj.shape):<16} {str(obj.dtype):<8} ({dims})")
+
+    with h5py.File(os.fspath(path), "r") as f:
+        f.visititems(visit)
+    return "\n".join(lines)
+
+
+def partial_path(path) -> str:
+    """``run.h5`` → ``run.partial.h5``: where a diverged run's partial results go."""
+    path = os.fspath(path)
+    stem, ext = os.path.splitext(path)
+    return f"{stem}.partial{ext or '.h5'}"
+
+
+def main(argv=None) -> int:
+    """``python -m dmft.io inspect FILE``: the same as ``dmft inspect FILE``."""
+    from .cli import main as cli_main
+
+    return cli_main(list(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

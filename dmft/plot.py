@@ -1,0 +1,239 @@
+"""Figures: DMFT trajectories (lines with ±SE bands) against simulations (markers with error bars).
+
+Every function accepts :class:`~dmft.result.Trajectory` objects or paths to saved files and
+changes no global matplotlib settings: styling is applied inside a ``matplotlib.rc_context``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import matplotlib
+import numpy as np
+
+_STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "lines.linewidth": 1.6,
+    "savefig.dpi": 200,
+}
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+           "#17becf", "#7f7f7f", "#bcbd22")
+_MAX_ENTRIES = 10  # at most this many curves per panel (the first ones)
+
+
+def style():
+    """The context manager holding this module's style; use it around your own additions."""
+    return matplotlib.rc_context(_STYLE)
+
+
+def _as_traj(x):
+    if x is None or hasattr(x, "kind"):
+        return x
+    from .io import load
+
+    return load(x)
+
+
+def _axes(ax):
+    import matplotlib.pyplot as plt
+
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = plt.subplots(figsize=(4.2, 3.2), layout="constrained")
+    return fig, ax
+
+
+def _draw(ax, theory, sim, name, entries, labels, *, lines=None, colors=_COLORS):
+    """Theory as lines with ±SE bands, simulation as markers with error bars, one colour each."""
+    handles = []
+    for c, (ix, lab) in enumerate(zip(entries, labels, strict=True)):
+        color = colors[c % len(colors)]
+        ls = "-" if lines is None else lines[c]
+        if theory is not None:
+            est = theory.observable(name)
+            v, e = np.asarray(est.value)[(slice(None),) + ix], np.asarray(est.error)[
+                (slice(None),) + ix]
+            e = np.nan_to_num(e)
+            (h,) = ax.plot(theory.step, v, color=color, ls=ls, label=lab, zorder=2)
+            ax.fill_between(theory.step, v - e, v + e, color=color, alpha=0.22, lw=0, zorder=1)
+            handles.append(h)
+        if sim is not None:
+            est = sim.observable(name)
+            v, e = np.asarray(est.value)[(slice(None),) + ix], np.asarray(est.error)[
+                (slice(None),) + ix]
+            h = ax.errorbar(sim.step, v, yerr=np.nan_to_num(e), fmt="o", ms=3.8, mfc="white",
+                            mec=color, ecolor=color, mew=1.1, elinewidth=1.0, capsize=2,
+                            ls="none", zorder=3, label=None if theory is not None else lab)
+            if theory is None:
+                handles.append(h)
+    ax.set_xlabel("GD step $t$")
+    steps = theory.step if theory is not None else sim.step
+    if len(steps):
+        ax.set_xlim(-0.3, max(int(np.max(steps)), 1) + 0.3)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    return handles
+
+
+def _entry_legend(ax, handles, ncol=1):
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  borderaxespad=0.0, frameon=False, ncol=ncol, handlelength=1.8)
+
+
+def plot_overlaps(theory, sim=None, ax=None):
+    """Signed overlaps m_ji(t) (student unit j, target direction i) against the step.
+
+    Returns the Axes.
+    """
+    theory, sim = _as_traj(theory), _as_traj(sim)
+    ref = theory if theory is not None else sim
+    p, k = ref.problem.p, ref.problem.k
+    with style():
+        fig, ax = _axes(ax)
+        entries = [(j, i) for j in range(p) for i in range(k)][:_MAX_ENTRIES]
+        labels = [f"$m_{{{j + 1}{i + 1}}}$" for j, i in entries]
+        handles = _draw(ax, theory, sim, "m", entries, labels)
+        ax.axhline(0.0, color="0.6", lw=0.6, zorder=0)
+        ax.set_ylabel(r"overlap $m_{ji}(t)$")
+        ax.set_title("overlaps with the target")
+        _entry_legend(ax, handles)
+    return ax
+
+
+def plot_gram(theory, sim=None, ax=None):
+    """Student Gram matrix Q_jl(t): diagonal always, off-diagonal too when p ≤ 3."""
+    theory, sim = _as_traj(theory), _as_traj(sim)
+    ref = theory if theory is not None else sim
+    p = ref.problem.p
+    with style():
+        fig, ax = _axes(ax)
+        entries = [(j, j) for j in range(p)]
+        if p <= 3:
+            entries += [(j, l) for j in range(p) for l in range(j + 1, p)]
+        entries = entries[:_MAX_ENTRIES]
+        labels = [f"$Q_{{{j + 1}{l + 1}}}$" for j, l in entries]
+        lines = ["-" if j == l else "--" for j, l in entries]
+        handles = _draw(ax, theory, sim, "Q", entries, labels, lines=lines)
+        ax.set_ylabel(r"Gram matrix $Q_{jl}(t)$")
+        ax.set_title("student norms and overlaps")
+        _entry_legend(ax, handles)
+    return ax
+
+
+def plot_losses(theory, sim=None, ax=None):
+    """Test error e_g(t) (label noise included) and train loss against the step."""
+    theory, sim = _as_traj(theory), _as_traj(sim)
+    with style():
+        fig, ax = _axes(ax)
+        h1 = _draw(ax, theory, sim, "test_error", [()], [r"test $e_g(t)$"])
+        h2 = _draw(ax, theory, sim, "train_loss", [()], [r"train $\hat L(t)$"],
+                   lines=["--"], colors=_COLORS[1:])
+        ax.set_ylabel("loss")
+        ax.set_title("test error and train loss")
+        _entry_legend(ax, h1 + h2)
+    return ax
+
+
+def _title(ref) -> str:
+    pr = ref.problem
+    lr = np.asarray(pr.lr)
+    lr_txt = f"{lr[0]:g}" if np.all(lr == lr[0]) else "schedule"
+    return (f"target {pr.target.name}: $g^*={_math(pr.target.formula)}$, {pr.activation} student, "
+            f"$p={pr.p}$, $\\alpha={pr.alpha:g}$, $\\eta={lr_txt}$, $\\lambda={pr.ridge:g}$, "
+            f"$\\Delta={pr.noise:g}$, {pr.schedule} batch")
+
+
+def _math(formula: str) -> str:
+    import re
+
+    s = formula.replace(" ", r"\,").replace("sqrt", r"\sqrt")
+    s = re.sub(r"z(\d)", r"z_\1", s)
+    s = re.sub(r"He(\d)", r"\\mathrm{He}_\1", s)
+    s = s.replace("tanh", r"\tanh").replace("sign", r"\mathrm{sign}")
+    s = re.sub(r"\\sqrt\((\d+)\)", r"\\sqrt{\1}", s)
+    return s
+
+
+def plot_comparison(theory, sim=None, fig=None):
+    """Three panels: overlaps m_ji(t), Gram Q_jl(t), test error and train loss.
+
+    Theory (DMFT) is drawn as lines with ±1 SE bands, the simulation as open markers with ±1 SE
+    error bars, in the same colour per entry. Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    theory, sim = _as_traj(theory), _as_traj(sim)
+    if theory is None and sim is None:
+        from ._checks import DMFTInputError
+
+        raise DMFTInputError("plot_comparison needs at least one of `theory` and `sim`")
+    ref = theory if theory is not None else sim
+    with style():
+        if fig is None:
+            fig = plt.figure(figsize=(12.5, 3.9), layout="constrained")
+        axes = fig.subplots(1, 3)
+        plot_overlaps(theory, sim, ax=axes[0])
+        plot_gram(theory, sim, ax=axes[1])
+        plot_losses(theory, sim, ax=axes[2])
+        kind_handles = []
+        if theory is not None:
+            kind_handles.append(Line2D([], [], color="0.25",
+                                       label=_run_label(theory) + r" ($\pm$1 SE band)"))
+        if sim is not None:
+            kind_handles.append(Line2D([], [], color="0.25", marker="o", mfc="white", ls="none",
+                                       label=_run_label(sim) + r" ($\pm$1 SE)"))
+        fig.legend(handles=kind_handles, loc="outside lower center", ncol=2, frameon=False)
+        fig.suptitle(_title(ref), fontsize=10)
+    return fig
+
+
+def _run_label(traj) -> str:
+    s = traj.settings
+    if traj.kind == "dmft":
+        n = s.get("samples")
+        txt = "DMFT" + (f", $N={_sci(n)}$ samples" if n else "")
+    else:
+        d, seeds = s.get("d"), s.get("seeds")
+        txt = "simulation" + (f", $d={d}$" if d else "") + (f", {seeds} seeds" if seeds else "")
+    if traj.status != "ok":
+        txt += f" [{traj.status}]"
+    return txt
+
+
+def _sci(n) -> str:
+    n = int(n)
+    if n < 10_000:
+        return str(n)
+    e = int(np.floor(np.log10(n)))
+    mant = n / 10**e
+    return f"{mant:g}\\cdot 10^{{{e}}}" if mant != 1 else f"10^{{{e}}}"
+
+
+def save_figure(fig, path, *, dpi: int = 200) -> str:
+    """Save ``fig`` atomically (temporary file in the same folder, then rename); returns path."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.tmp-{os.getpid()}{ext}"
+    try:
+        with style():
+            fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    return path
+
+
+__all__ = ["plot_overlaps", "plot_gram", "plot_losses", "plot_comparison", "save_figure", "style"]
