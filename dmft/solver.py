@@ -35,7 +35,9 @@ from .result import Estimate, Trajectory, estimate_from_replicas
 
 RESPONSES = ("stein", "pathwise")
 # Schur complements with an eigenvalue below this fraction of the marginal variance are clipped.
-SCHUR_FLOOR_REL = 1e-10
+SCHUR_FLOOR_REL = 1e-8
+# ... and a warning is issued when it is below -SCHUR_WARN_REL times that variance (not PSD).
+SCHUR_WARN_REL = 1e-6
 
 
 def _draw_samples(key, n: int, T1: int, p: int, k: int, fresh: bool, dtype):
@@ -46,8 +48,12 @@ def _draw_samples(key, n: int, T1: int, p: int, k: int, fresh: bool, dtype):
         ki = jax.random.fold_in(key, i)
         kz, kh, kx = jax.random.split(ki, 3)
         z = jax.random.normal(kz, (T1, p), dtype)
-        hs = jax.random.normal(kh, (ht, k), dtype)
-        xi = jax.random.normal(kx, (ht,), dtype)
+        hs = jax.random.normal(kh, (1, k), dtype)
+        xi = jax.random.normal(kx, (1,), dtype)
+        if ht > 1:  # fresh: steps >= 1 see new teacher fields; step 0 equals the reuse draw
+            kh2, kx2 = jax.random.fold_in(kh, 1), jax.random.fold_in(kx, 1)
+            hs = jnp.concatenate([hs, jax.random.normal(kh2, (ht - 1, k), dtype)])
+            xi = jnp.concatenate([xi, jax.random.normal(kx2, (ht - 1,), dtype)])
         return z, hs, xi
 
     return jax.lax.map(one, jnp.arange(n), batch_size=min(n, 65536))
@@ -115,6 +121,43 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
 
     hess_one = jax.jacfwd(grad_one, argnums=0)  # (p, p): ∂g/∂h
 
+    def _regression(acc, state, t):
+        """Least-squares coefficients β_t of g_t on the Gaussian inputs x (control variates).
+
+        x = [1, h*, ξ, z_0, ..., z_t] (reuse) or [1, h*_t, ξ_t, z_t] (fresh); E[x xᵀ] = I exactly.
+        Since the regressors have a known law, β_t → E[g_t xᵀ], whose blocks are what the DMFT
+        needs: the h* block is E[g_t h*ᵀ] (drift of m) and, by Stein's identity, the z block is
+        E[δg_t/δw_{0:t}] L. Using β instead of plain sample moments removes the part of g_t that
+        is linear in the Gaussian inputs from the Monte Carlo noise (exact, i.e. zero variance, in
+        the linear model). Also returns v_t = β_t (Ĝ − I), Ĝ the sample Gram / n, for the control
+        variate of C: C(t,s) = α [Ê(g_t g_sᵀ) − v_t β_sᵀ].
+        """
+        n = float(n_real)
+        if fresh:
+            c = jnp.concatenate([acc["gx"], acc["gz"][t]], axis=1)  # (p, k+2+p)
+            beta = jnp.linalg.solve(acc["xx"], c.T).T
+            v = beta @ (acc["xx"] / n) - beta
+            return beta, v
+        gz_flat = jnp.transpose(acc["gz"], (1, 0, 2)).reshape(p, T1 * p)
+        live = jnp.concatenate([jnp.ones((k + 2,), bool), jnp.repeat(idx <= t, p)])
+        LG = jnp.where(live[:, None] & live[None, :], state["LG"], 0.0)
+        LG = LG + jnp.diag(jnp.where(live, 0.0, 1.0))
+        c = jnp.concatenate([acc["gx"], gz_flat], axis=1) * live[None, :]  # (p, D)
+        y_ = jsl.solve_triangular(LG, c.T, lower=True)
+        beta = jsl.solve_triangular(LG, y_, lower=True, trans="T").T  # (p, D)
+        v = (beta @ state["LG"]) @ state["LG"].T / n - beta
+        return beta, v
+
+    def _stein_row(beta, L, t):
+        """Γ(t, 0:t) = α E[δg_t/δw_{0:t}] = α β_z L⁻¹ (Gaussian integration by parts)."""
+        bz = beta[:, k + 2:]
+        if fresh:
+            Ltt = jax.lax.dynamic_slice(L, (t * p, t * p), (p, p))
+            G_tt = alpha * jsl.solve_triangular(Ltt, bz.T, lower=True, trans="T").T
+            return jnp.where((idx == t)[:, None, None], G_tt[None], 0.0)
+        G_flat = alpha * jsl.solve_triangular(L, bz.T, lower=True, trans="T").T
+        return _flat_to_blocks(G_flat, T1, p)
+
     def step(state, t):
         """One forward DMFT step for one replica (vmapped over replicas outside)."""
         Qp_t = state["Qp"][t]
@@ -136,16 +179,17 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
             react = jnp.einsum("sqr,bsr->bq", etaR, gc)
             hst = hs[:, hslot]
             y = target(hst) + noise_sd * xi[:, hslot]
+            xf = _fixed_regressors(hst, xi[:, hslot])  # (B, k + 2)
             h = w - react + hst @ m_t.T
             g = grad_one(h, y)
             lo = loss(y, network_output(h, a, act))
             gw = g * wgt[:, None]
             gfull = jax.lax.dynamic_update_slice_in_dim(gc, g[:, None, :], t, axis=1)
             new = {
-                "gh": jnp.einsum("bq,bk->qk", gw, hst),
                 "g": jnp.sum(gw, axis=0),
                 "gg": jnp.einsum("bq,bsr->sqr", gw, gfull),
                 "gz": jnp.einsum("bq,bsr->sqr", gw, zc),
+                "gx": jnp.einsum("bq,bj->qj", gw, xf),
                 "l": jnp.sum(lo * wgt),
                 "l2": jnp.sum(lo * lo * wgt),
             }
@@ -158,17 +202,22 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
                 J = jnp.where((idx <= t)[None, :, None, None], J, 0.0)
                 Krow = jnp.einsum("bqr,bsrx->bsqx", H, J)  # H_t J(t, s)
                 new["hj"] = jnp.einsum("b,bsqx->sqx", wgt, Krow)
+            if fresh:
+                xs_ = jnp.concatenate([xf, zc[:, t]], axis=1) * jnp.sqrt(wgt)[:, None]
+                new["xx"] = xs_.T @ xs_
             acc = jax.tree.map(jnp.add, acc, new)
             return acc, (g, Krow)
 
         acc0 = {
-            "gh": jnp.zeros((p, k), dtype),
             "g": jnp.zeros((p,), dtype),
             "gg": jnp.zeros((T1, p, p), dtype),
             "gz": jnp.zeros((T1, p, p), dtype),
+            "gx": jnp.zeros((p, k + 2), dtype),
             "l": jnp.zeros((), dtype),
             "l2": jnp.zeros((), dtype),
         }
+        if fresh:
+            acc0["xx"] = jnp.zeros((k + 2 + p, k + 2 + p), dtype)
         if pathwise:
             acc0["hj"] = jnp.zeros((T1, p, p), dtype)
         npad = state["z"].shape[0]
@@ -197,17 +246,19 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         n = float(n_real)
         past = (idx <= t)[:, None, None]
         Eg = acc["g"] / n
-        C_row = jnp.where(past, alpha * acc["gg"] / n, 0.0)  # C(t, s), s <= t
+        beta, v = _regression(acc, state, t)
+        if fresh:
+            C_row = alpha * (acc["gg"] / n - (v @ beta.T)[None])
+        else:
+            betas = state["beta"].at[t].set(beta)
+            C_row = alpha * (acc["gg"] / n - jnp.einsum("qj,srj->sqr", v, betas))
+        C_row = jnp.where(past, C_row, 0.0)  # C(t, s), s <= t
         if fresh:
             C_row = jnp.where((idx == t)[:, None, None], C_row, 0.0)
         if pathwise:
             G_row = alpha * acc["hj"] / n
         else:
-            Mz = acc["gz"] / n - Eg[None, :, None] * state["zbar"][:, None, :]
-            Mz = jnp.where(past, alpha * Mz, 0.0)
-            Mflat = jnp.transpose(Mz, (1, 0, 2)).reshape(p, T1 * p)
-            G_flat = jsl.solve_triangular(L, Mflat.T, lower=True, trans="T").T
-            G_row = _flat_to_blocks(G_flat, T1, p)
+            G_row = _stein_row(beta, L, t)
         G_row = jnp.where(past, G_row, 0.0)
         if fresh:
             G_row = jnp.where((idx == t)[:, None, None], G_row, 0.0)
@@ -220,7 +271,7 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         decay = 1.0 - eta[t] * lam
         more = t + 1 < T1
         tp = jnp.minimum(t + 1, T1 - 1)
-        m_next = decay * m_t - eta[t] * alpha * acc["gh"] / n
+        m_next = decay * m_t - eta[t] * alpha * beta[:, 1 : k + 1]  # β's h* block = E[g_t h*ᵀ]
         m = state["m"].at[tp].set(jnp.where(more, m_next, state["m"][tp]))
         R = state["R"]
         R_next = decay * R[t] - eta[t] * jnp.einsum("uqr,usrx->sqx", G_row, R)
@@ -237,6 +288,8 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         Qp_new = Qp.at[tp].set(Qrow).at[:, tp].set(jnp.swapaxes(Qrow, -1, -2))
         Qp = jnp.where(more, Qp_new, Qp)
 
+        if not fresh:
+            new_state["beta"] = betas
         new_state.update(L=L, C=C, Gamma=Gam, m=m, R=R, R0=R0, Qp=Qp)
         loss_mean = acc["l"] / n
         out = {
@@ -258,10 +311,9 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
     return step
 
 
-def _init_state(problem, key, n_real, npad, T1, fresh, pathwise, dtype):
+def _init_state(problem, key, n_real, npad, T1, fresh, pathwise, dtype, chunk):
     p, k = problem.p, problem.k
     z, hs, xi = _draw_samples(key, n_real, T1, p, k, fresh, dtype)
-    zbar = jnp.mean(z, axis=0)
     pad = npad - n_real
 
     def padded(x):
@@ -274,7 +326,6 @@ def _init_state(problem, key, n_real, npad, T1, fresh, pathwise, dtype):
         "hs": padded(hs),
         "xi": padded(xi),
         "w": w,
-        "zbar": zbar,
         "g": jnp.zeros((npad, T1, p), dtype),
         "L": jnp.eye(Tp, dtype=dtype),
         "Qp": jnp.zeros((T1, T1, p, p), dtype).at[0, 0].set(jnp.asarray(problem.qperp0, dtype)),
@@ -286,7 +337,38 @@ def _init_state(problem, key, n_real, npad, T1, fresh, pathwise, dtype):
     }
     if pathwise:
         state["K"] = jnp.zeros((npad, T1, T1, p, p), dtype)
+    if not fresh:
+        state["LG"] = _regressor_cholesky(z, hs[:, 0], xi[:, 0], chunk)
+        state["beta"] = jnp.zeros((T1, p, k + 2 + T1 * p), dtype)
     return state
+
+
+def _fixed_regressors(hs, xi):
+    """[1, h*, ξ] for each sample: shape (B, k + 2)."""
+    return jnp.concatenate([jnp.ones_like(xi)[:, None], hs, xi[:, None]], axis=1)
+
+
+def _regressor_cholesky(z, hs, xi, chunk):
+    """Cholesky factor of Σ_b x_b x_bᵀ, x = [1, h*, ξ, z_0, ..., z_T] (chunked sum)."""
+    n = z.shape[0]
+    x_all_dim = hs.shape[1] + 2 + z.shape[1] * z.shape[2]
+    chunk = min(chunk, n)
+    nfull = n // chunk
+
+    def block(zc, hc, xc):
+        x = jnp.concatenate([_fixed_regressors(hc, xc), zc.reshape(zc.shape[0], -1)], axis=1)
+        return x.T @ x
+
+    def body(acc, xs):
+        return acc + block(*xs), None
+
+    G = jnp.zeros((x_all_dim, x_all_dim), z.dtype)
+    if nfull:
+        G, _ = jax.lax.scan(body, G, tuple(
+            a[: nfull * chunk].reshape((nfull, chunk) + a.shape[1:]) for a in (z, hs, xi)))
+    if n > nfull * chunk:
+        G = G + block(z[nfull * chunk:], hs[nfull * chunk:], xi[nfull * chunk:])
+    return jnp.linalg.cholesky(G)
 
 
 def memory_estimate(problem: Problem, samples: int, chunk_size: int | None, response="stein"):
@@ -362,13 +444,20 @@ def solve(
     T1 = problem.steps + 1
     fresh = problem.schedule == "fresh"
     pathwise = response == "pathwise"
+    n_regress = problem.k + 2 + (problem.p if fresh else T1 * problem.p)
+    if n_real < 4 * n_regress:
+        raise DMFTInputError(
+            f"`samples` per replica (samples/replicas = {n_real}) must be at least "
+            f"{4 * n_regress} = 4 x the {n_regress} regressors of the response estimator "
+            f"(k + 2 + (T+1) p); got samples={samples}, replicas={replicas}"
+        )
     npad = -(-n_real // chunk) * chunk
 
     root = stream_key(seed, STREAM_DMFT)
     keys = jax.vmap(lambda r: jax.random.fold_in(root, r))(jnp.arange(replicas))
     init = jax.jit(
         jax.vmap(
-            lambda kk: _init_state(problem, kk, n_real, npad, T1, fresh, pathwise, dtype)
+            lambda kk: _init_state(problem, kk, n_real, npad, T1, fresh, pathwise, dtype, chunk)
         )
     )
     state = init(keys)
@@ -403,8 +492,11 @@ def solve(
         response=response, dtype=dtype.name, wall_time_s=elapsed,
     ))
     jitter = traj.diagnostics["jitter"]
-    if np.any(jitter > 0):
-        bad = np.nonzero(jitter > 0)[0]
+    neg = traj.diagnostics["min_schur_eig"] < -SCHUR_WARN_REL * np.maximum(
+        np.einsum("tqq->t", traj.kernels["Qperp"].value.diagonal(axis1=0, axis2=1).T) / problem.p
+        if traj.steps >= 0 else 1.0, 1e-300)
+    if np.any(neg):
+        bad = np.nonzero(neg)[0]
         warnings.warn(
             f"Q⊥ was not numerically positive definite at steps {bad.tolist()}: smallest Schur "
             f"eigenvalue {float(np.min(traj.diagnostics['min_schur_eig'])):.3e}, eigenvalues "
