@@ -10,7 +10,8 @@ Each script only states its target's defaults and calls :func:`run_target`::
 The script then accepts ``--quick --samples --d --seeds --seed --no-progress --out --fig-dir``
 (plus every problem flag of ``dmft solve``, defaulting to the script's values), writes
 ``<out>/dmft.h5``, ``<out>/simulation.h5`` and ``<fig-dir>/<target>.png``, and prints the
-z-score table. Exit codes as for ``dmft``: 0 ok, 1 user error or divergence, 2 usage error.
+z-score table. Exit codes as for ``dmft``: 0 ok, 1 user error or divergence, 2 usage error, 3 a
+failed verdict with ``--strict``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def build_parser(name: str, defaults: dict, description: str | None = None):
                    help=f"simulation seeds (default {defaults.get('seeds', DEFAULT_SEEDS)})")
     r.add_argument("--seed", type=int, default=0, help="random seed (both runs)")
     r.add_argument("--threshold", type=float, default=4.0, help="verdict: max |z| < threshold")
+    r.add_argument("--strict", action="store_true", help="exit code 3 when the verdict fails")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--out", default=os.path.join("runs", name),
                    help="folder for dmft.h5 and simulation.h5")
@@ -141,7 +143,7 @@ def _run(args, defaults: dict) -> int:
 
     plt.close(fig)
     print(f"wrote {fig_path}")
-    return 0
+    return 3 if (args.strict and not table.passed) else 0
 
 
 __all__ = ["run_target", "build_parser", "QUICK"]

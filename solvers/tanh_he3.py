@@ -7,7 +7,10 @@ Writes runs/tanh_he3/{dmft,simulation}.h5 and figures/tanh_he3.png; see --help.
 
 from dmft.runner import run_target
 
-DEFAULTS = dict(p=2, activation="relu", second_layer="alternating", alpha=3.0, lr=0.2, steps=6)
+DEFAULTS = dict(
+    p=2, activation="relu", second_layer="alternating",
+    alpha=3.0, lr=0.2, steps=6,
+)
 
 
 def main(argv=None) -> int:

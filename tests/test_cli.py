@@ -1,0 +1,170 @@
+"""The ``dmft`` command line: subcommands, exit codes, one-line errors, partial files."""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import pytest
+from _fakes import fake_trajectory
+
+from dmft import io
+from dmft.cli import main
+from dmft.problem import ACTIVATIONS, TARGETS
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str, *words: str):
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("warning:")]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+@pytest.fixture(scope="module")
+def saved_pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pair")
+    th, sim = d / "dmft.h5", d / "sim.h5"
+    io.save(fake_trajectory("dmft", steps=3), th)
+    io.save(fake_trajectory("simulation", steps=3, shift=0.0005, seed=1), sim)
+    return th, sim
+
+
+SOLVE = ("solve", "--target", "tanh_he3", "--samples", "640", "--replicas", "4", "--steps", "2",
+         "--no-progress")
+
+
+def test_solve_simulate_compare_inspect(tmp_path, capsys):
+    th, sim, fig = tmp_path / "th.h5", tmp_path / "sim.h5", tmp_path / "fig.png"
+    code, out, err = run(capsys, *SOLVE, "--out", str(th))
+    assert code == 0, err
+    assert "tanh_he3" in out and f"wrote {th}" in out  # resolved config and output path
+    code, out, err = run(capsys, "simulate", "--target", "tanh_he3", "--steps", "2", "--d", "60",
+                         "--seeds", "2", "--no-progress", "--out", str(sim))
+    assert code == 0, err
+    assert f"wrote {sim}" in out
+    with h5py.File(sim, "r") as f:
+        assert f.attrs["kind"] == "simulation" and f["m/per_seed"].shape == (2, 3, 2, 2)
+        assert f.attrs["command_line"].startswith("dmft simulate")
+    code, out, err = run(capsys, "compare", str(th), str(sim), "--out", str(fig))
+    assert code == 0, err
+    assert "m[0,0]" in out and "test_error" in out and "max |z|" in out
+    assert ("PASS" in out) or ("FAIL" in out)
+    assert fig.stat().st_size > 10_000
+    code, out, err = run(capsys, "inspect", str(th))
+    assert code == 0 and "dmft-trajectories 1.0" in out and "kind:            dmft" in out
+    assert "status:          ok" in out and "/kernels/C/value" in out
+
+
+def test_divergence_writes_partial_file(tmp_path, capsys):
+    out_path = tmp_path / "run.h5"
+    good = tmp_path / "good.h5"
+    code, out, err = run(capsys, "solve", "--target", "tanh_he3", "--samples", "640",
+                         "--replicas", "4", "--steps", "3", "--lr", "1e30", "--no-progress",
+                         "--out", str(out_path))
+    assert code == 1
+    partial = tmp_path / "run.partial.h5"
+    assert_one_line_error(err, "diverged", str(partial))
+    assert not out_path.exists()  # a partial run never takes the good file's name
+    back = io.load(partial)
+    assert back.status == "diverged" and back.first_bad_step >= 0
+    del good
+
+
+def test_compare_prints_z_table_and_verdict(saved_pair, capsys):
+    th, sim = saved_pair
+    code, out, err = run(capsys, "compare", str(th), str(sim))
+    assert code == 0, err
+    assert "z = (theory - simulation)" in out
+    for entry in ("m[0,0]", "m[1,1]", "Q[0,1]", "test_error", "train_loss"):
+        assert entry in out
+    assert "PASS" in out
+    code, out, err = run(capsys, "compare", str(th), str(sim), "--threshold", "1e-9", "--strict")
+    assert code == 3 and "FAIL" in out
+
+
+def test_targets_lists_everything(capsys):
+    code, out, err = run(capsys, "targets")
+    assert code == 0
+    for name, t in TARGETS.items():
+        assert name in out and t.formula in out
+    for name in ACTIVATIONS:
+        assert name in out
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (SOLVE + ("--alpha", "-1", "--out", "x.h5"), ["alpha"]),
+        (SOLVE + ("--lr", "nan", "--out", "x.h5"), ["lr"]),
+        (SOLVE + ("--steps", "0", "--out", "x.h5"), ["steps"]),
+        (SOLVE + ("--p", "0", "--out", "x.h5"), ["p"]),
+        (SOLVE + ("--activation", "softplus", "--out", "x.h5"), ["activation", "softplus"]),
+        (SOLVE + ("--m0", "0.1,0.2,0.3", "--out", "x.h5"), ["m0", "4"]),
+        (SOLVE + ("--second-layer", "1,2,3", "--out", "x.h5"), ["second_layer"]),
+        (SOLVE + ("--schedule", "sometimes", "--out", "x.h5"), ["schedule"]),
+        (SOLVE + ("--samples", "1001", "--out", "x.h5"), ["samples", "replicas"]),
+        (SOLVE + ("--out", "x.txt"), ["out"]),
+        (("solve", "--target", "nope", "--out", "x.h5"), ["target", "nope"]),
+        (("simulate", "--target", "he3", "--d", "0", "--out", "x.h5"), ["d"]),
+        (("simulate", "--target", "he3", "--seeds", "0", "--out", "x.h5"), ["seeds"]),
+        (("simulate", "--target", "he3", "--alpha", "-2", "--out", "x.h5"), ["alpha"]),
+        (("simulate", "--target", "he3", "--test-error", "guess", "--out", "x.h5"),
+         ["test_error"]),
+        (("compare", "missing_a.h5", "missing_b.h5"), ["theory", "not found"]),
+        (("inspect", "missing.h5"), ["not found"]),
+    ],
+)
+def test_bad_input_exit_1_one_line(tmp_path, capsys, monkeypatch, argv, words):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, *argv)
+    assert code == 1, (out, err)
+    assert_one_line_error(err, *words)
+    assert not any(n.endswith(".h5") for n in os.listdir(tmp_path))
+
+
+def test_non_hdf5_and_foreign_files(tmp_path, capsys, saved_pair):
+    bad = tmp_path / "bad.h5"
+    bad.write_text("not hdf5")
+    code, out, err = run(capsys, "inspect", str(bad))
+    assert code == 1
+    assert_one_line_error(err, "not an HDF5 file")
+    code, out, err = run(capsys, "compare", str(saved_pair[0]), str(bad))
+    assert code == 1
+    assert_one_line_error(err, "not an HDF5 file")
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f.attrs["format"] = "something-else"
+    code, out, err = run(capsys, "inspect", str(foreign))
+    assert code == 1
+    assert_one_line_error(err, "not a dmft file")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        (),
+        ("frobnicate",),
+        ("solve", "--out", "x.h5"),  # --target missing
+        ("solve", "--target", "he3", "--alpha", "abc", "--out", "x.h5"),
+        ("solve", "--target", "he3", "--bogus", "--out", "x.h5"),
+        ("compare", "only_one.h5"),
+    ],
+)
+def test_usage_errors_exit_2(capsys, argv):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert "usage:" in err
+
+
+@pytest.mark.parametrize("cmd", ["solve", "simulate", "compare", "targets", "inspect"])
+def test_help(capsys, cmd):
+    code, out, err = run(capsys, cmd, "--help")
+    assert code == 0 and "usage: dmft" in out
