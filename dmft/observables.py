@@ -62,6 +62,8 @@ def smoothed_activation(name: str, mu, s):
         return mu * mu + s * s
     if name == "tanh":
         x, w = _gh_rule(_GH_1D)
+        shape = (1,) * jnp.ndim(mu) + (-1,)
+        x, w = jnp.asarray(x).reshape(shape), jnp.asarray(w).reshape(shape)
         return jnp.sum(w * jnp.tanh(mu[..., None] + s[..., None] * x), axis=-1)
     raise ValueError(name)
 
@@ -85,8 +87,9 @@ def pair_moment(name: str, q1, q2, c):
         return q1 * q2 + 2.0 * c * c
     if name == "tanh":
         x, w = _gh_rule(_GH_1D)
-        x1, x2 = np.meshgrid(x, x, indexing="ij")
-        ww = np.outer(w, w)
+        shape = (1,) * jnp.ndim(c) + (len(x), len(x))
+        x1, x2 = (jnp.asarray(v).reshape(shape) for v in np.meshgrid(x, x, indexing="ij"))
+        ww = jnp.asarray(np.outer(w, w)).reshape(shape)
         sq1 = jnp.sqrt(jnp.maximum(q1, 0.0))[..., None, None]
         safe = jnp.where(sq1 > 0, sq1, 1.0)
         b = jnp.where(sq1 > 0, c[..., None, None] / safe, 0.0)

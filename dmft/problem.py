@@ -188,7 +188,7 @@ def second_layer_vector(spec, p: int) -> np.ndarray:
 
 def network_output(h, a, act: Activation):
     """f(h) = Σ_j a_j σ(h_j); ``h`` has the student units on its last axis."""
-    return jnp.sum(act.fn(h) * a, axis=-1)
+    return jnp.sum(act.fn(h) * jnp.broadcast_to(a, jnp.shape(h)), axis=-1)
 
 
 def loss(y, f):
@@ -199,7 +199,7 @@ def loss(y, f):
 def loss_grad_h(h, y, a, act: Activation):
     """g = ∂ℓ/∂h = (f − y) a ⊙ σ'(h), shape of ``h``."""
     f = network_output(h, a, act)
-    return (f - y)[..., None] * a * act.deriv(h)
+    return (f - y)[..., None] * jnp.broadcast_to(a, jnp.shape(h)) * act.deriv(h)
 
 
 # --------------------------------------------------------------------------------------------
