@@ -257,8 +257,11 @@ def check_file(path) -> dict:
         raise DMFTInputError(f"file not found: {path}")
     if not h5py.is_hdf5(path):
         raise DMFTInputError(f"{path} is not an HDF5 file (expected a {FORMAT} file)")
-    with h5py.File(path, "r") as f:
-        attrs = {key: f.attrs[key] for key in f.attrs}
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {key: f.attrs[key] for key in f.attrs}
+    except OSError as exc:
+        raise DMFTInputError(f"{path} cannot be read as HDF5: {exc}") from None
     fmt = _attr_str(attrs.get("format", ""))
     if fmt != FORMAT:
         raise DMFTInputError(
@@ -305,11 +308,21 @@ def load(path):
         DMFTInputError: the file is missing, not HDF5, not a dmft file, or of an unknown major
             format version (the message names the file's version and the supported one).
     """
-    from .result import Estimate, Trajectory
-
     attrs = check_file(path)
     config = json.loads(_attr_str(attrs["config_json"]))
     problem = _rebuild_problem(config["problem"])
+    try:
+        return _read(path, attrs, problem, config)
+    except (KeyError, OSError) as exc:
+        raise DMFTInputError(
+            f"{os.fspath(path)} is incomplete or damaged ({exc}); it does not follow "
+            f"{FORMAT} {FORMAT_VERSION[0]}.x"
+        ) from None
+
+
+def _read(path, attrs, problem, config):
+    from .result import Estimate, Trajectory
+
     with h5py.File(os.fspath(path), "r") as f:
         obs = {
             name: Estimate(f[name]["value"][()], f[name]["error"][()])

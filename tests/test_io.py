@@ -209,3 +209,16 @@ def test_describe_lists_version_and_shapes(tmp_path):
     assert "dmft-trajectories 1.0" in text
     assert "kind:            dmft" in text
     assert "/m/value" in text and "(3, 2, 2)" in text
+
+
+def test_damaged_file_refused(tmp_path):
+    path = tmp_path / "cut.h5"
+    io.save(fake_trajectory("dmft", steps=2), path)
+    with h5py.File(path, "r+") as f:
+        del f["Q"]
+    with pytest.raises(DMFTInputError, match="incomplete or damaged"):
+        io.load(path)
+    data = (tmp_path / "cut.h5").read_bytes()
+    (tmp_path / "trunc.h5").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DMFTInputError):
+        io.load(tmp_path / "trunc.h5")
