@@ -43,12 +43,13 @@ def _as_traj(x):
 
 
 def _axes(ax):
+    """(figure, axes, standalone): a new figure when ``ax`` is None."""
     import matplotlib.pyplot as plt
 
     if ax is not None:
-        return ax.figure, ax
-    fig, ax = plt.subplots(figsize=(4.2, 3.2), layout="constrained")
-    return fig, ax
+        return ax.figure, ax, False
+    fig, ax = plt.subplots(figsize=(4.6, 3.6), layout="constrained")
+    return fig, ax, True
 
 
 def _draw(ax, theory, sim, name, entries, labels, *, lines=None, colors=_COLORS):
@@ -82,7 +83,24 @@ def _draw(ax, theory, sim, name, entries, labels, *, lines=None, colors=_COLORS)
     return handles
 
 
-def _entry_legend(ax, handles, ncol=1):
+def _kind_handles(theory, sim):
+    """Legend entries saying what lines and markers are."""
+    from matplotlib.lines import Line2D
+
+    out = []
+    if theory is not None:
+        out.append(Line2D([], [], color="0.25",
+                          label=_run_label(theory) + r" ($\pm$1 SE band)"))
+    if sim is not None:
+        out.append(Line2D([], [], color="0.25", marker="o", mfc="white", ls="none",
+                          label=_run_label(sim) + r" ($\pm$1 SE)"))
+    return out
+
+
+def _entry_legend(ax, handles, ncol=1, standalone=False, theory=None, sim=None):
+    if standalone and theory is not None and sim is not None:
+        ax.figure.legend(handles=_kind_handles(theory, sim), loc="outside lower center",
+                         frameon=False, fontsize=7.5)
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   borderaxespad=0.0, frameon=False, ncol=ncol, handlelength=1.8)
@@ -97,14 +115,14 @@ def plot_overlaps(theory, sim=None, ax=None):
     ref = theory if theory is not None else sim
     p, k = ref.problem.p, ref.problem.k
     with style():
-        fig, ax = _axes(ax)
+        fig, ax, alone = _axes(ax)
         entries = [(j, i) for j in range(p) for i in range(k)][:_MAX_ENTRIES]
         labels = [f"$m_{{{j + 1}{i + 1}}}$" for j, i in entries]
         handles = _draw(ax, theory, sim, "m", entries, labels)
         ax.axhline(0.0, color="0.6", lw=0.6, zorder=0)
         ax.set_ylabel(r"overlap $m_{ji}(t)$")
         ax.set_title("overlaps with the target")
-        _entry_legend(ax, handles)
+        _entry_legend(ax, handles, standalone=alone, theory=theory, sim=sim)
     return ax
 
 
@@ -114,7 +132,7 @@ def plot_gram(theory, sim=None, ax=None):
     ref = theory if theory is not None else sim
     p = ref.problem.p
     with style():
-        fig, ax = _axes(ax)
+        fig, ax, alone = _axes(ax)
         entries = [(j, j) for j in range(p)]
         if p <= 3:
             entries += [(j, l) for j in range(p) for l in range(j + 1, p)]
@@ -124,7 +142,7 @@ def plot_gram(theory, sim=None, ax=None):
         handles = _draw(ax, theory, sim, "Q", entries, labels, lines=lines)
         ax.set_ylabel(r"Gram matrix $Q_{jl}(t)$")
         ax.set_title("student norms and overlaps")
-        _entry_legend(ax, handles)
+        _entry_legend(ax, handles, standalone=alone, theory=theory, sim=sim)
     return ax
 
 
@@ -132,13 +150,13 @@ def plot_losses(theory, sim=None, ax=None):
     """Test error e_g(t) (label noise included) and train loss against the step."""
     theory, sim = _as_traj(theory), _as_traj(sim)
     with style():
-        fig, ax = _axes(ax)
+        fig, ax, alone = _axes(ax)
         h1 = _draw(ax, theory, sim, "test_error", [()], [r"test $e_g(t)$"])
         h2 = _draw(ax, theory, sim, "train_loss", [()], [r"train $\hat L(t)$"],
                    lines=["--"], colors=_COLORS[1:])
         ax.set_ylabel("loss")
         ax.set_title("test error and train loss")
-        _entry_legend(ax, h1 + h2)
+        _entry_legend(ax, h1 + h2, standalone=alone, theory=theory, sim=sim)
     return ax
 
 
@@ -169,7 +187,6 @@ def plot_comparison(theory, sim=None, fig=None):
     error bars, in the same colour per entry. Returns the Figure.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
 
     theory, sim = _as_traj(theory), _as_traj(sim)
     if theory is None and sim is None:
@@ -184,13 +201,7 @@ def plot_comparison(theory, sim=None, fig=None):
         plot_overlaps(theory, sim, ax=axes[0])
         plot_gram(theory, sim, ax=axes[1])
         plot_losses(theory, sim, ax=axes[2])
-        kind_handles = []
-        if theory is not None:
-            kind_handles.append(Line2D([], [], color="0.25",
-                                       label=_run_label(theory) + r" ($\pm$1 SE band)"))
-        if sim is not None:
-            kind_handles.append(Line2D([], [], color="0.25", marker="o", mfc="white", ls="none",
-                                       label=_run_label(sim) + r" ($\pm$1 SE)"))
+        kind_handles = _kind_handles(theory, sim)
         fig.legend(handles=kind_handles, loc="outside lower center", ncol=2, frameon=False)
         fig.suptitle(_title(ref), fontsize=10)
     return fig
