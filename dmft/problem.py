@@ -393,7 +393,10 @@ def make_problem(
 STREAM_DMFT = 1
 STREAM_SIM = 2
 STREAM_TEST_ERROR = 3
-KEY_SCHEME = "dmft-keys-v1: fold_in(key(seed), stream) -> fold_in(., replica|seed) -> fold_in(., sample)"
+KEY_SCHEME = (
+    "dmft-keys-v2: fold_in(key(seed), stream) -> fold_in(., replica|seed) -> bulk draws "
+    "(DMFT) / fold_in(., purpose|step) (simulation)"
+)
 
 
 def stream_key(seed: int, stream: int):

@@ -12,9 +12,9 @@ replica, samples are processed in chunks of ``chunk_size`` by a ``lax.scan`` tha
 accumulates sums, so the working memory is O(chunk_size·T·p) on top of the O(samples·T·p)
 histories (z and g). The histories are the only per-sample state.
 
-Random numbers: sample i of replica r draws its standard normals z_{0..T} ∈ R^p, h* ∈ R^k and ξ
-from ``fold_in(fold_in(fold_in(key(seed), STREAM_DMFT), r), i)``; no key depends on the chunking,
-so results do not depend on ``chunk_size`` (up to float summation order, ~1e-13).
+Random numbers: replica r draws all its standard normals (z_{0..T} ∈ R^p, h* ∈ R^k and ξ per
+sample) in bulk from ``fold_in(fold_in(key(seed), STREAM_DMFT), r)`` before any chunking, so
+results do not depend on ``chunk_size`` (up to float summation order, ~1e-13).
 """
 
 from __future__ import annotations
@@ -41,22 +41,16 @@ SCHUR_WARN_REL = 1e-6
 
 
 def _draw_samples(key, n: int, T1: int, p: int, k: int, fresh: bool, dtype):
-    """Per-sample standard normals from per-sample keys (chunk-independent)."""
-    ht = T1 if fresh else 1
-
-    def one(i):
-        ki = jax.random.fold_in(key, i)
-        kz, kh, kx = jax.random.split(ki, 3)
-        z = jax.random.normal(kz, (T1, p), dtype)
-        hs = jax.random.normal(kh, (1, k), dtype)
-        xi = jax.random.normal(kx, (1,), dtype)
-        if ht > 1:  # fresh: steps >= 1 see new teacher fields; step 0 equals the reuse draw
-            kh2, kx2 = jax.random.fold_in(kh, 1), jax.random.fold_in(kx, 1)
-            hs = jnp.concatenate([hs, jax.random.normal(kh2, (ht - 1, k), dtype)])
-            xi = jnp.concatenate([xi, jax.random.normal(kx2, (ht - 1,), dtype)])
-        return z, hs, xi
-
-    return jax.lax.map(one, jnp.arange(n), batch_size=min(n, 65536))
+    """A replica's standard normals, drawn in bulk from its key (before any chunking)."""
+    kz, kh, kx = jax.random.split(key, 3)
+    z = jax.random.normal(kz, (n, T1, p), dtype)
+    hs = jax.random.normal(kh, (n, 1, k), dtype)
+    xi = jax.random.normal(kx, (n, 1), dtype)
+    if fresh:  # steps >= 1 see new teacher fields; step 0 equals the reuse draw
+        kh2, kx2 = jax.random.fold_in(kh, 1), jax.random.fold_in(kx, 1)
+        hs = jnp.concatenate([hs, jax.random.normal(kh2, (n, T1 - 1, k), dtype)], axis=1)
+        xi = jnp.concatenate([xi, jax.random.normal(kx2, (n, T1 - 1), dtype)], axis=1)
+    return z, hs, xi
 
 
 def append_factor_row(L, Qp_row, t, p: int, floor_rel: float = SCHUR_FLOOR_REL):
@@ -69,7 +63,8 @@ def append_factor_row(L, Qp_row, t, p: int, floor_rel: float = SCHUR_FLOOR_REL):
         p: block size.
 
     Returns:
-        (L with row t filled, smallest eigenvalue of the Schur complement, jitter added).
+        (L with row t filled, smallest eigenvalue of the Schur complement, jitter added, that
+        eigenvalue relative to the marginal variance tr Q⊥(t,t)/p).
         Earlier rows are unchanged, so w_t = Σ_s L(t,s) z_s is correlated correctly with the
         w_s already used. A Schur complement that is not numerically positive definite is
         repaired by clipping its eigenvalues at ``floor_rel`` times its marginal variance.
@@ -93,7 +88,7 @@ def append_factor_row(L, Qp_row, t, p: int, floor_rel: float = SCHUR_FLOOR_REL):
     Ltt = jnp.linalg.cholesky(0.5 * (Sc + Sc.T))
     newrow = jax.lax.dynamic_update_slice(Lrow, Ltt, (0, t * p))
     L = jax.lax.dynamic_update_slice(L, newrow, (t * p, 0))
-    return L, ev[0], jitter
+    return L, ev[0], jitter, ev[0] / scale
 
 
 def _flat_to_blocks(Xflat, T1, p):
@@ -163,7 +158,7 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         Qp_t = state["Qp"][t]
         if fresh:  # a fresh batch at every step: fields at different steps are independent
             Qp_t = jnp.where((idx == t)[:, None, None], Qp_t, 0.0)
-        L, ev_min, jitter = append_factor_row(state["L"], Qp_t, t, p)
+        L, ev_min, jitter, ev_rel = append_factor_row(state["L"], Qp_t, t, p)
         Lrow = jax.lax.dynamic_slice_in_dim(L, t * p, p, axis=0)  # (p, T1 p)
         Lrow_b = _flat_to_blocks(Lrow, T1, p)  # (T1, p, p): L(t, s)
         m_t = state["m"][t]
@@ -173,25 +168,26 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
             etaR = jnp.zeros_like(etaR)
         hslot = t if fresh else 0
 
+        # one matmul gives w_t − Σ_s η_s R(t,s) g_s from the fused history [z_s, g_s]
+        coef = jnp.concatenate([Lrow_b, -etaR], axis=2)  # (T1, p, 2p)
+        coef = jnp.transpose(coef, (0, 2, 1)).reshape(T1 * 2 * p, p)
+
         def chunk_fn(acc, xs):
-            zc, gc, hs, xi, wgt, Kc = xs
-            w = jnp.einsum("sqr,bsr->bq", Lrow_b, zc)
-            react = jnp.einsum("sqr,bsr->bq", etaR, gc)
+            zgc, hs, xi, wgt, Kc = xs
+            flat = zgc.reshape(zgc.shape[0], T1 * 2 * p)
             hst = hs[:, hslot]
             y = target(hst) + noise_sd * xi[:, hslot]
             xf = _fixed_regressors(hst, xi[:, hslot])  # (B, k + 2)
-            h = w - react + hst @ m_t.T
+            h = flat @ coef + hst @ m_t.T
             g = grad_one(h, y)
             lo = loss(y, network_output(h, a, act))
             gw = g * wgt[:, None]
-            gfull = jax.lax.dynamic_update_slice_in_dim(gc, g[:, None, :], t, axis=1)
             new = {
+                "mom": gw.T @ flat,  # (p, T1 2p): Σ g_t [z_s, g_s]ᵀ (slot t of g is still 0)
+                "gg_t": gw.T @ g,
                 "g": jnp.sum(gw, axis=0),
-                "gg": jnp.einsum("bq,bsr->sqr", gw, gfull),
-                "gz": jnp.einsum("bq,bsr->sqr", gw, zc),
-                "gx": jnp.einsum("bq,bj->qj", gw, xf),
+                "gx": gw.T @ xf,
                 "l": jnp.sum(lo * wgt),
-                "l2": jnp.sum(lo * lo * wgt),
             }
             Krow = None
             if pathwise:
@@ -203,49 +199,47 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
                 Krow = jnp.einsum("bqr,bsrx->bsqx", H, J)  # H_t J(t, s)
                 new["hj"] = jnp.einsum("b,bsqx->sqx", wgt, Krow)
             if fresh:
-                xs_ = jnp.concatenate([xf, zc[:, t]], axis=1) * jnp.sqrt(wgt)[:, None]
+                zt = jax.lax.dynamic_index_in_dim(zgc, t, axis=1, keepdims=False)[:, :p]
+                xs_ = jnp.concatenate([xf, zt], axis=1) * jnp.sqrt(wgt)[:, None]
                 new["xx"] = xs_.T @ xs_
             acc = jax.tree.map(jnp.add, acc, new)
             return acc, (g, Krow)
 
         acc0 = {
+            "mom": jnp.zeros((p, T1 * 2 * p), dtype),
+            "gg_t": jnp.zeros((p, p), dtype),
             "g": jnp.zeros((p,), dtype),
-            "gg": jnp.zeros((T1, p, p), dtype),
-            "gz": jnp.zeros((T1, p, p), dtype),
             "gx": jnp.zeros((p, k + 2), dtype),
             "l": jnp.zeros((), dtype),
-            "l2": jnp.zeros((), dtype),
         }
         if fresh:
             acc0["xx"] = jnp.zeros((k + 2 + p, k + 2 + p), dtype)
         if pathwise:
             acc0["hj"] = jnp.zeros((T1, p, p), dtype)
-        npad = state["z"].shape[0]
+        npad = state["zg"].shape[0]
         nc = npad // chunk
 
         def chunked(x):
             return x.reshape((nc, chunk) + x.shape[1:])
 
         Kh = state["K"] if pathwise else jnp.zeros((npad, 1), dtype)
-        xs = tuple(
-            chunked(x)
-            for x in (state["z"], state["g"], state["hs"], state["xi"], state["w"], Kh)
-        )
+        xs = tuple(chunked(x) for x in (state["zg"], state["hs"], state["xi"], state["w"], Kh))
         acc, (gnew, Knew) = jax.lax.scan(chunk_fn, acc0, xs)
         gnew = gnew.reshape(npad, p)
         new_state = dict(state)
-        new_state["g"] = jax.lax.dynamic_update_slice_in_dim(
-            state["g"], gnew[:, None, :], t, axis=1
-        )
+        new_state["zg"] = jax.lax.dynamic_update_slice(state["zg"], gnew[:, None, :], (0, t, p))
         if pathwise:
             Knew = Knew.reshape((npad,) + Knew.shape[2:])
             new_state["K"] = jax.lax.dynamic_update_slice_in_dim(
                 state["K"], Knew[:, None], t, axis=1
             )
+        mom = jnp.transpose(acc["mom"].reshape(p, T1, 2 * p), (1, 0, 2))  # (T1, p, 2p)
+        onehot_t = (idx == t)[:, None, None]
+        acc["gz"] = mom[:, :, :p]
+        acc["gg"] = mom[:, :, p:] + jnp.where(onehot_t, acc["gg_t"][None], 0.0)
 
         n = float(n_real)
         past = (idx <= t)[:, None, None]
-        Eg = acc["g"] / n
         beta, v = _regression(acc, state, t)
         if fresh:
             C_row = alpha * (acc["gg"] / n - (v @ beta.T)[None])
@@ -296,6 +290,7 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
             "train_loss": loss_mean,
             "min_schur_eig": ev_min,
             "jitter": jitter,
+            "min_schur_eig_rel": ev_rel,
         }
         finite = (
             jnp.all(jnp.isfinite(m_next))
@@ -322,11 +317,10 @@ def _init_state(problem, key, n_real, npad, T1, fresh, pathwise, dtype, chunk):
     w = jnp.concatenate([jnp.ones((n_real,), dtype), jnp.zeros((pad,), dtype)])
     Tp = T1 * p
     state = {
-        "z": padded(z),
+        "zg": padded(jnp.concatenate([z, jnp.zeros_like(z)], axis=2)),  # [z_s, g_s]
         "hs": padded(hs),
         "xi": padded(xi),
         "w": w,
-        "g": jnp.zeros((npad, T1, p), dtype),
         "L": jnp.eye(Tp, dtype=dtype),
         "Qp": jnp.zeros((T1, T1, p, p), dtype).at[0, 0].set(jnp.asarray(problem.qperp0, dtype)),
         "C": jnp.zeros((T1, T1, p, p), dtype),
@@ -455,14 +449,8 @@ def solve(
 
     root = stream_key(seed, STREAM_DMFT)
     keys = jax.vmap(lambda r: jax.random.fold_in(root, r))(jnp.arange(replicas))
-    init = jax.jit(
-        jax.vmap(
-            lambda kk: _init_state(problem, kk, n_real, npad, T1, fresh, pathwise, dtype, chunk)
-        )
-    )
+    init, step = _compiled(problem, T1, n_real, npad, chunk, response, dtype)
     state = init(keys)
-    step = jax.jit(jax.vmap(_make_step(problem, T1, n_real, chunk, response, dtype),
-                            in_axes=(0, None)), donate_argnums=0)
 
     from tqdm.auto import tqdm
 
@@ -491,22 +479,41 @@ def solve(
         samples=samples, replicas=replicas, seed=seed, chunk_size=chunk_size,
         response=response, dtype=dtype.name, wall_time_s=elapsed,
     ))
-    jitter = traj.diagnostics["jitter"]
-    neg = traj.diagnostics["min_schur_eig"] < -SCHUR_WARN_REL * np.maximum(
-        np.einsum("tqq->t", traj.kernels["Qperp"].value.diagonal(axis1=0, axis2=1).T) / problem.p
-        if traj.steps >= 0 else 1.0, 1e-300)
-    if np.any(neg):
-        bad = np.nonzero(neg)[0]
+    rel = traj.diagnostics["min_schur_eig_rel"]
+    if np.any(rel < -SCHUR_WARN_REL):
+        bad = np.nonzero(rel < -SCHUR_WARN_REL)[0]
         warnings.warn(
             f"Q⊥ was not numerically positive definite at steps {bad.tolist()}: smallest Schur "
-            f"eigenvalue {float(np.min(traj.diagnostics['min_schur_eig'])):.3e}, eigenvalues "
-            f"clipped (max jitter {float(np.max(jitter)):.3e}); see diagnostics",
+            f"eigenvalue {float(np.min(rel)):.3e} of the marginal variance; eigenvalues clipped "
+            f"(max jitter {float(np.max(traj.diagnostics['jitter'])):.3e}); see diagnostics",
             RuntimeWarning,
             stacklevel=2,
         )
     if first_bad >= 0:
         raise DivergenceError(first_bad, "DMFT kernels/overlaps", partial=traj)
     return traj
+
+
+_CACHE: dict = {}
+
+
+def _compiled(problem, T1, n_real, npad, chunk, response, dtype):
+    """Jitted (init, step) for this problem and these sizes, cached so repeated solves of the
+    same problem (other seeds, other replicas counts) do not recompile."""
+    key = (problem.to_json(), id(problem.target.fn), T1, n_real, npad, chunk, response,
+           dtype.name)
+    if key not in _CACHE:
+        if len(_CACHE) >= 32:
+            _CACHE.pop(next(iter(_CACHE)))
+        fresh = problem.schedule == "fresh"
+        pathwise = response == "pathwise"
+        init = jax.jit(jax.vmap(
+            lambda kk: _init_state(problem, kk, n_real, npad, T1, fresh, pathwise, dtype, chunk)
+        ))
+        step = jax.jit(jax.vmap(_make_step(problem, T1, n_real, chunk, response, dtype),
+                                in_axes=(0, None)), donate_argnums=0)
+        _CACHE[key] = (init, step)
+    return _CACHE[key]
 
 
 def _assemble(problem, st, outs, n_done, first_bad, settings) -> Trajectory:
@@ -528,6 +535,7 @@ def _assemble(problem, st, outs, n_done, first_bad, settings) -> Trajectory:
     diag = {
         "min_schur_eig": np.array([np.min(o["min_schur_eig"]) for o in outs[:T]]),
         "jitter": np.array([np.max(o["jitter"]) for o in outs[:T]]),
+        "min_schur_eig_rel": np.array([np.min(o["min_schur_eig_rel"]) for o in outs[:T]]),
     }
     return Trajectory(
         kind="dmft",

@@ -193,7 +193,7 @@ def test_causal_factor_rows():
     L = jax.numpy.eye(T1 * p)
     prev = None
     for t in range(T1):
-        L, ev, jit = append_factor_row(L, jax.numpy.asarray(Qb[t]), t, p)
+        L, ev, jit, _ = append_factor_row(L, jax.numpy.asarray(Qb[t]), t, p)
         Ln = np.asarray(L)
         n = (t + 1) * p
         np.testing.assert_allclose(Ln[:n, :n] @ Ln[:n, :n].T, Q[:n, :n], atol=1e-12)
@@ -216,7 +216,7 @@ def test_causal_factor_repairs_singular_covariance():
     L = jax.numpy.eye(3)
     evs, jits = [], []
     for t in range(T1):
-        L, ev, jit = append_factor_row(L, jax.numpy.asarray(Q[t].reshape(3, 1, 1)), t, p)
+        L, ev, jit, _ = append_factor_row(L, jax.numpy.asarray(Q[t].reshape(3, 1, 1)), t, p)
         evs.append(float(ev))
         jits.append(float(jit))
     assert np.all(np.isfinite(np.asarray(L)))
