@@ -78,7 +78,9 @@ def check_array(name: str, value, shape: tuple[int, ...]) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise DMFTInputError(f"`{name}` must be a real array of shape {shape}; got {value!r}") from None
+        raise DMFTInputError(
+            f"`{name}` must be a real array of shape {shape}; got {value!r}"
+        ) from None
     if arr.shape != shape:
         raise DMFTInputError(
             f"Argument `{name}` must have shape {shape}, but has shape {name}.shape={arr.shape}"

@@ -437,7 +437,6 @@ def solve(
         )
     T1 = problem.steps + 1
     fresh = problem.schedule == "fresh"
-    pathwise = response == "pathwise"
     n_regress = problem.k + 2 + (problem.p if fresh else T1 * problem.p)
     if n_real < 4 * n_regress:
         raise DMFTInputError(
