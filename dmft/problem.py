@@ -206,7 +206,71 @@ def loss_grad_h(h, y, a, act: Activation):
 # The problem: frozen, validated at construction
 # --------------------------------------------------------------------------------------------
 
-SCHEDULES = ("reuse", "fresh")
+SCHEDULES = ("reuse", "fresh", "repeat:R", "list:b0,b1,...")
+
+
+def parse_schedule(schedule, steps: int) -> str:
+    """Canonical schedule string: ``reuse``, ``fresh``, ``repeat:R`` or ``list:b0,...,b_{T-1}``.
+
+    ``schedule`` may also be a sequence of T batch labels (step t uses batch b_t).
+    """
+    if not isinstance(schedule, str):
+        try:
+            labels = [check_int(f"schedule[{i}]", b, low=0) for i, b in enumerate(schedule)]
+        except TypeError:
+            raise DMFTInputError(
+                f"`schedule` must be 'reuse', 'fresh', 'repeat:R' or a list of {steps} batch "
+                f"labels; got schedule={schedule!r}"
+            ) from None
+        schedule = "list:" + ",".join(str(b) for b in labels)
+    if schedule in ("reuse", "fresh"):
+        return schedule
+    if schedule.startswith("repeat:"):
+        try:
+            r = int(schedule.split(":", 1)[1])
+        except ValueError:
+            r = 0
+        if r < 1:
+            raise DMFTInputError(
+                f"`schedule` 'repeat:R' needs an integer R >= 1; got schedule={schedule!r}"
+            )
+        return f"repeat:{r}"
+    if schedule.startswith("list:"):
+        try:
+            labels = [int(v) for v in schedule[5:].split(",")]
+        except ValueError:
+            labels = [-1]
+        if len(labels) != steps or min(labels) < 0:
+            raise DMFTInputError(
+                f"`schedule` as a list needs {steps} non-negative integer batch labels (one per "
+                f"step); got schedule={schedule!r}"
+            )
+        return schedule
+    raise DMFTInputError(
+        f"`schedule` must be one of 'reuse', 'fresh', 'repeat:R' (R >= 1) or a list of batch "
+        f"labels; got schedule={schedule!r}"
+    )
+
+
+def batch_index(schedule: str, steps: int) -> np.ndarray:
+    """Batch used at each time t = 0..T (t = T: the batch the train loss is measured on).
+
+    Labels are renumbered 0, 1, ... in order of first use. ``fresh`` uses batch t at time t,
+    ``repeat:R`` batch t // R, ``reuse`` batch 0; a list uses its last label at t = T.
+    """
+    T1 = steps + 1
+    if schedule == "reuse":
+        raw = np.zeros(T1, int)
+    elif schedule == "fresh":
+        raw = np.arange(T1)
+    elif schedule.startswith("repeat:"):
+        raw = np.arange(T1) // int(schedule.split(":")[1])
+    else:
+        lab = [int(v) for v in schedule[5:].split(",")]
+        raw = np.array(lab + [lab[-1]])
+    _, first = np.unique(raw, return_index=True)
+    order = {v: i for i, v in enumerate(raw[np.sort(first)])}
+    return np.array([order[v] for v in raw])
 
 
 class Problem(eqx.Module):
@@ -223,7 +287,9 @@ class Problem(eqx.Module):
         noise: label-noise variance Δ (test error includes Δ/2).
         lr: learning rate per step, shape (T,).
         ridge: λ, the GD step is W ← (1 − η_t λ) W − η_t ∇L.
-        schedule: ``reuse`` (same batch every step) or ``fresh`` (new batch every step).
+        schedule: ``reuse`` (same batch every step), ``fresh`` (new batch every step),
+            ``repeat:R`` (each fresh batch used for R consecutive steps) or ``list:b0,...``
+            (step t uses batch b_t); see :func:`batch_index`.
         m0: initial overlaps m_0, shape (p, k).
         qperp0: initial orthogonal Gram Q⊥_0, shape (p, p), positive definite.
     """
@@ -246,12 +312,13 @@ class Problem(eqx.Module):
         check_real("alpha", self.alpha, low=0.0, low_open=True)
         check_real("noise", self.noise, low=0.0)
         check_real("ridge", self.ridge, low=0.0)
-        check_choice("schedule", self.schedule, set(SCHEDULES))
         lr = np.asarray(self.lr)
         if lr.ndim != 1 or lr.shape[0] < 1:
             raise DMFTInputError(f"`lr` must have shape (steps,) with steps >= 1; got {lr.shape}")
         for t, v in enumerate(lr):
             check_real(f"lr[{t}]", v, low=0.0, low_open=True)
+        if parse_schedule(self.schedule, lr.shape[0]) != self.schedule:
+            raise DMFTInputError(f"`schedule` is not canonical: {self.schedule!r}")
         check_array("second_layer", self.second_layer, (self.p,))
         check_array("m0", self.m0, (self.p, self.target.k))
         q0 = check_array("qperp0", self.qperp0, (self.p, self.p))
@@ -271,6 +338,11 @@ class Problem(eqx.Module):
     @property
     def steps(self) -> int:
         return int(np.asarray(self.lr).shape[0])
+
+    @property
+    def batches(self) -> np.ndarray:
+        """Batch label (0, 1, ...) used at each time t = 0..T."""
+        return batch_index(self.schedule, self.steps)
 
     @property
     def act(self) -> Activation:
@@ -348,7 +420,7 @@ def make_problem(
         lr: a scalar η (used at every step) or a length-``steps`` schedule η_t.
         steps: number of GD steps T >= 1.
         ridge: λ >= 0.
-        schedule: ``reuse`` or ``fresh``.
+        schedule: ``reuse``, ``fresh``, ``repeat:R`` or a length-``steps`` list of batch labels.
         m0: p×k initial overlaps (default 0); a scalar fills all entries.
         qperp0: p×p initial orthogonal Gram (default identity); a scalar q gives q·I.
     """
@@ -383,7 +455,7 @@ def make_problem(
         noise=check_real("noise", noise, low=0.0),
         lr=lr_arr,
         ridge=check_real("ridge", ridge, low=0.0),
-        schedule=check_choice("schedule", schedule, set(SCHEDULES)),
+        schedule=parse_schedule(schedule, steps),
         m0=check_array("m0", m0, (p, tgt.k)),
         qperp0=check_array("qperp0", qperp0, (p, p)),
     )

@@ -40,16 +40,20 @@ SCHUR_FLOOR_REL = 1e-8
 SCHUR_WARN_REL = 1e-6
 
 
-def _draw_samples(key, n: int, T1: int, p: int, k: int, fresh: bool, dtype):
-    """A replica's standard normals, drawn in bulk from its key (before any chunking)."""
+def _draw_samples(key, n: int, T1: int, p: int, k: int, nb: int, dtype):
+    """A replica's standard normals, drawn in bulk from its key (before any chunking).
+
+    z: (n, T1, p); one teacher field h* and label noise ξ per sample and batch: (n, nb, k),
+    (n, nb). Batch 0's draw does not depend on nb, so step 0 is the same for every schedule.
+    """
     kz, kh, kx = jax.random.split(key, 3)
     z = jax.random.normal(kz, (n, T1, p), dtype)
     hs = jax.random.normal(kh, (n, 1, k), dtype)
     xi = jax.random.normal(kx, (n, 1), dtype)
-    if fresh:  # steps >= 1 see new teacher fields; step 0 equals the reuse draw
+    if nb > 1:
         kh2, kx2 = jax.random.fold_in(kh, 1), jax.random.fold_in(kx, 1)
-        hs = jnp.concatenate([hs, jax.random.normal(kh2, (n, T1 - 1, k), dtype)], axis=1)
-        xi = jnp.concatenate([xi, jax.random.normal(kx2, (n, T1 - 1), dtype)], axis=1)
+        hs = jnp.concatenate([hs, jax.random.normal(kh2, (n, nb - 1, k), dtype)], axis=1)
+        xi = jnp.concatenate([xi, jax.random.normal(kx2, (n, nb - 1), dtype)], axis=1)
     return z, hs, xi
 
 
@@ -105,7 +109,13 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
     eta = jnp.asarray(np.append(problem.lr, 0.0), dtype)  # (T1,), eta[T] unused
     q0 = jnp.asarray(problem.qperp0, dtype)
     noise_sd = math.sqrt(problem.noise)
-    fresh = problem.schedule == "fresh"
+    bt = problem.batches  # (T1,) batch used at each time
+    nb = int(bt.max()) + 1
+    mode = _mode(bt)
+    fresh = mode == "fresh"
+    same_np = bt[:, None] == bt[None, :]  # same batch at times t and s
+    same_all = jnp.asarray(same_np)
+    bt_j = jnp.asarray(bt)
     target = problem.target
     pathwise = response == "pathwise"
     eye = jnp.eye(p, dtype=dtype)
@@ -119,7 +129,8 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
     def _regression(acc, state, t):
         """Least-squares coefficients β_t of g_t on the Gaussian inputs x (control variates).
 
-        x = [1, h*, ξ, z_0, ..., z_t] (reuse) or [1, h*_t, ξ_t, z_t] (fresh); E[x xᵀ] = I exactly.
+        x = [1, h*_b, ξ_b, z_s (s <= t, same batch b as step t)] (with h*_b, ξ_b the teacher
+        field and label noise of the batch b used at step t); E[x xᵀ] = I exactly.
         Since the regressors have a known law, β_t → E[g_t xᵀ], whose blocks are what the DMFT
         needs: the h* block is E[g_t h*ᵀ] (drift of m) and, by Stein's identity, the z block is
         E[δg_t/δw_{0:t}] L. Using β instead of plain sample moments removes the part of g_t that
@@ -132,20 +143,36 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
             c = jnp.concatenate([acc["gx"], acc["gz"][t]], axis=1)  # (p, k+2+p)
             beta = jnp.linalg.solve(acc["xx"], c.T).T
             v = beta @ (acc["xx"] / n) - beta
-            return beta, v
+            return beta, v, beta[:, 1 : k + 1], beta[:, k + 2:]
+        # regressor layout: [1, h*_0..h*_{nb-1}, ξ_0..ξ_{nb-1}, z_0..z_T]; live: this batch's
+        b = bt_j[t]
+        nfix = 1 + nb * (k + 1)
         gz_flat = jnp.transpose(acc["gz"], (1, 0, 2)).reshape(p, T1 * p)
-        live = jnp.concatenate([jnp.ones((k + 2,), bool), jnp.repeat(idx <= t, p)])
-        LG = jnp.where(live[:, None] & live[None, :], state["LG"], 0.0)
-        LG = LG + jnp.diag(jnp.where(live, 0.0, 1.0))
-        c = jnp.concatenate([acc["gx"], gz_flat], axis=1) * live[None, :]  # (p, D)
-        y_ = jsl.solve_triangular(LG, c.T, lower=True)
-        beta = jsl.solve_triangular(LG, y_, lower=True, trans="T").T  # (p, D)
-        v = (beta @ state["LG"]) @ state["LG"].T / n - beta
-        return beta, v
+        zlive = jnp.repeat((idx <= t) & same_all[t], p)
+        hlive = jnp.repeat(jnp.arange(nb) == b, k)
+        xlive = jnp.arange(nb) == b
+        live = jnp.concatenate([jnp.ones((1,), bool), hlive, xlive, zlive])
+        gx = acc["gx"]  # (p, k+2): [1, h*_b, ξ_b]
+        gh_full = jnp.where(hlive[None, :], jnp.tile(gx[:, 1 : k + 1], (1, nb)), 0.0)
+        gxi_full = jnp.where(xlive[None, :], gx[:, k + 1 :], 0.0)
+        c = jnp.concatenate([gx[:, :1], gh_full, gxi_full, gz_flat], axis=1) * live[None, :]
+        if mode == "reuse":  # live regressors form a leading block: reuse the Cholesky factor
+            LG = jnp.where(live[:, None] & live[None, :], state["LG"], 0.0)
+            LG = LG + jnp.diag(jnp.where(live, 0.0, 1.0))
+            y_ = jsl.solve_triangular(LG, c.T, lower=True)
+            beta = jsl.solve_triangular(LG, y_, lower=True, trans="T").T  # (p, D)
+            v = (beta @ state["LG"]) @ state["LG"].T / n - beta
+        else:
+            G = state["G"]
+            Gm = jnp.where(live[:, None] & live[None, :], G, 0.0)
+            Gm = Gm + jnp.diag(jnp.where(live, 0.0, 1.0))
+            beta = jsl.cho_solve((jnp.linalg.cholesky(Gm), True), c.T).T * live[None, :]
+            v = beta @ G / n - beta
+        bh = jax.lax.dynamic_slice_in_dim(beta, 1 + b * k, k, axis=1)  # E[g_t h*_bᵀ]
+        return beta, v, bh, beta[:, nfix:]
 
-    def _stein_row(beta, L, t):
+    def _stein_row(bz, L, t):
         """Γ(t, 0:t) = α E[δg_t/δw_{0:t}] = α β_z L⁻¹ (Gaussian integration by parts)."""
-        bz = beta[:, k + 2:]
         if fresh:
             Ltt = jax.lax.dynamic_slice(L, (t * p, t * p), (p, p))
             G_tt = alpha * jsl.solve_triangular(Ltt, bz.T, lower=True, trans="T").T
@@ -155,18 +182,16 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
 
     def step(state, t):
         """One forward DMFT step for one replica (vmapped over replicas outside)."""
-        Qp_t = state["Qp"][t]
-        if fresh:  # a fresh batch at every step: fields at different steps are independent
-            Qp_t = jnp.where((idx == t)[:, None, None], Qp_t, 0.0)
+        same = same_all[t][:, None, None]  # (T1, 1, 1): times whose batch is this step's
+        # fields of samples of different batches are independent: mask Q⊥ to this batch's times
+        Qp_t = jnp.where(same, state["Qp"][t], 0.0)
         L, ev_min, jitter, ev_rel = append_factor_row(state["L"], Qp_t, t, p)
         Lrow = jax.lax.dynamic_slice_in_dim(L, t * p, p, axis=0)  # (p, T1 p)
         Lrow_b = _flat_to_blocks(Lrow, T1, p)  # (T1, p, p): L(t, s)
         m_t = state["m"][t]
-        # reaction coefficients η_s R(t, s), s < t (zero in the fresh schedule)
-        etaR = eta[:, None, None] * state["R"][t]
-        if fresh:
-            etaR = jnp.zeros_like(etaR)
-        hslot = t if fresh else 0
+        # reaction coefficients η_s R(t, s) over this batch's past steps s < t
+        etaR = jnp.where(same, eta[:, None, None] * state["R"][t], 0.0)
+        hslot = bt_j[t]
 
         # one matmul gives w_t − Σ_s η_s R(t,s) g_s from the fused history [z_s, g_s]
         coef = jnp.concatenate([Lrow_b, -etaR], axis=2)  # (T1, p, 2p)
@@ -175,9 +200,10 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         def chunk_fn(acc, xs):
             zgc, hs, xi, wgt, Kc = xs
             flat = zgc.reshape(zgc.shape[0], T1 * 2 * p)
-            hst = hs[:, hslot]
-            y = target(hst) + noise_sd * xi[:, hslot]
-            xf = _fixed_regressors(hst, xi[:, hslot])  # (B, k + 2)
+            hst = jax.lax.dynamic_index_in_dim(hs, hslot, axis=1, keepdims=False)
+            xit = jax.lax.dynamic_index_in_dim(xi, hslot, axis=1, keepdims=False)
+            y = target(hst) + noise_sd * xit
+            xf = _fixed_regressors(hst, xit)  # (B, k + 2)
             h = flat @ coef + hst @ m_t.T
             g = grad_one(h, y)
             lo = loss(y, network_output(h, a, act))
@@ -240,22 +266,19 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
 
         n = float(n_real)
         past = (idx <= t)[:, None, None]
-        beta, v = _regression(acc, state, t)
+        beta, v, beta_h, beta_z = _regression(acc, state, t)
         if fresh:
             C_row = alpha * (acc["gg"] / n - (v @ beta.T)[None])
         else:
             betas = state["beta"].at[t].set(beta)
             C_row = alpha * (acc["gg"] / n - jnp.einsum("qj,srj->sqr", v, betas))
-        C_row = jnp.where(past, C_row, 0.0)  # C(t, s), s <= t
-        if fresh:
-            C_row = jnp.where((idx == t)[:, None, None], C_row, 0.0)
+        # C(t, s) for s <= t: zero across independent batches
+        C_row = jnp.where(past & same, C_row, 0.0)
         if pathwise:
             G_row = alpha * acc["hj"] / n
         else:
-            G_row = _stein_row(beta, L, t)
-        G_row = jnp.where(past, G_row, 0.0)
-        if fresh:
-            G_row = jnp.where((idx == t)[:, None, None], G_row, 0.0)
+            G_row = _stein_row(beta_z, L, t)
+        G_row = jnp.where(past & same, G_row, 0.0)
 
         C = state["C"].at[t].set(C_row)
         C = C.at[:, t].set(jnp.swapaxes(C_row, -1, -2))
@@ -265,7 +288,7 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         decay = 1.0 - eta[t] * lam
         more = t + 1 < T1
         tp = jnp.minimum(t + 1, T1 - 1)
-        m_next = decay * m_t - eta[t] * alpha * beta[:, 1 : k + 1]  # β's h* block = E[g_t h*ᵀ]
+        m_next = decay * m_t - eta[t] * alpha * beta_h  # β's h* block = E[g_t h*ᵀ]
         m = state["m"].at[tp].set(jnp.where(more, m_next, state["m"][tp]))
         R = state["R"]
         R_next = decay * R[t] - eta[t] * jnp.einsum("uqr,usrx->sqx", G_row, R)
@@ -306,9 +329,17 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
     return step
 
 
-def _init_state(problem, key, n_real, npad, T1, fresh, pathwise, dtype, chunk):
+def _mode(bt) -> str:
+    """``reuse`` (one batch), ``fresh`` (a new batch at every time) or ``general``."""
+    nb = int(bt.max()) + 1
+    return "reuse" if nb == 1 else ("fresh" if nb == len(bt) else "general")
+
+
+def _init_state(problem, key, n_real, npad, T1, pathwise, dtype, chunk):
     p, k = problem.p, problem.k
-    z, hs, xi = _draw_samples(key, n_real, T1, p, k, fresh, dtype)
+    nb = int(problem.batches.max()) + 1
+    mode = _mode(problem.batches)
+    z, hs, xi = _draw_samples(key, n_real, T1, p, k, nb, dtype)
     pad = npad - n_real
 
     def padded(x):
@@ -331,9 +362,13 @@ def _init_state(problem, key, n_real, npad, T1, fresh, pathwise, dtype, chunk):
     }
     if pathwise:
         state["K"] = jnp.zeros((npad, T1, T1, p, p), dtype)
-    if not fresh:
-        state["LG"] = _regressor_cholesky(z, hs[:, 0], xi[:, 0], chunk)
-        state["beta"] = jnp.zeros((T1, p, k + 2 + T1 * p), dtype)
+    if mode != "fresh":
+        G = _regressor_gram(z, hs, xi, chunk)
+        if mode == "reuse":
+            state["LG"] = jnp.linalg.cholesky(G)
+        else:
+            state["G"] = G
+        state["beta"] = jnp.zeros((T1, p, G.shape[0]), dtype)
     return state
 
 
@@ -342,15 +377,16 @@ def _fixed_regressors(hs, xi):
     return jnp.concatenate([jnp.ones_like(xi)[:, None], hs, xi[:, None]], axis=1)
 
 
-def _regressor_cholesky(z, hs, xi, chunk):
-    """Cholesky factor of Σ_b x_b x_bᵀ, x = [1, h*, ξ, z_0, ..., z_T] (chunked sum)."""
+def _regressor_gram(z, hs, xi, chunk):
+    """Σ_b x_b x_bᵀ, x = [1, h*_0..h*_{nb-1}, ξ_0..ξ_{nb-1}, z_0, ..., z_T] (chunked sum)."""
     n = z.shape[0]
-    x_all_dim = hs.shape[1] + 2 + z.shape[1] * z.shape[2]
+    x_all_dim = 1 + hs.shape[1] * (hs.shape[2] + 1) + z.shape[1] * z.shape[2]
     chunk = min(chunk, n)
     nfull = n // chunk
 
     def block(zc, hc, xc):
-        x = jnp.concatenate([_fixed_regressors(hc, xc), zc.reshape(zc.shape[0], -1)], axis=1)
+        x = jnp.concatenate([jnp.ones_like(xc[:, :1]), hc.reshape(hc.shape[0], -1), xc,
+                             zc.reshape(zc.shape[0], -1)], axis=1)
         return x.T @ x
 
     def body(acc, xs):
@@ -362,14 +398,14 @@ def _regressor_cholesky(z, hs, xi, chunk):
             a[: nfull * chunk].reshape((nfull, chunk) + a.shape[1:]) for a in (z, hs, xi)))
     if n > nfull * chunk:
         G = G + block(z[nfull * chunk:], hs[nfull * chunk:], xi[nfull * chunk:])
-    return jnp.linalg.cholesky(G)
+    return G
 
 
 def memory_estimate(problem: Problem, samples: int, chunk_size: int | None, response="stein"):
     """Bytes of per-sample state (histories) plus one chunk's working set, float64."""
     T1, p, k = problem.steps + 1, problem.p, problem.k
-    fresh = problem.schedule == "fresh"
-    per = T1 * p * 2 + (T1 if fresh else 1) * (k + 1) + 1
+    nb = int(problem.batches.max()) + 1
+    per = T1 * p * 2 + nb * (k + 1) + 1
     if response == "pathwise":
         per += T1 * T1 * p * p
     chunk = samples if chunk_size is None else min(chunk_size, samples)
@@ -436,13 +472,14 @@ def solve(
             stacklevel=2,
         )
     T1 = problem.steps + 1
-    fresh = problem.schedule == "fresh"
-    n_regress = problem.k + 2 + (problem.p if fresh else T1 * problem.p)
+    nb = int(problem.batches.max()) + 1
+    fresh = _mode(problem.batches) == "fresh"
+    n_regress = problem.k + 2 + problem.p if fresh else 1 + nb * (problem.k + 1) + T1 * problem.p
     if n_real < 4 * n_regress:
         raise DMFTInputError(
             f"`samples` per replica (samples/replicas = {n_real}) must be at least "
             f"{4 * n_regress} = 4 x the {n_regress} regressors of the response estimator "
-            f"(k + 2 + (T+1) p); got samples={samples}, replicas={replicas}"
+            f"(1 + batches (k + 1) + (T+1) p); got samples={samples}, replicas={replicas}"
         )
     npad = -(-n_real // chunk) * chunk
 
@@ -504,10 +541,9 @@ def _compiled(problem, T1, n_real, npad, chunk, response, dtype):
     if key not in _CACHE:
         if len(_CACHE) >= 32:
             _CACHE.pop(next(iter(_CACHE)))
-        fresh = problem.schedule == "fresh"
         pathwise = response == "pathwise"
         init = jax.jit(jax.vmap(
-            lambda kk: _init_state(problem, kk, n_real, npad, T1, fresh, pathwise, dtype, chunk)
+            lambda kk: _init_state(problem, kk, n_real, npad, T1, pathwise, dtype, chunk)
         ))
         step = jax.jit(jax.vmap(_make_step(problem, T1, n_real, chunk, response, dtype),
                                 in_axes=(0, None)), donate_argnums=0)

@@ -302,3 +302,33 @@ def test_float64_without_x64_refused():
             solve(pr, samples=1600, dtype="float64")
     finally:
         jax.config.update("jax_enable_x64", True)
+
+
+def test_general_batch_schedules():
+    """repeat:2 equals reuse while the first batch is in use; a list of distinct batches equals
+    fresh in law; kernels vanish across different batches."""
+    kw = dict(p=2, activation="relu", alpha=3.0, lr=0.2, steps=3)
+    reuse = solve(make_problem("tanh_he3", **kw), samples=32_000, seed=5, progress=False)
+    rep2 = solve(make_problem("tanh_he3", schedule="repeat:2", **kw), samples=32_000, seed=5,
+                 progress=False)
+    fresh = solve(make_problem("tanh_he3", schedule="fresh", **kw), samples=32_000, seed=5,
+                  progress=False)
+    lst = solve(make_problem("tanh_he3", schedule=[0, 1, 2], **kw), samples=32_000, seed=6,
+                progress=False)
+    assert rep2.problem.batches.tolist() == [0, 0, 1, 1]
+    np.testing.assert_allclose(rep2.m.value[:3], reuse.m.value[:3], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(rep2.Q.value[:3], reuse.Q.value[:3], rtol=1e-9, atol=1e-12)
+    assert np.max(np.abs(rep2.Q.value[3] - reuse.Q.value[3])) > 1e-2
+    for name in ("m", "Q"):
+        a, b = getattr(fresh, name), getattr(lst, name)
+        z = (a.value - b.value) / np.sqrt(a.error**2 + b.error**2 + 1e-30)
+        assert np.max(np.abs(z)) < Z_MAX
+    C, G = rep2.kernels["C"].value, rep2.kernels["Gamma"].value
+    assert np.all(C[2, :2] == 0) and np.all(G[2, :2] == 0) and np.all(C[0, 2:] == 0)
+    assert np.all(np.abs(C[3, 2]) > 0) and np.all(np.abs(G[3, 2]) > 0)
+
+
+def test_bad_schedule():
+    for bad in ("repeat:0", "sometimes", [0, 1], [0, -1, 2]):
+        with pytest.raises(DMFTInputError, match="schedule"):
+            make_problem("he2", steps=3, schedule=bad)
