@@ -15,6 +15,7 @@ from .problem import custom_target as custom_target
 from .problem import make_problem as make_problem
 from .result import Estimate as Estimate
 from .result import Trajectory as Trajectory
+from .simulate import simulate as simulate
 from .solver import solve as solve
 
 __version__ = "0.1.0"

@@ -1,0 +1,449 @@
+"""Direct finite-d simulation of gradient descent on the two-layer network (spec §1).
+
+This is the *arbiter* of the DMFT: it shares only the problem definition with the solver (the
+network, the loss and its gradient, the target, the initial condition, the test-error quadrature
+and the key streams) and none of the solver's machinery.
+
+For each seed it draws a teacher W* (k×d, orthogonal rows of norm √d), a student W_0 = m_0 W* + W⊥_0
+with W⊥_0 orthogonal to the span of W* and W⊥_0 W⊥_0ᵀ/d = Q⊥_0 exactly, and n = round(α d) samples
+x ~ N(0, I_d) with labels y = g*(W* x/√d) + √Δ ξ. It then runs
+
+    W_{t+1} = (1 − η_t λ) W_t − η_t Σ_ν g_ν x_νᵀ/√d,   g_ν = ∂ℓ/∂h(h_ν, y_ν),  h_ν = W_t x_ν/√d,
+
+on the SUM loss, and records per step t = 0..T only the observables m_t = W_t W*ᵀ/d,
+Q_t = W_t W_tᵀ/d, the train loss (1/n) Σ_ν ℓ on the batch of step t and the test error (W_t itself
+is never stored).
+
+Structure: one jitted function runs the T-step ``lax.scan`` for one seed and is ``vmap``-ed over a
+batch of seeds; a Python loop (with a tqdm bar) runs the seed batches.
+
+Keys (scheme ``dmft-keys-v1``): per-seed key ``ks = fold_in(stream_key(seed, STREAM_SIM), s)`` for
+seed index s; W* from ``fold_in(ks, 0)``, W⊥_0 from ``fold_in(ks, 1)``, the training batch of step
+t from ``fold_in(fold_in(ks, 2), t)`` ("reuse" always uses t = 0, so step 0 of "reuse" and "fresh"
+see the same batch), the test set from ``fold_in(ks, 3)``; inside a batch, input row i comes
+from ``fold_in(fold_in(., 0), i)`` and the label noise from ``fold_in(., 1)``. Results therefore
+do not depend on ``seed_batch`` (up to the rounding of batched matmuls, ~1e-15 relative), and
+the same ``seed`` (with the same ``seed_batch``, which by default depends only on the sizes and
+the machine's physical memory) gives bitwise the same result on the same machine.
+
+Memory: "reuse" keeps X (n×d) of every seed of a batch in memory for all steps; "fresh" draws
+its batch inside the scan step from the key. X is drawn row block by row block into a
+preallocated array (row i from its own key), because drawing it in one go costs ~40 bytes of
+generator temporaries per entry on CPU (measured, JAX 0.10.2); with blocks the extra is ~90 MB.
+The default ``seed_batch`` is the number of seeds whose estimate ``2·itemsize·d·(n +
+n_test·[test_error == "sample"]) + 128 MiB`` (twice the data, for a batch copy or a fresh
+batch in flight) fits in a quarter of the physical memory (at least 1, at most ``seeds``).
+Example: d = 10⁴, α = 3 (n = 3·10⁴), float64: X is 2.4 GB and the estimate 4.9 GB per seed, so
+on a 24 GB machine the default is one seed at a time; benchmarks/sim_speed.py measured a peak
+resident memory of 2.62 GiB for that run (X is 2.24 GiB).
+
+Precision: ``dtype`` is the working dtype of the data, the weights and the observables (m and Q
+come straight from the W W*ᵀ and W Wᵀ matmuls). ``float64`` needs JAX x64 mode on. The normals are
+drawn in the working dtype, so float32 and float64 runs of the same seed see *different* data;
+they agree statistically (on the case below, 4 seeds: max |z| = 2.8 in m, 2.3 in Q, 3.0 in the
+test error over 10 steps). On the *same* data (drawn in float64, then float32 arithmetic), the
+case d = 2000, α = 3, p = 4, k = 2 (tanh_he3, relu, η = 0.2), T = 10, 4 seeds gives
+max |float32 − float64| = 9.5e-8 in m, 5.3e-7 in Q, 5.4e-8 in the train loss and 8.4e-8 in the
+test error, i.e. 1e-4 of the seed-to-seed standard error or less (≈ 2.6e-3 in m, 3.7e-3 in Q).
+Measured with ``_run_seed_batch(..., "float32", ..., draw_dtype="float64")`` against
+``simulate(make_problem("tanh_he3", p=4, lr=0.2, steps=10), d=2000, seeds=4)``.
+
+Test error: in both modes it *includes* the label noise Δ/2. ``"exact"`` evaluates
+:func:`dmft.observables.test_error` at the simulation's own (m_t, Q_t); this is exactly the
+expected loss on a fresh sample given W_t (since W*W*ᵀ/d = I), up to quadrature error.
+``"sample"`` is the mean loss on ``n_test`` fresh labelled samples (with label noise) drawn once
+per seed and reused at every step.
+
+Divergence: after each seed batch the observables are checked; at the first step t where any of
+them is non-finite or |Q| > 1e100 (in any seed simulated so far), a partial :class:`Trajectory`
+of steps 0..t−1 (seeds simulated so far) is built and :class:`DivergenceError` is raised with it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from ._checks import DivergenceError, DMFTInputError, check_choice, check_int, check_x64
+from .observables import test_error as _quadrature_test_error
+from .problem import STREAM_SIM, Problem, get_activation, loss, loss_grad_h, network_output
+from .problem import stream_key as _stream_key
+from .result import Estimate, Trajectory, estimate_from_replicas
+
+__all__ = ["simulate"]
+
+# fold_in constants of the per-seed key
+_K_WSTAR, _K_W0, _K_DATA, _K_TEST = 0, 1, 2, 3
+# fold_in constants inside a data batch key
+_K_X, _K_NOISE = 0, 1
+
+_ROW_BLOCK_ENTRIES = 2**21  # entries of X drawn per block (bounds the generator's temporaries)
+_MEMORY_FRACTION = 0.25  # of physical memory, for the default seed_batch
+_Q_OVERFLOW = 1e100
+_TEST_ERROR_MODES = ("exact", "sample")
+
+
+# --------------------------------------------------------------------------------------------
+# Per-seed building blocks (pure; also used by the tests)
+# --------------------------------------------------------------------------------------------
+
+
+def _seed_key(seed: int, s: int):
+    """Per-seed key of seed index ``s``: fold_in(stream_key(seed, STREAM_SIM), s)."""
+    return jax.random.fold_in(_stream_key(seed, STREAM_SIM), s)
+
+
+def _normal(key, shape, dtype, draw_dtype):
+    """Standard normals drawn in ``draw_dtype`` (default: ``dtype``), returned in ``dtype``."""
+    return jax.random.normal(key, shape, draw_dtype or dtype).astype(dtype)
+
+
+def _init_weights(problem: Problem, d: int, key, dtype, draw_dtype=None):
+    """Teacher W* (k×d) and initial student W_0 (p×d) from the per-seed key.
+
+    W* has orthonormal-times-√d rows (QR of a Gaussian block); W_0 = m_0 W* + √d L Uᵀ with U (d×p)
+    orthonormal columns orthogonal to W* (QR of [W*ᵀ/√d, G]) and L = cholesky(Q⊥_0), so that
+    W_0 W*ᵀ/d = m_0 and W⊥_0 W⊥_0ᵀ/d = Q⊥_0 up to rounding.
+    """
+    p, k = problem.p, problem.k
+    sqrt_d = math.sqrt(d)
+    g_star = _normal(jax.random.fold_in(key, _K_WSTAR), (d, k), dtype, draw_dtype)
+    q_star, _ = jnp.linalg.qr(g_star)  # (d, k), orthonormal columns
+    wstar = sqrt_d * q_star.T
+    g_perp = _normal(jax.random.fold_in(key, _K_W0), (d, p), dtype, draw_dtype)
+    basis, _ = jnp.linalg.qr(jnp.concatenate([q_star, g_perp], axis=1))  # (d, k + p)
+    u = basis[:, k:]  # (d, p), orthonormal and orthogonal to the span of W*
+    chol = jnp.linalg.cholesky(jnp.asarray(problem.qperp0, dtype))
+    m0 = jnp.asarray(problem.m0, dtype)
+    w0 = m0 @ wstar + sqrt_d * (chol @ u.T)
+    return wstar, w0
+
+
+def _normal_rows(key, n: int, d: int, dtype, draw_dtype):
+    """X (n×d) with row i drawn from ``fold_in(key, i)``, written block by block in place.
+
+    Drawing all of X at once costs ~40 bytes per entry of temporaries (threefry state, bits) on
+    CPU; drawing ``_ROW_BLOCK_ENTRIES // d`` rows at a time into a preallocated X bounds them by a
+    block. Each row has its own key, so X does not depend on the block size (the last block is
+    shifted back to end at row n and rewrites some rows with the same values). The loop also
+    materialises X, so XLA cannot fuse the generator into the matmuls that read X (it did so
+    with a plain draw, redrawing X at every step).
+    """
+    rows = max(1, min(n, _ROW_BLOCK_ENTRIES // d))
+    n_blocks = -(-n // rows)
+
+    def draw_row(i):
+        return _normal(jax.random.fold_in(key, i), (d,), dtype, draw_dtype)
+
+    def body(b, x):
+        start = jnp.minimum(b * rows, n - rows)
+        block = jax.vmap(draw_row)(start + jnp.arange(rows))
+        return jax.lax.dynamic_update_slice(x, block, (start, 0))
+
+    return jax.lax.fori_loop(0, n_blocks, body, jnp.zeros((n, d), dtype))
+
+
+def _draw_data(problem: Problem, wstar, key, n: int, dtype, draw_dtype=None):
+    """n samples x ~ N(0, I_d) (rows of X) and labels y = g*(W* x/√d) + √Δ ξ from ``key``."""
+    d = wstar.shape[1]
+    x = _normal_rows(jax.random.fold_in(key, _K_X), n, d, dtype, draw_dtype)
+    hstar = (x @ wstar.T) / math.sqrt(d)  # (n, k)
+    xi = _normal(jax.random.fold_in(key, _K_NOISE), (n,), dtype, draw_dtype)
+    noise_sd = jnp.sqrt(jnp.asarray(problem.noise, dtype))
+    y = problem.target(hstar).astype(dtype) + noise_sd * xi
+    return x, y
+
+
+def _batch_key(key, t):
+    """Key of the training batch of step ``t`` ("reuse" always passes t = 0)."""
+    return jax.random.fold_in(jax.random.fold_in(key, _K_DATA), t)
+
+
+@eqx.filter_jit
+def _init_seed(problem: Problem, d: int, key, dtype="float64", n: int | None = None):
+    """W*, W_0 and the step-0 training batch (X, y) of one seed, from its per-seed key.
+
+    Exposed for tests: ``key = _seed_key(seed, s)`` reproduces exactly what :func:`simulate` uses
+    for seed index ``s``. ``n`` defaults to round(alpha·d).
+    """
+    n = int(round(problem.alpha * d)) if n is None else n
+    wstar, w0 = _init_weights(problem, d, key, dtype)
+    x, y = _draw_data(problem, wstar, _batch_key(key, 0), n, dtype)
+    return wstar, w0, x, y
+
+
+def _run_one_seed(
+    problem: Problem, key, d: int, n: int, dtype: str, sample_test: bool, n_test: int, draw_dtype
+):
+    """All observables of one seed over steps 0..T (T = problem.steps); never stores W(t).
+
+    ``draw_dtype`` (None = ``dtype``) is the dtype the normals are drawn in before the cast to
+    ``dtype``; only used to measure float32 arithmetic on exactly the float64 data.
+    """
+    act = get_activation(problem.activation)
+    sqrt_d = math.sqrt(d)
+    steps = int(jnp.shape(problem.lr)[0])  # problem.steps would call np.asarray on a tracer
+    a = jnp.asarray(problem.second_layer, dtype)[None, :]  # (1, p): same rank as h (n, p)
+    lr = jnp.asarray(problem.lr, dtype)
+    decay = 1.0 - lr * jnp.asarray(problem.ridge, dtype)
+    wstar, w0 = _init_weights(problem, d, key, dtype, draw_dtype)
+    reuse = problem.schedule == "reuse"
+    if reuse:
+        x_reuse, y_reuse = _draw_data(problem, wstar, _batch_key(key, 0), n, dtype, draw_dtype)
+
+    def batch(t):
+        if reuse:
+            return x_reuse, y_reuse
+        return _draw_data(problem, wstar, _batch_key(key, t), n, dtype, draw_dtype)
+
+    if sample_test:
+        x_test, y_test = _draw_data(
+            problem, wstar, jax.random.fold_in(key, _K_TEST), n_test, dtype, draw_dtype
+        )
+
+    def observe(w, x, y):
+        h = (x @ w.T) / sqrt_d  # (n, p)
+        train = jnp.mean(loss(y, network_output(h, a, act)))
+        m = (w @ wstar.T) / d
+        q = (w @ w.T) / d
+        if sample_test:
+            h_test = (x_test @ w.T) / sqrt_d
+            test = jnp.mean(loss(y_test, network_output(h_test, a, act)))
+        else:
+            test = jnp.zeros((), dtype)
+        return h, (m, q, train, test)
+
+    def step(w, inputs):
+        t, dec, eta = inputs
+        x, y = batch(t)
+        h, obs = observe(w, x, y)
+        g = loss_grad_h(h, y, a, act)  # (n, p)
+        w_next = dec * w - eta * ((g.T @ x) / sqrt_d)
+        return w_next, obs
+
+    w_final, obs = jax.lax.scan(step, w0, (jnp.arange(steps), decay, lr))
+    _, obs_final = observe(w_final, *batch(steps))
+    return tuple(
+        jnp.concatenate([o, of[None]], axis=0) for o, of in zip(obs, obs_final, strict=True)
+    )
+
+
+@eqx.filter_jit
+def _run_seed_batch(problem, root, seed_ids, d, n, dtype, sample_test, n_test, draw_dtype=None):
+    def one(s):
+        key = jax.random.fold_in(root, s)
+        return _run_one_seed(problem, key, d, n, dtype, sample_test, n_test, draw_dtype)
+
+    return jax.vmap(one)(seed_ids)
+
+
+@eqx.filter_jit
+def _exact_test_error(problem, m, q):
+    """Quadrature test error for m (N, p, k), Q (N, p, p), one entry at a time (bounded memory).
+
+    The quadrature (dmft.observables, not this module) broadcast its 1-D Gauss–Hermite weights
+    against (..., nodes) arrays for tanh when this was written, so it is traced with rank
+    promotion allowed (a caller's "raise" setting would otherwise reject it); everything else in
+    this module is rank-promotion clean.
+    """
+    with jax.numpy_rank_promotion("allow"):
+        return jax.lax.map(lambda mq: _quadrature_test_error(problem, mq[0], mq[1]), (m, q))
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+
+def _physical_memory_bytes() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2**30
+
+
+def _default_seed_batch(
+    d: int, n: int, seeds: int, sample_test: bool, n_test: int, itemsize: int
+) -> int:
+    """Seeds per batch whose estimated peak memory fits in 1/4 of the RAM (module docstring)."""
+    per_seed = 2 * itemsize * d * (n + (n_test if sample_test else 0)) + 2**27
+    budget = _MEMORY_FRACTION * _physical_memory_bytes()
+    return int(max(1, min(seeds, budget // per_seed)))
+
+
+def _validate(problem, d, seeds, seed, seed_batch, test_error, n_test, dtype):
+    if not isinstance(problem, Problem):
+        raise DMFTInputError(
+            "`problem` must be a dmft.Problem (see dmft.make_problem); "
+            f"got {type(problem).__name__}"
+        )
+    d = check_int("d", d, low=1)
+    pk = problem.p + problem.k
+    if d < pk:
+        raise DMFTInputError(
+            f"`d` must be an integer in [p + k, inf) = [{pk}, inf) so that W⊥_0 can be orthogonal "
+            f"to W*; got d={d} (p={problem.p}, k={problem.k})"
+        )
+    seeds = check_int("seeds", seeds, low=1)
+    n = int(round(problem.alpha * d))
+    if n < 1:
+        raise DMFTInputError(
+            f"`alpha`·`d` must give at least 1 sample (n = round(alpha·d) in [1, inf)); "
+            f"got alpha={problem.alpha}, d={d} → n={n}"
+        )
+    seed = check_int("seed", seed, low=0, high=2**63 - 1)
+    if seed_batch is not None:
+        seed_batch = check_int("seed_batch", seed_batch, low=1)
+    check_choice("test_error", test_error, set(_TEST_ERROR_MODES))
+    n_test = check_int("n_test", n_test, low=1)
+    try:
+        dtype_name = np.dtype(dtype).name
+    except TypeError:
+        raise DMFTInputError(
+            f"`dtype` must be one of ['float32', 'float64']; got dtype={dtype!r}"
+        ) from None
+    check_choice("dtype", dtype_name, {"float32", "float64"})
+    check_x64(dtype_name)
+    return d, seeds, n, seed, seed_batch, n_test, dtype_name
+
+
+def _first_bad_step(per_seed: dict) -> tuple[int, str] | None:
+    """The first step (over all seeds) where an observable is non-finite or |Q| overflows."""
+    first, what = None, None
+    for name in ("m", "Q", "train_loss", "test_error"):
+        x = per_seed[name]
+        bad = ~np.isfinite(x)
+        if name == "Q":
+            bad |= np.abs(x.astype(np.float64)) > _Q_OVERFLOW  # NaN compares False
+        bad_t = bad.reshape(x.shape[0], x.shape[1], -1).any(axis=(0, 2))  # over steps
+        if bad_t.any():
+            t = int(np.argmax(bad_t))
+            if first is None or t < first:
+                first, what = t, name
+    return None if first is None else (first, what)
+
+
+def _trajectory(problem, per_seed, settings, status="ok", first_bad_step=-1) -> Trajectory:
+    est = {k: estimate_from_replicas(v, axis=0) for k, v in per_seed.items()}
+    n_steps = per_seed["m"].shape[1]
+    return Trajectory(
+        kind="simulation",
+        problem=problem,
+        step=np.arange(n_steps),
+        m=Estimate(*est["m"]),
+        Q=Estimate(*est["Q"]),
+        test_error=Estimate(*est["test_error"]),
+        train_loss=Estimate(*est["train_loss"]),
+        per_seed=per_seed,
+        settings=settings,
+        status=status,
+        first_bad_step=first_bad_step,
+    )
+
+
+def simulate(
+    problem: Problem,
+    d: int,
+    seeds: int = 16,
+    *,
+    seed: int = 0,
+    seed_batch: int | None = None,
+    test_error: str = "exact",
+    n_test: int = 10_000,
+    dtype="float64",
+    progress: bool | None = None,
+) -> Trajectory:
+    """Simulate GD on the problem at finite dimension ``d`` over independent seeds.
+
+    Args:
+        problem: the :class:`~dmft.problem.Problem` (student, target, α, η_t, λ, schedule, m_0,
+            Q⊥_0); it is run for ``problem.steps`` GD steps.
+        d: input dimension, an integer >= p + k; n = round(alpha·d) samples (>= 1).
+        seeds: number of independent seeds (teacher, initialisation and data), >= 1.
+        seed: the root seed (>= 0); the same seed gives bitwise the same result.
+        seed_batch: seeds simulated at once (``vmap``); bounds memory only, the result does not
+            depend on it. ``None``: as many as fit in 1/4 of the physical memory by the estimate
+            2·itemsize·d·(n + n_test if sampled) + 128 MiB per seed (see the module docstring).
+        test_error: ``"exact"`` (quadrature at the simulation's (m_t, Q_t)) or ``"sample"`` (mean
+            loss on ``n_test`` fresh samples drawn once per seed). Both include label noise Δ/2.
+        n_test: test-set size for ``test_error="sample"``, >= 1.
+        dtype: working dtype, ``"float64"`` (needs JAX x64) or ``"float32"``.
+        progress: tqdm bar over seeds; ``None`` shows it only on a terminal.
+
+    Returns:
+        A :class:`~dmft.result.Trajectory` of kind ``"simulation"`` over steps 0..T: mean over
+        seeds with standard error std(ddof=1)/√seeds (NaN for one seed), ``per_seed`` arrays
+        ``m`` (S, T+1, p, k), ``Q`` (S, T+1, p, p), ``test_error`` and ``train_loss`` (S, T+1),
+        and ``settings``. The train loss at step t is (1/n) Σ_ν ℓ on the batch of step t (for
+        "fresh" at t = T, the batch step T would use).
+
+    Raises:
+        DMFTInputError: invalid input (before any computation).
+        DivergenceError: an observable became non-finite or |Q| > 1e100; ``.partial`` holds the
+            trajectory of the steps before ``.step`` (seeds simulated so far).
+    """
+    d, seeds, n, seed, seed_batch, n_test, dtype = _validate(
+        problem, d, seeds, seed, seed_batch, test_error, n_test, dtype
+    )
+    sample_test = test_error == "sample"
+    if seed_batch is None:
+        seed_batch = _default_seed_batch(
+            d, n, seeds, sample_test, n_test, np.dtype(dtype).itemsize
+        )
+    seed_batch = min(seed_batch, seeds)
+    settings = dict(
+        d=d,
+        n=n,
+        seeds=seeds,
+        seed=seed,
+        seed_batch=seed_batch,
+        test_error=test_error,
+        n_test=n_test,
+        dtype=dtype,
+        key_scheme="dmft-keys-v1",
+    )
+
+    start = time.perf_counter()
+    root = _stream_key(seed, STREAM_SIM)
+    chunks: dict[str, list[np.ndarray]] = {"m": [], "Q": [], "test_error": [], "train_loss": []}
+    with tqdm(total=seeds, unit="seed", disable=None if progress is None else not progress) as bar:
+        for lo in range(0, seeds, seed_batch):
+            ids = jnp.arange(lo, min(lo + seed_batch, seeds), dtype=jnp.int32)
+            m, q, train, test = _run_seed_batch(
+                problem, root, ids, d, n, dtype, sample_test, n_test
+            )
+            if not sample_test:
+                s, t1 = m.shape[:2]
+                test = _exact_test_error(
+                    problem, m.reshape((s * t1,) + m.shape[2:]), q.reshape((s * t1,) + q.shape[2:])
+                ).reshape(s, t1)
+            chunks["m"].append(np.asarray(m))
+            chunks["Q"].append(np.asarray(q))
+            chunks["train_loss"].append(np.asarray(train))
+            chunks["test_error"].append(np.asarray(test))
+            bar.update(len(ids))
+            # earlier batches were clean (else we raised), so only the new one needs checking
+            bad = _first_bad_step({k: v[-1] for k, v in chunks.items()})
+            if bad is not None:
+                t_bad, quantity = bad
+                per_seed = {k: np.concatenate(v, axis=0) for k, v in chunks.items()}
+                settings["wall_time_s"] = time.perf_counter() - start
+                settings["seeds_done"] = per_seed["m"].shape[0]
+                partial = _trajectory(
+                    problem,
+                    {k: v[:, :t_bad] for k, v in per_seed.items()},
+                    settings,
+                    status="diverged",
+                    first_bad_step=t_bad,
+                )
+                raise DivergenceError(t_bad, quantity, partial=partial)
+    settings["wall_time_s"] = time.perf_counter() - start
+    per_seed = {k: np.concatenate(v, axis=0) for k, v in chunks.items()}
+    return _trajectory(problem, per_seed, settings)
