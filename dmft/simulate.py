@@ -17,14 +17,20 @@ is never stored).
 Structure: one jitted function runs the T-step ``lax.scan`` for one seed and is ``vmap``-ed over a
 batch of seeds; a Python loop (with a tqdm bar) runs the seed batches.
 
+Schedules: step t uses the batch with label b_t = ``dmft.problem.batch_index(schedule)[t]``
+(reuse: 0; fresh: t; repeat:R: t // R; a list: its labels, renumbered in order of first use).
+"reuse" keeps its one batch in memory; every other schedule draws the batch of step t from its
+label's key inside the scan step (a batch used again is redrawn identically), which costs one
+draw of n×d normals per step.
+
 Keys (scheme ``dmft-keys-v1``): per-seed key ``ks = fold_in(stream_key(seed, STREAM_SIM), s)`` for
-seed index s; W* from ``fold_in(ks, 0)``, W⊥_0 from ``fold_in(ks, 1)``, the training batch of step
-t from ``fold_in(fold_in(ks, 2), t)`` ("reuse" always uses t = 0, so step 0 of "reuse" and "fresh"
-see the same batch), the test set from ``fold_in(ks, 3)``; inside a batch, input row i comes
-from ``fold_in(fold_in(., 0), i)`` and the label noise from ``fold_in(., 1)``. Results therefore
-do not depend on ``seed_batch`` (up to the rounding of batched matmuls, ~1e-15 relative), and
-the same ``seed`` (with the same ``seed_batch``, which by default depends only on the sizes and
-the machine's physical memory) gives bitwise the same result on the same machine.
+seed index s; W* from ``fold_in(ks, 0)``, W⊥_0 from ``fold_in(ks, 1)``, the training batch with
+label b from ``fold_in(fold_in(ks, 2), b)`` (b_0 = 0 for every schedule, so step 0 of all
+schedules sees the same batch), the test set from ``fold_in(ks, 3)``; inside a batch, input
+row i comes from ``fold_in(fold_in(., 0), i)`` and the label noise from ``fold_in(., 1)``.
+Results therefore do not depend on ``seed_batch`` (up to the rounding of batched matmuls, ~1e-15
+relative), and the same ``seed`` (with the same ``seed_batch``, which by default depends only
+on the sizes and the machine's physical memory) gives bitwise the same result on one machine.
 
 Memory: "reuse" keeps X (n×d) of every seed of a batch in memory for all steps; "fresh" draws
 its batch inside the scan step from the key. X is drawn row block by row block into a
@@ -73,7 +79,15 @@ from tqdm.auto import tqdm
 
 from ._checks import DivergenceError, DMFTInputError, check_choice, check_int, check_x64
 from .observables import test_error as _quadrature_test_error
-from .problem import STREAM_SIM, Problem, get_activation, loss, loss_grad_h, network_output
+from .problem import (
+    STREAM_SIM,
+    Problem,
+    batch_index,
+    get_activation,
+    loss,
+    loss_grad_h,
+    network_output,
+)
 from .problem import stream_key as _stream_key
 from .result import Estimate, Trajectory, estimate_from_replicas
 
@@ -161,9 +175,9 @@ def _draw_data(problem: Problem, wstar, key, n: int, dtype, draw_dtype=None):
     return x, y
 
 
-def _batch_key(key, t):
-    """Key of the training batch of step ``t`` ("reuse" always passes t = 0)."""
-    return jax.random.fold_in(jax.random.fold_in(key, _K_DATA), t)
+def _batch_key(key, b):
+    """Key of training batch label ``b`` (the label of step t is ``batch_index(schedule)[t]``)."""
+    return jax.random.fold_in(jax.random.fold_in(key, _K_DATA), b)
 
 
 @eqx.filter_jit
@@ -194,6 +208,8 @@ def _run_one_seed(
     lr = jnp.asarray(problem.lr, dtype)
     decay = 1.0 - lr * jnp.asarray(problem.ridge, dtype)
     wstar, w0 = _init_weights(problem, d, key, dtype, draw_dtype)
+    # batch label of each time t = 0..T (reuse: all 0; fresh: t; repeat:R: t // R; list: b_t)
+    labels = jnp.asarray(batch_index(problem.schedule, steps))
     reuse = problem.schedule == "reuse"
     if reuse:
         x_reuse, y_reuse = _draw_data(problem, wstar, _batch_key(key, 0), n, dtype, draw_dtype)
@@ -201,7 +217,8 @@ def _run_one_seed(
     def batch(t):
         if reuse:
             return x_reuse, y_reuse
-        return _draw_data(problem, wstar, _batch_key(key, t), n, dtype, draw_dtype)
+        # drawn from its label's key at every step: a batch used again is redrawn identically
+        return _draw_data(problem, wstar, _batch_key(key, labels[t]), n, dtype, draw_dtype)
 
     if sample_test:
         x_test, y_test = _draw_data(

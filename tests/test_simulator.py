@@ -118,6 +118,25 @@ def test_one_step_equals_numpy_and_fresh_draws_new_data():
     assert np.max(np.abs(pf["m"][2] - ps["m"][2])) > 1e-3
 
 
+def test_repeat_schedule_switches_batch():
+    """repeat:2 uses batch 0 at steps 0, 1 and batch 1 at step 2: identical to reuse up to m_2,
+    but the train loss at t = 2 is measured on the new batch (and the step-2 update differs)."""
+    kw = dict(p=2, activation="tanh", alpha=2.0, lr=0.3, steps=3)
+    reuse = simulate(make_problem("he3", schedule="reuse", **kw), d=30, seeds=2, progress=False)
+    rep = simulate(make_problem("he3", schedule="repeat:2", **kw), d=30, seeds=2, progress=False)
+    for name in ("m", "Q"):
+        np.testing.assert_allclose(
+            rep.per_seed[name][:, :3], reuse.per_seed[name][:, :3], rtol=1e-12, atol=1e-14
+        )
+        assert np.max(np.abs(rep.per_seed[name][:, 3] - reuse.per_seed[name][:, 3])) > 1e-3
+    np.testing.assert_allclose(
+        rep.per_seed["train_loss"][:, :2], reuse.per_seed["train_loss"][:, :2], rtol=1e-12
+    )
+    assert np.all(
+        np.abs(rep.per_seed["train_loss"][:, 2] - reuse.per_seed["train_loss"][:, 2]) > 1e-6
+    )
+
+
 def test_exact_and_sample_test_error_agree():
     """Given W_t, the quadrature is the exact expectation of the sampled loss (W*W*ᵀ/d = I), so
     the per-seed paired difference sample − exact has mean 0; SE = std(ddof=1)/√seeds of that
