@@ -44,6 +44,8 @@ CASES = {
                         steps=6, second_layer="ones"),
     "tanh_he3_fresh": dict(target="tanh_he3", p=2, activation="relu", alpha=3.0, lr=0.2,
                            steps=6, schedule="fresh"),
+    "he3_repeat2": dict(target="he3", p=2, activation="relu", alpha=2.0, lr=1.0, steps=8,
+                        schedule="repeat:2"),
     "staircase2_fresh": dict(target="staircase2", p=2, activation="relu", alpha=3.0, lr=0.3,
                              steps=8, schedule="fresh"),
 }
