@@ -7,6 +7,7 @@ against a direct large-d simulation of the same training. See README.md and docs
 from ._checks import DivergenceError as DivergenceError
 from ._checks import DMFTInputError as DMFTInputError
 from .observables import test_error as test_error
+from .online import solve_online as solve_online
 from .problem import ACTIVATIONS as ACTIVATIONS
 from .problem import TARGETS as TARGETS
 from .problem import Problem as Problem

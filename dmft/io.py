@@ -28,7 +28,10 @@ import numpy as np
 from ._checks import DMFTInputError
 
 FORMAT = "dmft-trajectories"
-FORMAT_VERSION = (1, 0)  # (major, minor): a major bump breaks readers, a minor bump only adds
+FORMAT_VERSION = (1, 1)  # (major, minor): a major bump breaks readers, a minor bump only adds
+KINDS = ("dmft", "simulation", "online")
+# What /step holds, by kind (root attribute ``time_axis``, added in 1.1).
+TIME_AXIS = {"dmft": "step", "simulation": "step", "online": "tau"}
 
 OBSERVABLE_DIMS = {
     "m": ("step", "unit", "target_dir"),
@@ -50,9 +53,12 @@ _DESCRIPTIONS = {
     "min_schur_eig": "smallest eigenvalue of the Schur complement when appending step t to the "
     "Cholesky factor of Qperp (before clipping)",
     "jitter": "largest eigenvalue shift added to make the Schur complement positive definite",
+    "min_schur_online": "smallest eigenvalue of Q - m m^T (replica means) at each save time of "
+    "the online-SGD ODE",
 }
 _SCALE_DESCRIPTIONS = {
     "step": "GD step t (0 = initial condition)",
+    "tau": "online SGD time tau = (SGD steps)/d = (samples seen)/d (0 = initial condition)",
     "step_s": "earlier GD step s (second time argument of a kernel)",
     "unit": "student unit j",
     "unit2": "student unit l (second unit index)",
@@ -151,8 +157,8 @@ def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
     from . import __version__
     from .problem import KEY_SCHEME
 
-    if traj.kind not in ("dmft", "simulation"):
-        raise DMFTInputError(f"`kind` must be 'dmft' or 'simulation'; got kind={traj.kind!r}")
+    if traj.kind not in KINDS:
+        raise DMFTInputError(f"`kind` must be one of {list(KINDS)}; got kind={traj.kind!r}")
     problem = traj.problem
     T1 = len(traj.step)
     p, k = problem.p, problem.k
@@ -161,6 +167,7 @@ def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
     f.attrs["format"] = FORMAT
     f.attrs["format_version"] = np.array(FORMAT_VERSION, dtype=np.int64)
     f.attrs["kind"] = traj.kind
+    f.attrs["time_axis"] = TIME_AXIS[traj.kind]
     f.attrs["config_json"] = json.dumps(config, sort_keys=True, default=_json_default)
     f.attrs["creator"] = "dmft"
     f.attrs["creator_version"] = __version__
@@ -182,14 +189,16 @@ def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
         if isinstance(val, (int, float, str)) and not isinstance(val, bool):
             cfg.attrs[f"settings.{key}"] = val
 
+    online = traj.kind == "online"
+    step_dtype = np.float64 if online else np.int64
     scales = {
-        "step": f.create_dataset("step", data=np.asarray(traj.step, dtype=np.int64)),
+        "step": f.create_dataset("step", data=np.asarray(traj.step, dtype=step_dtype)),
         "unit": _scale(f, "unit", p),
         "unit2": _scale(f, "unit2", p),
         "target_dir": _scale(f, "target_dir", k),
     }
     scales["step"].make_scale("step")
-    scales["step"].attrs["long_name"] = _SCALE_DESCRIPTIONS["step"]
+    scales["step"].attrs["long_name"] = _SCALE_DESCRIPTIONS["tau" if online else "step"]
 
     per_seed = traj.per_seed or {}
     if traj.kind == "simulation" and per_seed:
@@ -200,18 +209,23 @@ def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
         scales["step_s"].make_scale("step_s")
         scales["step_s"].attrs["long_name"] = _SCALE_DESCRIPTIONS["step_s"]
 
-    count = traj.settings.get("replicas" if traj.kind == "dmft" else "seeds")
+    count = traj.settings.get("seeds" if traj.kind == "simulation" else "replicas")
+    error_meaning = {
+        "dmft": "independent DMFT replicas",
+        "simulation": "simulation seeds",
+        "online": "independent Monte Carlo replicas of the online-SGD ODE",
+    }[traj.kind]
     for name, dims in OBSERVABLE_DIMS.items():
         est = traj.observable(name)
         g = f.create_group(name)
-        g.attrs["long_name"] = _DESCRIPTIONS[name]
-        g.attrs["error_meaning"] = (
-            "standard error of the mean over "
-            + ("independent DMFT replicas" if traj.kind == "dmft" else "simulation seeds")
-        )
+        description = _DESCRIPTIONS[name]
+        if online and name == "train_loss":
+            description = "online SGD never reuses a sample: identical to test_error"
+        g.attrs["long_name"] = description
+        g.attrs["error_meaning"] = "standard error of the mean over " + error_meaning
         if count is not None:
             g.attrs["count"] = int(count)
-        _labelled(g, "value", est.value, dims, scales, _DESCRIPTIONS[name])
+        _labelled(g, "value", est.value, dims, scales, description)
         _labelled(g, "error", est.error, dims, scales, "standard error of value")
         if name in per_seed:
             _labelled(g, "per_seed", per_seed[name], ("seed",) + dims, scales,
@@ -364,8 +378,8 @@ def describe(path) -> str:
     attrs = check_file(path)
     version = ".".join(str(int(v)) for v in np.atleast_1d(attrs["format_version"]))
     lines = [f"file:            {os.fspath(path)}", f"format:          {FORMAT} {version}"]
-    for key in ("kind", "status", "first_bad_step", "seed", "creator", "creator_version",
-                "jax_version", "created", "key_scheme", "command_line"):
+    for key in ("kind", "time_axis", "status", "first_bad_step", "seed", "creator",
+                "creator_version", "jax_version", "created", "key_scheme", "command_line"):
         if key in attrs:
             lines.append(f"{key + ':':<17}{_attr_str(attrs[key])}")
     config = json.loads(_attr_str(attrs["config_json"]))

@@ -75,12 +75,21 @@ def _draw(ax, theory, sim, name, entries, labels, *, lines=None, colors=_COLORS)
                             ls="none", zorder=3, label=None if theory is not None else lab)
             if theory is None:
                 handles.append(h)
+    ref = theory if theory is not None else sim
+    steps = ref.step
+    if ref.kind == "online":  # continuous time tau = SGD steps / d
+        ax.set_xlabel(_TAU_LABEL)
+        if len(steps):
+            ax.set_xlim(0.0, max(float(np.max(steps)), 1e-12))
+        return handles
     ax.set_xlabel("GD step $t$")
-    steps = theory.step if theory is not None else sim.step
     if len(steps):
         ax.set_xlim(-0.3, max(int(np.max(steps)), 1) + 0.3)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     return handles
+
+
+_TAU_LABEL = r"online SGD time $\tau$ = steps$/d$"
 
 
 def _kind_handles(theory, sim):
@@ -164,6 +173,10 @@ def _title(ref) -> str:
     pr = ref.problem
     lr = np.asarray(pr.lr)
     lr_txt = f"{lr[0]:g}" if np.all(lr == lr[0]) else "schedule"
+    if ref.kind == "online":
+        return (f"target {pr.target.name}: $g^*={_math(pr.target.formula)}$, {pr.activation} "
+                f"student, $p={pr.p}$, online SGD (one sample per step, lr $\\eta/d$), "
+                f"$\\eta={lr_txt}$, $\\lambda={pr.ridge:g}$, $\\Delta={pr.noise:g}$")
     return (f"target {pr.target.name}: $g^*={_math(pr.target.formula)}$, {pr.activation} student, "
             f"$p={pr.p}$, $\\alpha={pr.alpha:g}$, $\\eta={lr_txt}$, $\\lambda={pr.ridge:g}$, "
             f"$\\Delta={pr.noise:g}$, {pr.schedule} batch")
@@ -209,7 +222,10 @@ def plot_comparison(theory, sim=None, fig=None):
 
 def _run_label(traj) -> str:
     s = traj.settings
-    if traj.kind == "dmft":
+    if traj.kind == "online":
+        n = s.get("samples")
+        txt = r"online SGD ODE ($d\to\infty$)" + (f", $N={_sci(n)}$" if n else "")
+    elif traj.kind == "dmft":
         n = s.get("samples")
         txt = "DMFT" + (f", $N={_sci(n)}$ samples" if n else "")
     else:
@@ -247,4 +263,78 @@ def save_figure(fig, path, *, dpi: int = 200) -> str:
     return path
 
 
-__all__ = ["plot_overlaps", "plot_gram", "plot_losses", "plot_comparison", "save_figure", "style"]
+def plot_online_baseline(gd, online, observable: str = "test_error", ax=None):
+    """Multi-pass GD next to the one-pass (online) SGD baseline, at equal samples processed.
+
+    The x axis is "gradient evaluations / d": a GD step t touches all n = αd samples, so it sits
+    at α t; online SGD (one sample per step, lr η/d, see :mod:`dmft.online`) sits at its time τ.
+    At small η a GD step with fresh batches equals αd online steps, so the two curves share
+    their early time; multi-pass GD reuses its n samples, online SGD has seen τ d distinct ones.
+
+    Args:
+        gd: a DMFT or simulation trajectory (or a path to one); ``None`` to omit.
+        online: an online trajectory from :func:`dmft.solve_online` (or a path).
+        observable: ``test_error``, ``train_loss``, ``m`` (signed overlaps) or ``Q`` (diagonal).
+        ax: an Axes to draw into; a new figure when ``None``.
+
+    Returns:
+        The Axes.
+    """
+    from ._checks import check_choice
+
+    check_choice("observable", observable, {"test_error", "train_loss", "m", "Q"})
+    gd, online = _as_traj(gd), _as_traj(online)
+    ref = online if online is not None else gd
+    if ref is None:
+        from ._checks import DMFTInputError
+
+        raise DMFTInputError("plot_online_baseline needs at least one of `gd` and `online`")
+    p, k = ref.problem.p, ref.problem.k
+    if observable == "m":
+        entries = [(j, i) for j in range(p) for i in range(k)][:_MAX_ENTRIES]
+        labels = [f"$m_{{{j + 1}{i + 1}}}$" for j, i in entries]
+    elif observable == "Q":
+        entries = [(j, j) for j in range(p)][:_MAX_ENTRIES]
+        labels = [f"$Q_{{{j + 1}{j + 1}}}$" for j, _ in entries]
+    else:
+        entries, labels = [()], [{"test_error": "$e_g$", "train_loss": r"$\hat L$"}[observable]]
+    with style():
+        fig, ax, alone = _axes(ax)
+        for c, (ix, lab) in enumerate(zip(entries, labels, strict=True)):
+            color = _COLORS[c % len(_COLORS)]
+            for traj, ls in ((gd, "-"), (online, "--")):
+                if traj is None:
+                    continue
+                est = traj.observable(observable)
+                v = np.asarray(est.value)[(slice(None),) + ix]
+                e = np.nan_to_num(np.asarray(est.error)[(slice(None),) + ix])
+                x = (np.asarray(traj.step, dtype=np.float64) if traj.kind == "online"
+                     else traj.problem.alpha * np.asarray(traj.step, dtype=np.float64))
+                if traj.kind == "simulation":
+                    ax.errorbar(x, v, yerr=e, fmt="o", ms=3.5, mfc="white", mec=color,
+                                ecolor=color, capsize=2, ls="none", zorder=3)
+                else:
+                    ax.plot(x, v, color=color, ls=ls, zorder=2,
+                            label=lab if traj is ref else None)
+                    ax.fill_between(x, v - e, v + e, color=color, alpha=0.2, lw=0, zorder=1)
+        ax.set_xlabel(r"gradient evaluations$/d$ (GD: $\alpha t$; online: $\tau$)")
+        ax.set_ylabel({"test_error": "test error", "train_loss": "train loss",
+                       "m": r"overlap $m_{ji}$", "Q": r"$Q_{jj}$"}[observable])
+        ax.set_title("multi-pass GD vs one-pass SGD")
+        from matplotlib.lines import Line2D
+
+        kinds = []
+        if gd is not None:
+            kinds.append(Line2D([], [], color="0.25", ls="-" if gd.kind != "simulation" else "none",
+                                marker=None if gd.kind != "simulation" else "o", mfc="white",
+                                label=_run_label(gd)))
+        if online is not None:
+            kinds.append(Line2D([], [], color="0.25", ls="--", label=_run_label(online)))
+        handles, _ = ax.get_legend_handles_labels()
+        ax.legend(handles=handles + kinds, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  borderaxespad=0.0, frameon=False, fontsize=7.5)
+    return ax
+
+
+__all__ = ["plot_overlaps", "plot_gram", "plot_losses", "plot_comparison", "plot_online_baseline",
+           "save_figure", "style"]
