@@ -60,7 +60,10 @@ def add_problem_args(parser: argparse.ArgumentParser, defaults: dict | None = No
     g.add_argument("--label-noise", type=float, default=d["noise"],
                    help="label-noise variance Δ")
     g.add_argument("--schedule", default=d["schedule"],
-                   help="reuse (same batch every step) or fresh (new batch every step)")
+                   help="reuse (same batch every step), fresh (new batch every step), "
+                   "repeat:R (each batch used R steps in a row) or b0,b1,... (batch per step)")
+    g.add_argument("--lr-a", default=str(d.get("lr_a", 0.0)),
+                   help="second-layer learning rate (0: fixed a), or one value per step")
     g.add_argument("--m0", default=d["m0"],
                    help="initial overlaps m_0: p·k values row-major, or one value for all "
                    "(default 0)")
@@ -115,9 +118,23 @@ def problem_from_args(args):
                 f"`m0` must have p·k = {p}·{target.k} = {p * target.k} values (row-major p×k) "
                 f"or one value; got {len(vals)} values ({args.m0})"
             )
+    lr_a = _floats("lr_a", getattr(args, "lr_a", "0"))
+    lr_a = lr_a[0] if len(lr_a) == 1 else lr_a
+    if isinstance(lr_a, list) and len(lr_a) != steps:
+        raise DMFTInputError(
+            f"`lr_a` must have one value or steps={steps} values; got {len(lr_a)} values"
+        )
+    schedule = args.schedule
+    if schedule not in ("reuse", "fresh") and "," in str(schedule):
+        try:
+            schedule = [int(v) for v in schedule.split(",")]
+        except ValueError:
+            raise DMFTInputError(
+                f"`schedule` as a list must be comma-separated integers; got schedule={schedule!r}"
+            ) from None
     return make_problem(target, p=p, activation=args.activation, second_layer=second,
                         alpha=args.alpha, noise=args.label_noise, lr=lr, steps=steps,
-                        ridge=args.ridge, schedule=args.schedule, m0=m0)
+                        ridge=args.ridge, schedule=schedule, m0=m0, lr_a=lr_a)
 
 
 def enable_x64() -> None:

@@ -41,7 +41,11 @@ OBSERVABLE_DIMS = {
 }
 KERNEL_DIMS = ("step", "step_s", "unit", "unit2")
 
+# present only when the second layer is trained (problem lr_a > 0); additive in format 1.x
+OPTIONAL_DIMS = {"a": ("step", "unit")}
+
 _DESCRIPTIONS = {
+    "a": "second layer a_t (trained with learning rate lr_a)",
     "m": "overlap m_t = W_t W*^T / d with the target directions",
     "Q": "student Gram matrix Q_t = W_t W_t^T / d",
     "test_error": "test error e_g(t) = E[(y - f)^2 / 2] on a fresh sample, label noise included",
@@ -215,8 +219,10 @@ def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
         "simulation": "simulation seeds",
         "online": "independent Monte Carlo replicas of the online-SGD ODE",
     }[traj.kind]
-    for name, dims in OBSERVABLE_DIMS.items():
-        est = traj.observable(name)
+    present = dict(OBSERVABLE_DIMS)
+    present.update({n: d for n, d in OPTIONAL_DIMS.items() if getattr(traj, n, None) is not None})
+    for name, dims in present.items():
+        est = getattr(traj, name)
         g = f.create_group(name)
         description = _DESCRIPTIONS[name]
         if online and name == "train_loss":
@@ -342,11 +348,11 @@ def _read(path, attrs, problem, config):
             name: Estimate(f[name]["value"][()], f[name]["error"][()])
             for name in OBSERVABLE_DIMS
         }
+        names = list(OBSERVABLE_DIMS) + [n for n in OPTIONAL_DIMS if n in f]
+        a = Estimate(f["a"]["value"][()], f["a"]["error"][()]) if "a" in f else None
         per_seed = None
-        if any("per_seed" in f[name] for name in OBSERVABLE_DIMS):
-            per_seed = {
-                name: f[name]["per_seed"][()] for name in OBSERVABLE_DIMS if "per_seed" in f[name]
-            }
+        if any("per_seed" in f[name] for name in names):
+            per_seed = {name: f[name]["per_seed"][()] for name in names if "per_seed" in f[name]}
         kernels = None
         if "kernels" in f:
             kernels = {
@@ -365,6 +371,7 @@ def _read(path, attrs, problem, config):
         test_error=obs["test_error"],
         train_loss=obs["train_loss"],
         kernels=kernels,
+        a=a,
         per_seed=per_seed,
         diagnostics=diagnostics,
         settings=config.get("settings", {}),

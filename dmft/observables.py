@@ -100,13 +100,14 @@ def pair_moment(name: str, q1, q2, c):
     raise ValueError(name)
 
 
-def test_error(problem: Problem, m, Q):
+def test_error(problem: Problem, m, Q, a=None):
     """Test error e_g(m, Q) including label noise Δ/2.
 
     Args:
         problem: the problem.
         m: overlaps, shape (..., p, k).
         Q: student Gram, shape (..., p, p).
+        a: second layer, shape (..., p) (default: ``problem.second_layer`` for every entry).
 
     Returns:
         e_g with shape (...).
@@ -114,7 +115,9 @@ def test_error(problem: Problem, m, Q):
     m = jnp.asarray(m)
     Q = jnp.asarray(Q)
     act = problem.activation
-    a = jnp.asarray(problem.second_layer, dtype=m.dtype)
+    if a is None:
+        a = jnp.asarray(problem.second_layer, dtype=m.dtype)
+    a = jnp.broadcast_to(jnp.asarray(a, dtype=m.dtype), m.shape[:-1])
     nodes, weights = _tensor_rule(problem.k)
     nodes = jnp.asarray(nodes, dtype=m.dtype)
     weights = jnp.asarray(weights, dtype=m.dtype)
@@ -126,9 +129,9 @@ def test_error(problem: Problem, m, Q):
     s2 = jnp.diagonal(Q, axis1=-2, axis2=-1) - jnp.sum(m * m, axis=-1)  # (..., p)
     s = jnp.sqrt(jnp.maximum(s2, 0.0))[..., None, :]
     sbar = smoothed_activation(act, mu, jnp.broadcast_to(s, mu.shape))  # (..., M, p)
-    cross = jnp.einsum("M,M,...Mj,j->...", weights, gstar, sbar, a)
+    cross = jnp.einsum("M,M,...Mj,...j->...", weights, gstar, sbar, a)
 
     qd = jnp.diagonal(Q, axis1=-2, axis2=-1)
     pair = pair_moment(act, qd[..., :, None], qd[..., None, :], Q)  # (..., p, p)
-    ff = jnp.einsum("j,...jl,l->...", a, pair, a)
+    ff = jnp.einsum("...j,...jl,...l->...", a, pair, a)
     return 0.5 * e_gg - cross + 0.5 * ff + 0.5 * problem.noise

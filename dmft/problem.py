@@ -281,7 +281,7 @@ class Problem(eqx.Module):
     Attributes:
         p: number of student units.
         activation: name of σ (see ``ACTIVATIONS``).
-        second_layer: a, shape (p,), fixed during training.
+        second_layer: a at step 0, shape (p,); fixed unless ``lr_a`` is positive.
         target: the target (``Target``), with its ``k``.
         alpha: sample ratio n/d.
         noise: label-noise variance Δ (test error includes Δ/2).
@@ -292,6 +292,7 @@ class Problem(eqx.Module):
             (step t uses batch b_t); see :func:`batch_index`.
         m0: initial overlaps m_0, shape (p, k).
         qperp0: initial orthogonal Gram Q⊥_0, shape (p, p), positive definite.
+        lr_a: second-layer learning rate per step, shape (T,) (None or zeros: a fixed).
     """
 
     p: int = eqx.field(static=True)
@@ -305,6 +306,7 @@ class Problem(eqx.Module):
     schedule: str = eqx.field(static=True)
     m0: np.ndarray
     qperp0: np.ndarray
+    lr_a: np.ndarray = eqx.field(default=None, converter=lambda v: v)
 
     def __check_init__(self):
         check_int("p", self.p, low=1, high=64)
@@ -317,6 +319,15 @@ class Problem(eqx.Module):
             raise DMFTInputError(f"`lr` must have shape (steps,) with steps >= 1; got {lr.shape}")
         for t, v in enumerate(lr):
             check_real(f"lr[{t}]", v, low=0.0, low_open=True)
+        if self.lr_a is not None:
+            lra = np.asarray(self.lr_a)
+            if lra.shape != lr.shape:
+                raise DMFTInputError(
+                    f"Argument `lr_a` must have shape {lr.shape} (one per step), but has shape "
+                    f"lr_a.shape={lra.shape}"
+                )
+            for t, v in enumerate(lra):
+                check_real(f"lr_a[{t}]", v, low=0.0)
         if parse_schedule(self.schedule, lr.shape[0]) != self.schedule:
             raise DMFTInputError(f"`schedule` is not canonical: {self.schedule!r}")
         check_array("second_layer", self.second_layer, (self.p,))
@@ -338,6 +349,17 @@ class Problem(eqx.Module):
     @property
     def steps(self) -> int:
         return int(np.asarray(self.lr).shape[0])
+
+    @property
+    def second_layer_lr(self) -> np.ndarray:
+        """Learning rate of the second layer per step (zeros: a fixed second layer)."""
+        if self.lr_a is None:
+            return np.zeros(self.steps)
+        return np.asarray(self.lr_a, dtype=np.float64)
+
+    @property
+    def trains_second_layer(self) -> bool:
+        return bool(np.any(self.second_layer_lr > 0))
 
     @property
     def batches(self) -> np.ndarray:
@@ -365,6 +387,7 @@ class Problem(eqx.Module):
             "steps": self.steps,
             "m0": np.asarray(self.m0).tolist(),
             "qperp0": np.asarray(self.qperp0).tolist(),
+            "lr_a": self.second_layer_lr.tolist(),
         }
 
     def to_json(self) -> str:
@@ -390,6 +413,7 @@ class Problem(eqx.Module):
             steps=d["steps"],
             m0=d["m0"],
             qperp0=d["qperp0"],
+            lr_a=d.get("lr_a", 0.0),
         )
 
 
@@ -407,6 +431,7 @@ def make_problem(
     schedule: str = "reuse",
     m0=None,
     qperp0=None,
+    lr_a=0.0,
 ) -> Problem:
     """Build a validated :class:`Problem` from names and defaults.
 
@@ -423,6 +448,8 @@ def make_problem(
         schedule: ``reuse``, ``fresh``, ``repeat:R`` or a length-``steps`` list of batch labels.
         m0: p×k initial overlaps (default 0); a scalar fills all entries.
         qperp0: p×p initial orthogonal Gram (default identity); a scalar q gives q·I.
+        lr_a: learning rate of the second layer (scalar or per step; 0 keeps it fixed). The
+            update is a ← a − η_a (1/d) Σ_ν ∂ℓ_ν/∂a = a − η_a α E[(f − y) σ(h)] as d → ∞.
     """
     tgt = get_target(target)
     p = check_int("p", p, low=1, high=64)
@@ -438,6 +465,10 @@ def make_problem(
                 f"Argument `lr` must be a scalar or have shape ({steps},) (one per step), "
                 f"but has shape lr.shape={lr_arr.shape}"
             )
+    if np.ndim(lr_a) == 0:
+        lr_a_arr = np.full(steps, check_real("lr_a", lr_a, low=0.0))
+    else:
+        lr_a_arr = np.asarray(lr_a, dtype=np.float64)
     if m0 is None:
         m0 = np.zeros((p, tgt.k))
     elif np.ndim(m0) == 0:
@@ -458,6 +489,7 @@ def make_problem(
         schedule=parse_schedule(schedule, steps),
         m0=check_array("m0", m0, (p, tgt.k)),
         qperp0=check_array("qperp0", qperp0, (p, p)),
+        lr_a=lr_a_arr,
     )
 
 

@@ -44,6 +44,7 @@ class Trajectory:
         test_error: e_g(t) including label noise Δ/2, shape (T+1,).
         train_loss: (1/n) Σ_ν ℓ at step t, shape (T+1,).
         kernels: DMFT only: ``Qperp``, ``C``, ``Gamma``, ``R``, each (T+1, T+1, p, p).
+        a: the second layer a_t, shape (T+1, p), when it is trained (``problem.lr_a`` > 0).
         per_seed: simulation only: per-seed arrays with a leading seed axis.
         diagnostics: arrays over steps (e.g. ``min_schur_eig``, ``jitter``).
         settings: run settings (seed, samples, replicas, d, seeds, dtype, ...).
@@ -59,6 +60,7 @@ class Trajectory:
     test_error: Estimate
     train_loss: Estimate
     kernels: dict[str, Estimate] | None = None
+    a: Estimate | None = None
     per_seed: dict[str, np.ndarray] | None = None
     diagnostics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     settings: dict = dataclasses.field(default_factory=dict)

@@ -204,8 +204,10 @@ def _run_one_seed(
     act = get_activation(problem.activation)
     sqrt_d = math.sqrt(d)
     steps = int(jnp.shape(problem.lr)[0])  # problem.steps would call np.asarray on a tracer
-    a = jnp.asarray(problem.second_layer, dtype)[None, :]  # (1, p): same rank as h (n, p)
+    a0 = jnp.asarray(problem.second_layer, dtype)[None, :]  # (1, p): same rank as h (n, p)
     lr = jnp.asarray(problem.lr, dtype)
+    # (problem fields are traced here: read lr_a directly, not through numpy)
+    lr_a = jnp.zeros_like(lr) if problem.lr_a is None else jnp.asarray(problem.lr_a, dtype)
     decay = 1.0 - lr * jnp.asarray(problem.ridge, dtype)
     wstar, w0 = _init_weights(problem, d, key, dtype, draw_dtype)
     # batch label of each time t = 0..T (reuse: all 0; fresh: t; repeat:R: t // R; list: b_t)
@@ -225,7 +227,7 @@ def _run_one_seed(
             problem, wstar, jax.random.fold_in(key, _K_TEST), n_test, dtype, draw_dtype
         )
 
-    def observe(w, x, y):
+    def observe(w, a, x, y):
         h = (x @ w.T) / sqrt_d  # (n, p)
         train = jnp.mean(loss(y, network_output(h, a, act)))
         m = (w @ wstar.T) / d
@@ -235,18 +237,22 @@ def _run_one_seed(
             test = jnp.mean(loss(y_test, network_output(h_test, a, act)))
         else:
             test = jnp.zeros((), dtype)
-        return h, (m, q, train, test)
+        return h, (m, q, train, test, a[0])
 
-    def step(w, inputs):
-        t, dec, eta = inputs
+    def step(carry, inputs):
+        w, a = carry
+        t, dec, eta, eta_a = inputs
         x, y = batch(t)
-        h, obs = observe(w, x, y)
+        h, obs = observe(w, a, x, y)
         g = loss_grad_h(h, y, a, act)  # (n, p)
         w_next = dec * w - eta * ((g.T @ x) / sqrt_d)
-        return w_next, obs
+        # second layer (trained when lr_a > 0): a ← a − η_a (1/d) Σ_ν (f_ν − y_ν) σ(h_ν)
+        resid = network_output(h, a, act) - y
+        a_next = a - eta_a * (resid @ act.fn(h))[None, :] / d
+        return (w_next, a_next), obs
 
-    w_final, obs = jax.lax.scan(step, w0, (jnp.arange(steps), decay, lr))
-    _, obs_final = observe(w_final, *batch(steps))
+    (w_final, a_final), obs = jax.lax.scan(step, (w0, a0), (jnp.arange(steps), decay, lr, lr_a))
+    _, obs_final = observe(w_final, a_final, *batch(steps))
     return tuple(
         jnp.concatenate([o, of[None]], axis=0) for o, of in zip(obs, obs_final, strict=True)
     )
@@ -262,7 +268,7 @@ def _run_seed_batch(problem, root, seed_ids, d, n, dtype, sample_test, n_test, d
 
 
 @eqx.filter_jit
-def _exact_test_error(problem, m, q):
+def _exact_test_error(problem, m, q, a):
     """Quadrature test error for m (N, p, k), Q (N, p, p), one entry at a time (bounded memory).
 
     The quadrature (dmft.observables, not this module) broadcast its 1-D Gauss–Hermite weights
@@ -271,7 +277,9 @@ def _exact_test_error(problem, m, q):
     this module is rank-promotion clean.
     """
     with jax.numpy_rank_promotion("allow"):
-        return jax.lax.map(lambda mq: _quadrature_test_error(problem, mq[0], mq[1]), (m, q))
+        return jax.lax.map(
+            lambda mqa: _quadrature_test_error(problem, mqa[0], mqa[1], mqa[2]), (m, q, a)
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,6 +356,8 @@ def _first_bad_step(per_seed: dict) -> tuple[int, str] | None:
 
 
 def _trajectory(problem, per_seed, settings, status="ok", first_bad_step=-1) -> Trajectory:
+    if not problem.trains_second_layer:
+        per_seed = {k: v for k, v in per_seed.items() if k != "a"}
     est = {k: estimate_from_replicas(v, axis=0) for k, v in per_seed.items()}
     n_steps = per_seed["m"].shape[1]
     return Trajectory(
@@ -358,6 +368,7 @@ def _trajectory(problem, per_seed, settings, status="ok", first_bad_step=-1) -> 
         Q=Estimate(*est["Q"]),
         test_error=Estimate(*est["test_error"]),
         train_loss=Estimate(*est["train_loss"]),
+        a=Estimate(*est["a"]) if problem.trains_second_layer else None,
         per_seed=per_seed,
         settings=settings,
         status=status,
@@ -429,22 +440,26 @@ def simulate(
 
     start = time.perf_counter()
     root = _stream_key(seed, STREAM_SIM)
-    chunks: dict[str, list[np.ndarray]] = {"m": [], "Q": [], "test_error": [], "train_loss": []}
+    chunks: dict[str, list[np.ndarray]] = {
+        "m": [], "Q": [], "test_error": [], "train_loss": [], "a": []
+    }
     with tqdm(total=seeds, unit="seed", disable=None if progress is None else not progress) as bar:
         for lo in range(0, seeds, seed_batch):
             ids = jnp.arange(lo, min(lo + seed_batch, seeds), dtype=jnp.int32)
-            m, q, train, test = _run_seed_batch(
+            m, q, train, test, a = _run_seed_batch(
                 problem, root, ids, d, n, dtype, sample_test, n_test
             )
             if not sample_test:
                 s, t1 = m.shape[:2]
                 test = _exact_test_error(
-                    problem, m.reshape((s * t1,) + m.shape[2:]), q.reshape((s * t1,) + q.shape[2:])
+                    problem, m.reshape((s * t1,) + m.shape[2:]), q.reshape((s * t1,) + q.shape[2:]),
+                    a.reshape((s * t1,) + a.shape[2:]),
                 ).reshape(s, t1)
             chunks["m"].append(np.asarray(m))
             chunks["Q"].append(np.asarray(q))
             chunks["train_loss"].append(np.asarray(train))
             chunks["test_error"].append(np.asarray(test))
+            chunks["a"].append(np.asarray(a))
             bar.update(len(ids))
             # earlier batches were clean (else we raised), so only the new one needs checking
             bad = _first_bad_step({k: v[-1] for k, v in chunks.items()})

@@ -103,7 +103,8 @@ def _flat_to_blocks(Xflat, T1, p):
 def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str, dtype):
     p, k = problem.p, problem.k
     act = problem.act
-    a = jnp.asarray(problem.second_layer, dtype)
+    lr_a = jnp.asarray(np.append(problem.second_layer_lr, 0.0), dtype)  # (T1,)
+    train_a = problem.trains_second_layer
     alpha = float(problem.alpha)
     lam = float(problem.ridge)
     eta = jnp.asarray(np.append(problem.lr, 0.0), dtype)  # (T1,), eta[T] unused
@@ -121,7 +122,7 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
     eye = jnp.eye(p, dtype=dtype)
     idx = jnp.arange(T1)
 
-    def grad_one(h, y):
+    def grad_one(h, y, a):
         return loss_grad_h(h, y, a, act)
 
     hess_one = jax.jacfwd(grad_one, argnums=0)  # (p, p): ∂g/∂h
@@ -189,6 +190,7 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         Lrow = jax.lax.dynamic_slice_in_dim(L, t * p, p, axis=0)  # (p, T1 p)
         Lrow_b = _flat_to_blocks(Lrow, T1, p)  # (T1, p, p): L(t, s)
         m_t = state["m"][t]
+        a_t = state["a"][t]
         # reaction coefficients η_s R(t, s) over this batch's past steps s < t
         etaR = jnp.where(same, eta[:, None, None] * state["R"][t], 0.0)
         hslot = bt_j[t]
@@ -205,8 +207,10 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
             y = target(hst) + noise_sd * xit
             xf = _fixed_regressors(hst, xit)  # (B, k + 2)
             h = flat @ coef + hst @ m_t.T
-            g = grad_one(h, y)
-            lo = loss(y, network_output(h, a, act))
+            a_b = jnp.broadcast_to(a_t, h.shape)
+            g = grad_one(h, y, a_b)
+            f = network_output(h, a_b, act)
+            lo = loss(y, f)
             gw = g * wgt[:, None]
             new = {
                 "mom": gw.T @ flat,  # (p, T1 2p): Σ g_t [z_s, g_s]ᵀ (slot t of g is still 0)
@@ -215,9 +219,11 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
                 "gx": gw.T @ xf,
                 "l": jnp.sum(lo * wgt),
             }
+            if train_a:  # Σ (f − y) σ(h): the second layer's gradient
+                new["fa"] = ((f - y) * wgt) @ act.fn(h)
             Krow = None
             if pathwise:
-                H = jax.vmap(hess_one)(h, y)  # (B, p, p)
+                H = jax.vmap(hess_one)(h, y, a_b)  # (B, p, p)
                 # J(t, s) = I δ_ts − Σ_{u<t} η_u R(t,u) H_u J(u,s) = I δ_ts − Σ_u etaR_u K_u(s)
                 J = -jnp.einsum("uqr,busrx->bsqx", etaR, Kc)
                 J = J + jnp.where((idx == t)[:, None, None], eye, 0.0)[None]
@@ -238,6 +244,8 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
             "gx": jnp.zeros((p, k + 2), dtype),
             "l": jnp.zeros((), dtype),
         }
+        if train_a:
+            acc0["fa"] = jnp.zeros((p,), dtype)
         if fresh:
             acc0["xx"] = jnp.zeros((k + 2 + p, k + 2 + p), dtype)
         if pathwise:
@@ -290,6 +298,9 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         tp = jnp.minimum(t + 1, T1 - 1)
         m_next = decay * m_t - eta[t] * alpha * beta_h  # β's h* block = E[g_t h*ᵀ]
         m = state["m"].at[tp].set(jnp.where(more, m_next, state["m"][tp]))
+        if train_a:
+            a_next = a_t - lr_a[t] * alpha * acc["fa"] / n
+            new_state["a"] = state["a"].at[tp].set(jnp.where(more, a_next, state["a"][tp]))
         R = state["R"]
         R_next = decay * R[t] - eta[t] * jnp.einsum("uqr,usrx->sqx", G_row, R)
         R_next = R_next + jnp.where((idx == t)[:, None, None], eye, 0.0)
@@ -359,6 +370,7 @@ def _init_state(problem, key, n_real, npad, T1, pathwise, dtype, chunk):
         "R": jnp.zeros((T1, T1, p, p), dtype),
         "R0": jnp.zeros((T1, p, p), dtype).at[0].set(jnp.eye(p, dtype=dtype)),
         "m": jnp.zeros((T1, p, k), dtype).at[0].set(jnp.asarray(problem.m0, dtype)),
+        "a": jnp.broadcast_to(jnp.asarray(problem.second_layer, dtype), (T1, p)),
     }
     if pathwise:
         state["K"] = jnp.zeros((npad, T1, T1, p, p), dtype)
@@ -510,7 +522,7 @@ def solve(
     elapsed = time.perf_counter() - t_start
 
     n_done = len(outs) if first_bad < 0 else first_bad  # steps whose outputs are all good
-    st = jax.device_get({k_: state[k_] for k_ in ("m", "Qp", "C", "Gamma", "R")})
+    st = jax.device_get({k_: state[k_] for k_ in ("m", "Qp", "C", "Gamma", "R", "a")})
     traj = _assemble(problem, st, outs, n_done, first_bad, dict(
         samples=samples, replicas=replicas, seed=seed, chunk_size=chunk_size,
         response=response, dtype=dtype.name, wall_time_s=elapsed,
@@ -558,8 +570,9 @@ def _assemble(problem, st, outs, n_done, first_bad, settings) -> Trajectory:
     Qperp = st["Qp"][:, :T, :T]
     Qtt = np.einsum("rttqv->rtqv", Qperp) if T else Qperp[:, :0, 0]
     Q = np.einsum("rtqk,rtvk->rtqv", m, m) + Qtt
-    eg = np.asarray(jax.jit(jax.vmap(lambda mm, qq: _test_error(problem, mm, qq)))(
-        jnp.asarray(m), jnp.asarray(Q))) if T else np.zeros((m.shape[0], 0))
+    a = st["a"][:, :T]
+    eg = np.asarray(jax.jit(jax.vmap(lambda mm, qq, aa: _test_error(problem, mm, qq, aa)))(
+        jnp.asarray(m), jnp.asarray(Q), jnp.asarray(a))) if T else np.zeros((m.shape[0], 0))
     tl = np.stack([o["train_loss"] for o in outs[:T]], axis=1) if T else np.zeros((m.shape[0], 0))
     kernels = {
         "Qperp": estimate_from_replicas(Qperp),
@@ -581,6 +594,7 @@ def _assemble(problem, st, outs, n_done, first_bad, settings) -> Trajectory:
         test_error=estimate_from_replicas(eg),
         train_loss=estimate_from_replicas(tl),
         kernels=kernels,
+        a=estimate_from_replicas(a) if problem.trains_second_layer else None,
         diagnostics=diag,
         settings=settings,
         status="ok" if first_bad < 0 else "diverged",

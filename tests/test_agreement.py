@@ -48,3 +48,23 @@ def test_extrapolation_recovers_intercept():
     assert np.all(np.abs(a - a_true) < 4 * se_a)
     assert np.all(se_a > 0.3 * se) and np.all(se_a < 5 * se)
     assert np.all(chi2 < 10)
+
+
+@pytest.mark.parametrize("schedule,lr_a", [("repeat:2", 0.0), ("reuse", 0.5)])
+def test_schedules_and_trained_second_layer_agree_with_simulation(schedule, lr_a):
+    """repeat:2 (issue 5.1) and a trained second layer (5.2) against the simulator, same rule."""
+    problem = make_problem("tanh_he3", p=2, activation="relu", alpha=3.0, lr=0.2, steps=4,
+                           schedule=schedule, lr_a=lr_a)
+    d = 500
+    th = solve(problem, samples=64_000, seed=0, progress=False)
+    sim = simulate(problem, d=d, seeds=16, seed=1, progress=False)
+    names = ("m", "Q", "test_error") + (("a",) if lr_a > 0 else ())
+    for name in names:
+        a, b = getattr(th, name), getattr(sim, name)
+        se = np.sqrt(a.error**2 + b.error**2 + (C_FINITE / d) ** 2)
+        z = (a.value - b.value) / se
+        assert np.max(np.abs(z)) < 4.0, (name, np.max(np.abs(z)))
+    if lr_a > 0:  # the second layer really moved
+        assert np.max(np.abs(th.a.value[-1] - th.a.value[0])) > 0.1
+    else:
+        assert th.a is None and sim.a is None
