@@ -136,15 +136,15 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         needs: the h* block is E[g_t h*ᵀ] (drift of m) and, by Stein's identity, the z block is
         E[δg_t/δw_{0:t}] L. Using β instead of plain sample moments removes the part of g_t that
         is linear in the Gaussian inputs from the Monte Carlo noise (exact, i.e. zero variance, in
-        the linear model). Also returns v_t = β_t (Ĝ − I), Ĝ the sample Gram / n, for the control
-        variate of C: C(t,s) = α [Ê(g_t g_sᵀ) − v_t β_sᵀ].
+        the linear model). Also returns v_t = β_t (Ĝ + I) (fresh: β_t (Ĝ − I)), Ĝ the sample Gram
+        / n, and Ê[g_t xᵀ] over all regressors, for the estimator of C (see ``step``).
         """
         n = float(n_real)
         if fresh:
             c = jnp.concatenate([acc["gx"], acc["gz"][t]], axis=1)  # (p, k+2+p)
             beta = jnp.linalg.solve(acc["xx"], c.T).T
             v = beta @ (acc["xx"] / n) - beta
-            return beta, v, beta[:, 1 : k + 1], beta[:, k + 2:]
+            return beta, v, beta[:, 1 : k + 1], beta[:, k + 2:], None
         # regressor layout: [1, h*_0..h*_{nb-1}, ξ_0..ξ_{nb-1}, z_0..z_T]; live: this batch's
         b = bt_j[t]
         nfix = 1 + nb * (k + 1)
@@ -156,21 +156,22 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         gx = acc["gx"]  # (p, k+2): [1, h*_b, ξ_b]
         gh_full = jnp.where(hlive[None, :], jnp.tile(gx[:, 1 : k + 1], (1, nb)), 0.0)
         gxi_full = jnp.where(xlive[None, :], gx[:, k + 1 :], 0.0)
-        c = jnp.concatenate([gx[:, :1], gh_full, gxi_full, gz_flat], axis=1) * live[None, :]
+        c_full = jnp.concatenate([gx[:, :1], gh_full, gxi_full, gz_flat], axis=1)
+        c = c_full * live[None, :]
         if mode == "reuse":  # live regressors form a leading block: reuse the Cholesky factor
             LG = jnp.where(live[:, None] & live[None, :], state["LG"], 0.0)
             LG = LG + jnp.diag(jnp.where(live, 0.0, 1.0))
             y_ = jsl.solve_triangular(LG, c.T, lower=True)
             beta = jsl.solve_triangular(LG, y_, lower=True, trans="T").T  # (p, D)
-            v = (beta @ state["LG"]) @ state["LG"].T / n - beta
+            v = (beta @ state["LG"]) @ state["LG"].T / n + beta  # β (Ĝ + I)
         else:
             G = state["G"]
             Gm = jnp.where(live[:, None] & live[None, :], G, 0.0)
             Gm = Gm + jnp.diag(jnp.where(live, 0.0, 1.0))
             beta = jsl.cho_solve((jnp.linalg.cholesky(Gm), True), c.T).T * live[None, :]
-            v = beta @ G / n - beta
+            v = beta @ G / n + beta  # β (Ĝ + I)
         bh = jax.lax.dynamic_slice_in_dim(beta, 1 + b * k, k, axis=1)  # E[g_t h*_bᵀ]
-        return beta, v, bh, beta[:, nfix:]
+        return beta, v, bh, beta[:, nfix:], c_full / n
 
     def _stein_row(bz, L, t):
         """Γ(t, 0:t) = α E[δg_t/δw_{0:t}] = α β_z L⁻¹ (Gaussian integration by parts)."""
@@ -274,12 +275,21 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
 
         n = float(n_real)
         past = (idx <= t)[:, None, None]
-        beta, v, beta_h, beta_z = _regression(acc, state, t)
-        if fresh:
+        beta, v, beta_h, beta_z, c_full = _regression(acc, state, t)
+        if fresh:  # Ê[ε_t ε_tᵀ] + β_t β_tᵀ with OLS residuals ε (positive semi-definite)
             C_row = alpha * (acc["gg"] / n - (v @ beta.T)[None])
         else:
+            # C(t,s) = α (Ê[ε_t ε_sᵀ] + β_t β_sᵀ), ε = g − βx the regression residuals: the
+            # same limit as α Ê[g_t g_sᵀ] (z beyond s is independent of g_s), exact in the
+            # linear model, and positive semi-definite as a matrix over times by construction.
             betas = state["beta"].at[t].set(beta)
-            C_row = alpha * (acc["gg"] / n - jnp.einsum("qj,srj->sqr", v, betas))
+            cfull = state["cfull"].at[t].set(c_full)
+            C_row = alpha * (
+                acc["gg"] / n
+                - jnp.einsum("qj,srj->sqr", beta, cfull)
+                - jnp.einsum("qj,srj->sqr", c_full, betas)
+                + jnp.einsum("qj,srj->sqr", v, betas)
+            )
         # C(t, s) for s <= t: zero across independent batches
         C_row = jnp.where(past & same, C_row, 0.0)
         if pathwise:
@@ -318,6 +328,7 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
 
         if not fresh:
             new_state["beta"] = betas
+            new_state["cfull"] = cfull
         new_state.update(L=L, C=C, Gamma=Gam, m=m, R=R, R0=R0, Qp=Qp)
         loss_mean = acc["l"] / n
         out = {
@@ -381,6 +392,7 @@ def _init_state(problem, key, n_real, npad, T1, pathwise, dtype, chunk):
         else:
             state["G"] = G
         state["beta"] = jnp.zeros((T1, p, G.shape[0]), dtype)
+        state["cfull"] = jnp.zeros((T1, p, G.shape[0]), dtype)
     return state
 
 
