@@ -6,6 +6,7 @@ against a direct large-d simulation of the same training. See README.md and docs
 
 from ._checks import DivergenceError as DivergenceError
 from ._checks import DMFTInputError as DMFTInputError
+from .flow import solve_flow as solve_flow
 from .observables import test_error as test_error
 from .online import solve_online as solve_online
 from .problem import ACTIVATIONS as ACTIVATIONS

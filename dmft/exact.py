@@ -76,3 +76,26 @@ def linear_gd(alpha: float, lr, ridge: float = 0.0, noise: float = 0.0, m0: floa
     m = np.array(ms)
     Q = np.array(Qs)
     return {"m": m, "Q": Q, "test_error": 0.5 * (1.0 - 2.0 * m + Q) + 0.5 * noise}
+
+
+def linear_gradient_flow(alpha: float, tau, ridge: float = 0.0, noise: float = 0.0,
+                         m0: float = 0.0, q0: float = 1.0, n_quad: int = 4000):
+    """Exact d → ∞ gradient flow dW/dτ = −λW − ∇L on linear regression (the η → 0 limit of
+    :func:`linear_gd` at τ = Σ η_t): P = e^{−τ(x+λ)}, K = (1 − P)/(x + λ) in the same formulas.
+
+    Returns:
+        dict with ``m``, ``Q``, ``test_error`` at the times ``tau``.
+    """
+    tau = np.atleast_1d(np.asarray(tau, dtype=np.float64))
+    x, w = marchenko_pastur_rule(alpha, n_quad)
+    rate = x + ridge
+    ms, Qs = [], []
+    for t in tau:
+        P = np.exp(-t * rate)
+        K = np.where(rate > 0, -np.expm1(-t * rate) / np.where(rate > 0, rate, 1.0), t)
+        e = (m0 - 1.0) * P - ridge * K
+        m = 1.0 + np.sum(w * e)
+        ms.append(m)
+        Qs.append(2.0 * m - 1.0 + np.sum(w * (e * e + q0 * P * P + noise * x * K * K)))
+    m, Q = np.array(ms), np.array(Qs)
+    return {"m": m, "Q": Q, "test_error": 0.5 * (1.0 - 2.0 * m + Q) + 0.5 * noise}

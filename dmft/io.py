@@ -29,9 +29,9 @@ from ._checks import DMFTInputError
 
 FORMAT = "dmft-trajectories"
 FORMAT_VERSION = (1, 1)  # (major, minor): a major bump breaks readers, a minor bump only adds
-KINDS = ("dmft", "simulation", "online")
+KINDS = ("dmft", "simulation", "online", "flow")
 # What /step holds, by kind (root attribute ``time_axis``, added in 1.1).
-TIME_AXIS = {"dmft": "step", "simulation": "step", "online": "tau"}
+TIME_AXIS = {"dmft": "step", "simulation": "step", "online": "tau", "flow": "tau_gf"}
 
 OBSERVABLE_DIMS = {
     "m": ("step", "unit", "target_dir"),
@@ -63,6 +63,7 @@ _DESCRIPTIONS = {
 _SCALE_DESCRIPTIONS = {
     "step": "GD step t (0 = initial condition)",
     "tau": "online SGD time tau = (SGD steps)/d = (samples seen)/d (0 = initial condition)",
+    "tau_gf": "gradient-flow time tau = sum of learning rates (0 = initial condition)",
     "step_s": "earlier GD step s (second time argument of a kernel)",
     "unit": "student unit j",
     "unit2": "student unit l (second unit index)",
@@ -194,7 +195,7 @@ def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
             cfg.attrs[f"settings.{key}"] = val
 
     online = traj.kind == "online"
-    step_dtype = np.float64 if online else np.int64
+    step_dtype = np.float64 if traj.kind in ("online", "flow") else np.int64
     scales = {
         "step": f.create_dataset("step", data=np.asarray(traj.step, dtype=step_dtype)),
         "unit": _scale(f, "unit", p),
@@ -202,7 +203,7 @@ def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
         "target_dir": _scale(f, "target_dir", k),
     }
     scales["step"].make_scale("step")
-    scales["step"].attrs["long_name"] = _SCALE_DESCRIPTIONS["tau" if online else "step"]
+    scales["step"].attrs["long_name"] = _SCALE_DESCRIPTIONS[TIME_AXIS[traj.kind]]
 
     per_seed = traj.per_seed or {}
     if traj.kind == "simulation" and per_seed:
@@ -218,6 +219,7 @@ def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
         "dmft": "independent DMFT replicas",
         "simulation": "simulation seeds",
         "online": "independent Monte Carlo replicas of the online-SGD ODE",
+        "flow": "independent DMFT replicas (Richardson-extrapolated replica by replica)",
     }[traj.kind]
     present = dict(OBSERVABLE_DIMS)
     present.update({n: d for n, d in OPTIONAL_DIMS.items() if getattr(traj, n, None) is not None})

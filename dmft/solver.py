@@ -447,6 +447,7 @@ def solve(
     response: str = "stein",
     dtype="float64",
     progress: bool | None = None,
+    keep_replicas: bool = False,
 ) -> Trajectory:
     """Solve the discrete-time DMFT forward in time.
 
@@ -462,6 +463,8 @@ def solve(
             O(N T² p²)).
         dtype: ``"float64"`` (needs JAX x64) or ``"float32"``.
         progress: tqdm bar over steps; ``None`` shows it only on a terminal.
+        keep_replicas: also return the per-replica trajectories in ``per_seed`` (leading
+            replica axis), e.g. for estimates that combine several solves replica by replica.
 
     Returns:
         A :class:`~dmft.result.Trajectory` of kind ``"dmft"`` with kernels and diagnostics.
@@ -538,7 +541,7 @@ def solve(
     traj = _assemble(problem, st, outs, n_done, first_bad, dict(
         samples=samples, replicas=replicas, seed=seed, chunk_size=chunk_size,
         response=response, dtype=dtype.name, wall_time_s=elapsed,
-    ))
+    ), keep_replicas)
     rel = traj.diagnostics["min_schur_eig_rel"]
     if np.any(rel < -SCHUR_WARN_REL):
         bad = np.nonzero(rel < -SCHUR_WARN_REL)[0]
@@ -575,7 +578,7 @@ def _compiled(problem, T1, n_real, npad, chunk, response, dtype):
     return _CACHE[key]
 
 
-def _assemble(problem, st, outs, n_done, first_bad, settings) -> Trajectory:
+def _assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas=False) -> Trajectory:
     """Replica means and standard errors for the first ``n_done`` steps."""
     T = n_done
     m = st["m"][:, :T]
@@ -607,6 +610,7 @@ def _assemble(problem, st, outs, n_done, first_bad, settings) -> Trajectory:
         train_loss=estimate_from_replicas(tl),
         kernels=kernels,
         a=estimate_from_replicas(a) if problem.trains_second_layer else None,
+        per_seed=dict(m=m, Q=Q, test_error=eg, train_loss=tl) if keep_replicas else None,
         diagnostics=diag,
         settings=settings,
         status="ok" if first_bad < 0 else "diverged",
