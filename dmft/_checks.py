@@ -30,8 +30,8 @@ class DivergenceError(FloatingPointError):
         where = f"; partial results saved to {path}" if path else ""
         super().__init__(
             f"run diverged at step {step}: {quantity} is not finite or overflowed{where}. "
-            "Likely causes: learning rate too large for this alpha/activation, "
-            "or too few samples for the Monte Carlo estimate."
+            "Likely causes: a learning rate too large for this problem, too few Monte Carlo "
+            "samples, or (ODE solvers) too many solver steps."
         )
 
 

@@ -36,7 +36,8 @@ class Trajectory:
     """Trajectories of the order parameters over GD steps t = 0..T, each with its error.
 
     Attributes:
-        kind: ``"dmft"`` or ``"simulation"``.
+        kind: ``"dmft"``, ``"simulation"``, ``"online"`` (one-pass SGD ODE, ``step`` holds τ) or
+            ``"flow"`` (gradient flow, ``step`` holds τ = Σ η_t).
         problem: the :class:`~dmft.problem.Problem` that was solved or simulated.
         step: the steps 0..T (length T+1; shorter for a diverged run).
         m: overlaps m_t, shape (T+1, p, k).
