@@ -202,7 +202,9 @@ def test_float32_close_to_float64(base_problem, base_run):
     root = stream_key(3, STREAM_SIM)
     ids = jnp.arange(5, dtype=jnp.int32)
     n = base_run.settings["n"]
-    m, q, train, _ = _run_seed_batch(base_problem, root, ids, 40, n, "float32", False, 1, "float64")
+    m, q, train, _, _ = _run_seed_batch(
+        base_problem, root, ids, 40, n, "float32", False, 1, "float64"
+    )
     assert m.dtype == jnp.float32
     for name, x in (("m", m), ("Q", q), ("train_loss", train)):
         np.testing.assert_allclose(x, base_run.per_seed[name], rtol=0, atol=3e-5, err_msg=name)
