@@ -53,7 +53,7 @@ def test_extrapolation_recovers_intercept():
 @pytest.mark.parametrize("schedule,lr_a", [("repeat:2", 0.0), ("reuse", 0.5)])
 def test_schedules_and_trained_second_layer_agree_with_simulation(schedule, lr_a):
     """repeat:2 (issue 5.1) and a trained second layer (5.2) against the simulator, same rule."""
-    problem = make_problem("tanh_he3", p=2, activation="relu", alpha=3.0, lr=0.2, steps=4,
+    problem = make_problem("tanh_he3", p=2, activation="relu", alpha=3.0, lr=0.2, steps=3,
                            schedule=schedule, lr_a=lr_a)
     d = 500
     th = solve(problem, samples=64_000, seed=0, progress=False)
