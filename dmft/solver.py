@@ -12,6 +12,12 @@ replica, samples are processed in chunks of ``chunk_size`` by a ``lax.scan`` tha
 accumulates sums, so the working memory is O(chunk_size·T·p) on top of the O(samples·T·p)
 histories (z and g). The histories are the only per-sample state.
 
+Estimators. The drift E[g_t h*ᵀ], the response Γ (Stein: Gaussian integration by parts) and the
+kernel C come from least-squares coefficients of g_t on the Gaussian inputs [1, h*, ξ, z_{0:t}]
+(control variates; exact for the linear model, C positive semi-definite by construction); see
+docs/THEORY.md §3. Batch schedules other than ``reuse`` restrict the field's covariance, the
+reaction term and the kernels to the times of the step's own batch (docs/THEORY.md §2).
+
 Random numbers: replica r draws all its standard normals (z_{0..T} ∈ R^p, h* ∈ R^k and ξ per
 sample) in bulk from ``fold_in(fold_in(key(seed), STREAM_DMFT), r)`` before any chunking, so
 results do not depend on ``chunk_size`` (up to float summation order, ~1e-13).
