@@ -579,7 +579,7 @@ def _compiled(problem, T1, n_real, npad, chunk, response, dtype):
             lambda kk: _init_state(problem, kk, n_real, npad, T1, pathwise, dtype, chunk)
         ))
         step = jax.jit(jax.vmap(_make_step(problem, T1, n_real, chunk, response, dtype),
-                                in_axes=(0, None)), donate_argnums=0)
+                                in_axes=(0, None)))  # donation measured 1.6x slower (copies)
         _CACHE[key] = (init, step)
     return _CACHE[key]
 
