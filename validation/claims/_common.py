@@ -15,6 +15,7 @@ the finite-d noise floor (about 1/√d) even when m = 0.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -26,7 +27,7 @@ import dmft
 
 
 def norm_estimate(m_est, axis=(-2, -1)):
-    """(‖mean‖, conservative SE) of the entries over ``axis`` of an Estimate of shape (T+1, p, k)."""
+    """(‖mean‖, conservative SE) of the entries over ``axis`` of an Estimate (T+1, p, k)."""
     v = np.asarray(m_est.value, dtype=float)
     e = np.asarray(m_est.error, dtype=float)
     return _norm(v, axis), np.sqrt(np.sum(e**2, axis=axis))
@@ -44,7 +45,7 @@ def column_norm_estimate(m_est):
 
 
 def per_seed_norm(sim, axis=(-2, -1)):
-    """Simulation: seed mean of the per-seed norm ‖m^{(s)}_t‖ and its SE (includes the noise floor)."""
+    """Simulation: seed mean of the per-seed norm ‖m^{(s)}_t‖ and its SE (with the noise floor)."""
     ms = np.asarray(sim.per_seed["m"], dtype=float)  # (S, T+1, p, k)
     n = _norm(ms, tuple(a if a < 0 else a + 1 for a in axis))  # (S, T+1[, k])
     s = n.shape[0]
@@ -63,7 +64,7 @@ def run_dmft(problem, samples, seed, replicas=16):
 
 
 def run_sim(problem, d, seeds, seed):
-    """Simulate; on DivergenceError return the partial trajectory. Returns (traj, status, seconds)."""
+    """Simulate; on DivergenceError return the partial trajectory: (traj, status, seconds)."""
     t0 = time.perf_counter()
     try:
         traj = dmft.simulate(problem, d=d, seeds=seeds, seed=seed, progress=False)
@@ -141,3 +142,14 @@ def save_png(fig, path, dpi=150):
     fig.savefig(tmp, dpi=dpi)
     os.replace(tmp, path)
     return path
+
+
+def base_parser(doc: str) -> argparse.ArgumentParser:
+    """The flags every claims script shares: --quick --samples --d --seeds --seed."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="seconds-long smoke sizes")
+    ap.add_argument("--samples", type=int, default=None, help="DMFT effective samples")
+    ap.add_argument("--d", type=int, default=None, help="simulation dimension")
+    ap.add_argument("--seeds", type=int, default=None, help="simulation seeds")
+    ap.add_argument("--seed", type=int, default=0)
+    return ap

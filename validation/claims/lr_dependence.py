@@ -19,7 +19,6 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import argparse
 import os
 import sys
 import time
@@ -28,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import dmft  # noqa: E402
 from _common import (  # noqa: E402
+    base_parser,
     blowup,
     fmt,
     norm_estimate,
@@ -41,14 +40,11 @@ from _common import (  # noqa: E402
     write_json,
 )
 
+import dmft  # noqa: E402
+
 
 def parse(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="seconds-long smoke sizes")
-    ap.add_argument("--samples", type=int, default=None, help="DMFT effective samples")
-    ap.add_argument("--d", type=int, default=None, help="simulation dimension")
-    ap.add_argument("--seeds", type=int, default=None, help="simulation seeds")
-    ap.add_argument("--seed", type=int, default=0)
+    ap = base_parser(__doc__)
     ap.add_argument("--alpha", type=float, default=2.0)
     ap.add_argument("--n-lr", type=int, default=None, help="points of the log grid of η")
     ap.add_argument("--lr-min", type=float, default=0.05)

@@ -1,4 +1,5 @@
-"""Claim (a) of Dandi et al. 2024 (arXiv:2402.03220): reusing batches breaks the information exponent.
+"""Claim (a) of Dandi et al. 2024 (arXiv:2402.03220): reusing batches breaks the information
+exponent.
 
 Claim: one-pass GD with fresh batches at α = n/d = O(1) cannot leave m_0 = 0 in finitely many steps
 for a target with information exponent > 1 (he3: the drift −ηα E[g h*] vanishes at m = 0, so the
@@ -32,7 +33,6 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import dmft  # noqa: E402
 from _common import (  # noqa: E402
     blowup,
     column_norm_estimate,
@@ -45,6 +45,8 @@ from _common import (  # noqa: E402
     save_png,
     write_json,
 )
+
+import dmft  # noqa: E402
 
 TARGET_ORDER = ("linear", "he2", "he3", "he4", "tanh_he3", "z1_plus_he3", "staircase2",
                 "staircase3", "z1z2z3", "sign_z1z2z3")
@@ -140,7 +142,8 @@ def part2(a):
     out = {}
     for name in TARGET_ORDER:
         k = dmft.TARGETS[name].k
-        row = {"k": k, "expected_reuse": EXPECTED_REUSE[name], "expected_fresh": EXPECTED_FRESH[name]}
+        row = {"k": k, "expected_reuse": EXPECTED_REUSE[name],
+               "expected_fresh": EXPECTED_FRESH[name]}
         for sch in ("reuse", "fresh"):
             pr = dmft.make_problem(name, p=2, activation="relu", alpha=a.alpha, lr=a.table_lr,
                                    steps=a.steps, schedule=sch)
@@ -200,7 +203,7 @@ def figure(a, p1, p2, path):
     if s is not None:
         n = len(s["seed_norm"])
         ax.errorbar(t[:n], s["seed_norm"], s["seed_norm_se"], fmt="s--", ms=3, color="0.5",
-                    capsize=2, lw=1, label=f"sim fresh: mean per-seed ‖m‖ (1/√d floor)")
+                    capsize=2, lw=1, label="sim fresh: mean per-seed ‖m‖ (1/√d floor)")
     ax.set_xlabel("GD step t")
     ax.set_ylabel("‖m_t‖ (Frobenius, p×k)")
     ax.set_title(f"he3, p=2 ReLU, α={a.alpha:g}, η={lr:g} (d={a.d}, {a.seeds} seeds)")
@@ -309,8 +312,9 @@ def main(argv=None) -> int:
         + (f" (mismatch: {', '.join(mism)})" if mism else "")
     )
     claim_holds = r_ok and f_zero and n_agree == len(agree)
-    print(f"\nVERDICT: {'SUPPORTED' if claim_holds else 'PARTLY SUPPORTED' if r_ok and f_zero else 'NOT SUPPORTED'}"
-          f" — {verdict}")
+    word = ("SUPPORTED" if claim_holds
+            else "PARTLY SUPPORTED" if r_ok and f_zero else "NOT SUPPORTED")
+    print(f"\nVERDICT: {word} — {verdict}")
     os.makedirs(a.out, exist_ok=True)
     png = os.path.join(a.out, "reuse_vs_fresh.png")
     figure(a, p1, p2, png)
