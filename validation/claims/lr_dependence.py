@@ -230,9 +230,9 @@ def main(argv=None) -> int:
     bad = [lr for lr, r in grid.items() if "norm" not in r or r["status"] != "ok" or r["blowup"]]
     onset = min(on) if on else None
     below = max([x for x in off if onset is None or x < onset], default=None)
-    verdict = (f"repeat:2 he3: ||m_{T}|| > 4SE for eta in {on or 'none'}; onset between "
-               f"{below} and {onset}; no significant overlap for eta in {off}; "
-               f"diverged/blew up/skipped: {bad}")
+    where = f"onset between {below} and {onset}" if on else "no onset on this grid"
+    verdict = (f"repeat:2 he3: ||m_{T}|| > 4SE for eta in {on or 'none'}; {where}; "
+               f"no significant overlap for eta in {off}; diverged/blew up/skipped: {bad}")
     tag = "SUPPORTED" if on and off and min(off) < onset else ("NOT SUPPORTED" if not on else
                                                                "INCONCLUSIVE")
     print(f"\nVERDICT: {tag} (learning switches on at finite eta) — {verdict}")
