@@ -235,7 +235,7 @@ def main(argv=None) -> int:
                f"no significant overlap for eta in {off}; diverged/blew up/skipped: {bad}")
     tag = "SUPPORTED" if on and off and min(off) < onset else ("NOT SUPPORTED" if not on else
                                                                "INCONCLUSIVE")
-    print(f"\nVERDICT: {tag} (learning switches on at finite eta) — {verdict}")
+    print(f"\nVERDICT: {tag} (claim: learning switches on at finite eta) — {verdict}")
 
     os.makedirs(a.out, exist_ok=True)
     png = os.path.join(a.out, "lr_dependence.png")
