@@ -269,17 +269,11 @@ def _run_seed_batch(problem, root, seed_ids, d, n, dtype, sample_test, n_test, d
 
 @eqx.filter_jit
 def _exact_test_error(problem, m, q, a):
-    """Quadrature test error for m (N, p, k), Q (N, p, p), one entry at a time (bounded memory).
-
-    The quadrature (dmft.observables, not this module) broadcast its 1-D Gauss–Hermite weights
-    against (..., nodes) arrays for tanh when this was written, so it is traced with rank
-    promotion allowed (a caller's "raise" setting would otherwise reject it); everything else in
-    this module is rank-promotion clean.
-    """
-    with jax.numpy_rank_promotion("allow"):
-        return jax.lax.map(
-            lambda mqa: _quadrature_test_error(problem, mqa[0], mqa[1], mqa[2]), (m, q, a)
-        )
+    """Quadrature test error for m (N, p, k), Q (N, p, p), a (N, p), one entry at a time
+    (bounded memory)."""
+    return jax.lax.map(
+        lambda mqa: _quadrature_test_error(problem, mqa[0], mqa[1], mqa[2]), (m, q, a)
+    )
 
 
 # --------------------------------------------------------------------------------------------
