@@ -558,9 +558,37 @@ def solve(
             RuntimeWarning,
             stacklevel=2,
         )
+    _warn_noisy_response(traj)
     if first_bad >= 0:
         raise DivergenceError(first_bad, "DMFT kernels/overlaps", partial=traj)
     return traj
+
+
+# Γ(t, ·) (t < T, the rows that drive the dynamics) whose largest standard error exceeds this
+# fraction of its largest entry is reported. The replica errors of m, Q stay honest either way;
+# the warning says that the estimate is inefficient.
+GAMMA_NOISE_WARN = 1.0
+
+
+def _warn_noisy_response(traj) -> None:
+    """Warn when the response kernel is dominated by Monte Carlo noise (it drives R and Q⊥)."""
+    G = traj.kernels["Gamma"]
+    if G.value.shape[0] <= 1:
+        return
+    size = np.max(np.abs(G.value[:-1]), axis=(1, 2, 3))
+    noise = np.max(G.error[:-1], axis=(1, 2, 3))
+    bad = np.nonzero(noise > GAMMA_NOISE_WARN * np.maximum(size, 1e-300))[0]
+    if len(bad):
+        rel = traj.diagnostics["min_schur_eig_rel"]
+        warnings.warn(
+            f"the response Γ(t, ·) has a Monte Carlo error above {GAMMA_NOISE_WARN:.0%} of its "
+            f"size at steps {bad.tolist()} (largest error {float(np.max(noise)):.3g}); smallest "
+            f"relative Schur complement {float(np.min(rel)):.2e}. Likely cause: little new "
+            "randomness per step (small learning rate, slow dynamics), which the Stein estimator "
+            "amplifies. Use more samples, or response='pathwise' for a smooth activation.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 _CACHE: dict = {}
