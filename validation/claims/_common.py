@@ -52,26 +52,27 @@ def per_seed_norm(sim, axis=(-2, -1)):
     return n.mean(0), (n.std(0, ddof=1) / math.sqrt(s) if s > 1 else np.full(n.shape[1:], np.nan))
 
 
-def run_dmft(problem, samples, seed, replicas=16):
-    """Solve; on DivergenceError return the partial trajectory. Returns (traj, status, seconds)."""
+def _guarded(run, **kwargs):
+    """Run ``run(**kwargs)``; on DivergenceError keep the partial trajectory.
+
+    Returns (trajectory, status, seconds).
+    """
     t0 = time.perf_counter()
     try:
-        traj = dmft.solve(problem, samples=samples, seed=seed, replicas=replicas, progress=False)
-        status = "ok"
+        traj, status = run(progress=False, **kwargs), "ok"
     except dmft.DivergenceError as exc:
         traj, status = exc.partial, f"diverged at step {exc.step}"
     return traj, status, time.perf_counter() - t0
+
+
+def run_dmft(problem, samples, seed, replicas=16):
+    """DMFT solve (partial trajectory on divergence): (traj, status, seconds)."""
+    return _guarded(dmft.solve, problem=problem, samples=samples, seed=seed, replicas=replicas)
 
 
 def run_sim(problem, d, seeds, seed):
-    """Simulate; on DivergenceError return the partial trajectory: (traj, status, seconds)."""
-    t0 = time.perf_counter()
-    try:
-        traj = dmft.simulate(problem, d=d, seeds=seeds, seed=seed, progress=False)
-        status = "ok"
-    except dmft.DivergenceError as exc:
-        traj, status = exc.partial, f"diverged at step {exc.step}"
-    return traj, status, time.perf_counter() - t0
+    """Simulation (partial trajectory on divergence): (traj, status, seconds)."""
+    return _guarded(dmft.simulate, problem=problem, d=d, seeds=seeds, seed=seed)
 
 
 def blowup(traj, limit=100.0):
