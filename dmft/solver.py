@@ -36,7 +36,15 @@ import numpy as np
 
 from ._checks import DivergenceError, DMFTInputError, check_choice, check_int, check_x64
 from .observables import test_error as _test_error
-from .problem import STREAM_DMFT, Problem, loss, loss_grad_h, network_output, stream_key
+from .problem import (
+    STREAM_DMFT,
+    Problem,
+    loss,
+    loss_grad_h,
+    network_output,
+    stream_key,
+    sum_last,
+)
 from .result import Estimate, Trajectory, estimate_from_replicas
 
 RESPONSES = ("stein", "pathwise")
@@ -115,7 +123,6 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
     lam = float(problem.ridge)
     eta = jnp.asarray(np.append(problem.lr, 0.0), dtype)  # (T1,), eta[T] unused
     q0 = jnp.asarray(problem.qperp0, dtype)
-    noise_sd = math.sqrt(problem.noise)
     bt = problem.batches  # (T1,) batch used at each time
     nb = int(bt.max()) + 1
     mode = _mode(bt)
@@ -123,7 +130,6 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
     same_np = bt[:, None] == bt[None, :]  # same batch at times t and s
     same_all = jnp.asarray(same_np)
     bt_j = jnp.asarray(bt)
-    target = problem.target
     pathwise = response == "pathwise"
     eye = jnp.eye(p, dtype=dtype)
     idx = jnp.arange(T1)
@@ -195,32 +201,31 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         Qp_t = jnp.where(same, state["Qp"][t], 0.0)
         L, ev_min, jitter, ev_rel = append_factor_row(state["L"], Qp_t, t, p)
         Lrow = jax.lax.dynamic_slice_in_dim(L, t * p, p, axis=0)  # (p, T1 p)
-        Lrow_b = _flat_to_blocks(Lrow, T1, p)  # (T1, p, p): L(t, s)
         m_t = state["m"][t]
         a_t = state["a"][t]
         # reaction coefficients η_s R(t, s) over this batch's past steps s < t
         etaR = jnp.where(same, eta[:, None, None] * state["R"][t], 0.0)
         hslot = bt_j[t]
 
-        # one matmul gives w_t − Σ_s η_s R(t,s) g_s from the fused history [z_s, g_s]
-        coef = jnp.concatenate([Lrow_b, -etaR], axis=2)  # (T1, p, 2p)
-        coef = jnp.transpose(coef, (0, 2, 1)).reshape(T1 * 2 * p, p)
+        # w_t − Σ_s η_s R(t,s) g_s = z_flat · coef_z + g_flat · coef_g (flat index s p + r)
+        coef_z = Lrow.T  # (T1 p, p): [s p + r, q] = L(t, s)[q, r]
+        coef_g = -jnp.transpose(etaR, (0, 2, 1)).reshape(T1 * p, p)
 
         def chunk_fn(acc, xs):
-            zgc, hs, xi, wgt, Kc = xs
-            flat = zgc.reshape(zgc.shape[0], T1 * 2 * p)
+            zc, gc, yc, hs, xi, wgt, Kc = xs
             hst = jax.lax.dynamic_index_in_dim(hs, hslot, axis=1, keepdims=False)
             xit = jax.lax.dynamic_index_in_dim(xi, hslot, axis=1, keepdims=False)
-            y = target(hst) + noise_sd * xit
+            y = jax.lax.dynamic_index_in_dim(yc, hslot, axis=1, keepdims=False)
             xf = _fixed_regressors(hst, xit)  # (B, k + 2)
-            h = flat @ coef + hst @ m_t.T
+            h = zc @ coef_z + gc @ coef_g + sum_last(hst[:, None, :] * m_t[None])
             a_b = jnp.broadcast_to(a_t, h.shape)
             g = grad_one(h, y, a_b)
             f = network_output(h, a_b, act)
             lo = loss(y, f)
             gw = g * wgt[:, None]
             new = {
-                "mom": gw.T @ flat,  # (p, T1 2p): Σ g_t [z_s, g_s]ᵀ (slot t of g is still 0)
+                "mz": gw.T @ zc,  # (p, T1 p): Σ g_t z_sᵀ
+                "mg": gw.T @ gc,  # Σ g_t g_sᵀ (slot t of g is still 0)
                 "gg_t": gw.T @ g,
                 "g": jnp.sum(gw, axis=0),
                 "gx": gw.T @ xf,
@@ -238,14 +243,15 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
                 Krow = jnp.einsum("bqr,bsrx->bsqx", H, J)  # H_t J(t, s)
                 new["hj"] = jnp.einsum("b,bsqx->sqx", wgt, Krow)
             if fresh:
-                zt = jax.lax.dynamic_index_in_dim(zgc, t, axis=1, keepdims=False)[:, :p]
+                zt = jax.lax.dynamic_slice_in_dim(zc, t * p, p, axis=1)
                 xs_ = jnp.concatenate([xf, zt], axis=1) * jnp.sqrt(wgt)[:, None]
                 new["xx"] = xs_.T @ xs_
             acc = jax.tree.map(jnp.add, acc, new)
             return acc, (g, Krow)
 
         acc0 = {
-            "mom": jnp.zeros((p, T1 * 2 * p), dtype),
+            "mz": jnp.zeros((p, T1 * p), dtype),
+            "mg": jnp.zeros((p, T1 * p), dtype),
             "gg_t": jnp.zeros((p, p), dtype),
             "g": jnp.zeros((p,), dtype),
             "gx": jnp.zeros((p, k + 2), dtype),
@@ -257,27 +263,27 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
             acc0["xx"] = jnp.zeros((k + 2 + p, k + 2 + p), dtype)
         if pathwise:
             acc0["hj"] = jnp.zeros((T1, p, p), dtype)
-        npad = state["zg"].shape[0]
+        npad = state["z"].shape[0]
         nc = npad // chunk
 
         def chunked(x):
             return x.reshape((nc, chunk) + x.shape[1:])
 
         Kh = state["K"] if pathwise else jnp.zeros((npad, 1), dtype)
-        xs = tuple(chunked(x) for x in (state["zg"], state["hs"], state["xi"], state["w"], Kh))
+        xs = tuple(chunked(x) for x in (state["z"], state["g"], state["y"], state["hs"],
+                                       state["xi"], state["w"], Kh))
         acc, (gnew, Knew) = jax.lax.scan(chunk_fn, acc0, xs)
         gnew = gnew.reshape(npad, p)
         new_state = dict(state)
-        new_state["zg"] = jax.lax.dynamic_update_slice(state["zg"], gnew[:, None, :], (0, t, p))
+        new_state["g"] = jax.lax.dynamic_update_slice(state["g"], gnew, (0, t * p))
         if pathwise:
             Knew = Knew.reshape((npad,) + Knew.shape[2:])
             new_state["K"] = jax.lax.dynamic_update_slice_in_dim(
                 state["K"], Knew[:, None], t, axis=1
             )
-        mom = jnp.transpose(acc["mom"].reshape(p, T1, 2 * p), (1, 0, 2))  # (T1, p, 2p)
         onehot_t = (idx == t)[:, None, None]
-        acc["gz"] = mom[:, :, :p]
-        acc["gg"] = mom[:, :, p:] + jnp.where(onehot_t, acc["gg_t"][None], 0.0)
+        acc["gz"] = _flat_to_blocks(acc["mz"], T1, p)
+        acc["gg"] = _flat_to_blocks(acc["mg"], T1, p) + jnp.where(onehot_t, acc["gg_t"][None], 0.0)
 
         n = float(n_real)
         past = (idx <= t)[:, None, None]
@@ -371,12 +377,19 @@ def _init_state(problem, key, n_real, npad, T1, pathwise, dtype, chunk):
     pad = npad - n_real
 
     def padded(x):
+        if not pad:
+            return x
         return jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], dtype)], axis=0)
 
     w = jnp.concatenate([jnp.ones((n_real,), dtype), jnp.zeros((pad,), dtype)])
     Tp = T1 * p
+    # labels of every batch, computed once: y_b = g*(h*_b) + √Δ ξ_b
+    y = problem.target(hs) + math.sqrt(problem.noise) * xi  # (n, nb)
     state = {
-        "zg": padded(jnp.concatenate([z, jnp.zeros_like(z)], axis=2)),  # [z_s, g_s]
+        # histories, flat over (time, neuron): z_s (drawn) and g_s (slot s written at step s)
+        "z": padded(z.reshape(n_real, Tp)),
+        "g": jnp.zeros((npad, Tp), dtype),
+        "y": padded(y),
         "hs": padded(hs),
         "xi": padded(xi),
         "w": w,
@@ -518,36 +531,34 @@ def solve(
 
     root = stream_key(seed, STREAM_DMFT)
     keys = jax.vmap(lambda r: jax.random.fold_in(root, r))(jnp.arange(replicas))
-    init, step = _compiled(problem, T1, n_real, npad, chunk, response, dtype)
-    state = init(keys)
+    init, sweep, test_err = _compiled(problem, T1, n_real, npad, chunk, response, dtype)
 
     from tqdm.auto import tqdm
 
-    outs = []
-    first_bad = -1
-    bar = tqdm(range(T1), desc="DMFT steps", disable=(not progress) if progress is not None
+    bar = tqdm(total=T1, desc="DMFT steps", disable=(not progress) if progress is not None
                else None, leave=False)
     t_start = time.perf_counter()
-    for t in bar:
-        state, out = step(state, jnp.asarray(t))
-        out = jax.device_get(out)
-        outs.append(out)
-        if t == 0:
-            bar.reset(total=T1)  # don't count compilation in the ETA
-            bar.update(1)
-        bar.set_postfix(min_eig=f"{float(np.min(out['min_schur_eig'])):.2e}")
-        if not np.all(out["finite"]):
-            first_bad = t
-            break
-    bar.close()
+    _PROGRESS[0] = bar
+    try:
+        n_run, state, outs_arr = sweep(init(keys))
+        n_run = int(n_run)  # waits for the sweep
+        jax.effects_barrier()
+    finally:
+        _PROGRESS[0] = None
+        bar.close()
     elapsed = time.perf_counter() - t_start
+    outs_arr = jax.device_get(outs_arr)
+    outs = [{k_: v[t] for k_, v in outs_arr.items()} for t in range(n_run)]
+    first_bad = -1
+    if n_run and not np.all(outs[-1]["finite"]):
+        first_bad = n_run - 1
 
     n_done = len(outs) if first_bad < 0 else first_bad  # steps whose outputs are all good
     st = jax.device_get({k_: state[k_] for k_ in ("m", "Qp", "C", "Gamma", "R", "a")})
     traj = _assemble(problem, st, outs, n_done, first_bad, dict(
         samples=samples, replicas=replicas, seed=seed, chunk_size=chunk_size,
         response=response, dtype=dtype.name, wall_time_s=elapsed,
-    ), keep_replicas)
+    ), keep_replicas, test_err)
     rel = traj.diagnostics["min_schur_eig_rel"]
     if np.any(rel < -SCHUR_WARN_REL):
         bad = np.nonzero(rel < -SCHUR_WARN_REL)[0]
@@ -592,10 +603,49 @@ def _warn_noisy_response(traj) -> None:
 
 
 _CACHE: dict = {}
+_PROGRESS: list = [None]  # the tqdm bar of the running solve, ticked from inside the sweep
+
+
+def _tick(t, min_eig):
+    bar = _PROGRESS[0]
+    if bar is not None:
+        if int(t) == 0:
+            bar.reset(total=bar.total)  # the rate should not count compilation
+        bar.update(1)
+        bar.set_postfix(step=int(t), min_eig=f"{float(min_eig):.2e}")
+
+
+def _make_sweep(step_r, T1):
+    """The whole forward sweep in one compiled loop (histories are updated in place).
+
+    Runs steps 0..T while every output is finite; returns (steps run, final state, per-step
+    outputs stacked over time). A step with a non-finite output is the last one run.
+    """
+
+    def sweep(state):
+        shapes = jax.eval_shape(step_r, state, jnp.asarray(0))[1]
+        outs0 = jax.tree.map(lambda sd: jnp.zeros((T1,) + sd.shape, sd.dtype), shapes)
+
+        def cond(carry):
+            t, ok = carry[0], carry[1]
+            return (t < T1) & ok
+
+        def body(carry):
+            t, _, st, outs = carry
+            st, o = step_r(st, t)
+            outs = jax.tree.map(lambda buf, v: buf.at[t].set(v), outs, o)
+            jax.debug.callback(_tick, t, jnp.min(o["min_schur_eig"]))
+            return t + 1, jnp.all(o["finite"]), st, outs
+
+        t, _, state, outs = jax.lax.while_loop(
+            cond, body, (jnp.asarray(0), jnp.asarray(True), state, outs0))
+        return t, state, outs
+
+    return sweep
 
 
 def _compiled(problem, T1, n_real, npad, chunk, response, dtype):
-    """Jitted (init, step) for this problem and these sizes, cached so repeated solves of the
+    """Jitted (init, sweep) for this problem and these sizes, cached so repeated solves of the
     same problem (other seeds, other replicas counts) do not recompile."""
     key = (problem.to_json(), id(problem.target.fn), T1, n_real, npad, chunk, response,
            dtype.name)
@@ -606,22 +656,26 @@ def _compiled(problem, T1, n_real, npad, chunk, response, dtype):
         init = jax.jit(jax.vmap(
             lambda kk: _init_state(problem, kk, n_real, npad, T1, pathwise, dtype, chunk)
         ))
-        step = jax.jit(jax.vmap(_make_step(problem, T1, n_real, chunk, response, dtype),
-                                in_axes=(0, None)))  # donation measured 1.6x slower (copies)
-        _CACHE[key] = (init, step)
+        step_r = jax.vmap(_make_step(problem, T1, n_real, chunk, response, dtype),
+                          in_axes=(0, None))  # replicas
+        test_err = jax.jit(jax.vmap(lambda mm, qq, aa: _test_error(problem, mm, qq, aa)))
+        _CACHE[key] = (init, jax.jit(_make_sweep(step_r, T1), donate_argnums=0), test_err)
     return _CACHE[key]
 
 
-def _assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas=False) -> Trajectory:
+def _assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas=False,
+              test_err=None) -> Trajectory:
     """Replica means and standard errors for the first ``n_done`` steps."""
     T = n_done
+    if test_err is None:
+        test_err = jax.jit(jax.vmap(lambda mm, qq, aa: _test_error(problem, mm, qq, aa)))
     m = st["m"][:, :T]
     Qperp = st["Qp"][:, :T, :T]
     Qtt = np.einsum("rttqv->rtqv", Qperp) if T else Qperp[:, :0, 0]
     Q = np.einsum("rtqk,rtvk->rtqv", m, m) + Qtt
     a = st["a"][:, :T]
-    eg = np.asarray(jax.jit(jax.vmap(lambda mm, qq, aa: _test_error(problem, mm, qq, aa)))(
-        jnp.asarray(m), jnp.asarray(Q), jnp.asarray(a))) if T else np.zeros((m.shape[0], 0))
+    eg = np.asarray(test_err(jnp.asarray(m), jnp.asarray(Q), jnp.asarray(a))) if T else \
+        np.zeros((m.shape[0], 0))
     tl = np.stack([o["train_loss"] for o in outs[:T]], axis=1) if T else np.zeros((m.shape[0], 0))
     kernels = {
         "Qperp": estimate_from_replicas(Qperp),
