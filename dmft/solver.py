@@ -71,29 +71,33 @@ def _draw_samples(key, n: int, T1: int, p: int, k: int, nb: int, dtype):
     return z, hs, xi
 
 
-def append_factor_row(L, Qp_row, t, p: int, floor_rel: float = SCHUR_FLOOR_REL):
-    """Append block row t to the lower block-Cholesky factor ``L`` of Q⊥ on times 0..t.
+def append_factor_row(factor, Qp_row, t, p: int, floor_rel: float = SCHUR_FLOOR_REL):
+    """Append block row t to the lower block-Cholesky factor of Q⊥ on times 0..t.
 
     Args:
-        L: flat ((T+1)p, (T+1)p) factor; rows and columns of blocks >= t hold the identity.
+        factor: ``(L, Linv)``, the flat ((T+1)p, (T+1)p) factor and its inverse; rows and
+            columns of blocks >= t hold the identity (start from two identity matrices).
         Qp_row: Q⊥(t, 0..T), shape (T+1, p, p); only blocks s <= t are used.
         t: the step (traced).
         p: block size.
 
     Returns:
-        (L with row t filled, smallest eigenvalue of the Schur complement, jitter added, that
-        eigenvalue relative to the marginal variance tr Q⊥(t,t)/p).
+        ((L, Linv) with row t filled, smallest eigenvalue of the Schur complement, jitter
+        added, that eigenvalue relative to the marginal variance tr Q⊥(t,t)/p).
         Earlier rows are unchanged, so w_t = Σ_s L(t,s) z_s is correlated correctly with the
         w_s already used. A Schur complement that is not numerically positive definite is
         repaired by clipping its eigenvalues at ``floor_rel`` times its marginal variance.
+        The inverse is kept row by row (Linv(t, ·) = Ltt⁻¹ [−L(t, <t) Linv(<t, ·), I]) so
+        that the solves with L are matrix products: a batched LAPACK triangular solve took
+        25x longer inside the sweep than alone (thread contention with XLA's pool).
     """
+    L, Linv = factor
     T1 = Qp_row.shape[0]
     idx = jnp.arange(T1)
     B = jnp.where((idx < t)[:, None, None], Qp_row, 0.0)  # (T1, p, p): Q⊥(t, s), s < t
     Bflat = jnp.transpose(B, (1, 0, 2)).reshape(p, T1 * p)  # (p, T1 p)
-    # L_{0:t-1} X = B^T  (blocks >= t of L are identity, B is zero there)
-    X = jsl.solve_triangular(L, Bflat.T, lower=True)  # (T1 p, p)
-    Lrow = X.T  # (p, T1 p), zero beyond block t-1
+    # L(t, <t) = Q⊥(t, <t) L_{0:t-1}⁻ᵀ (blocks >= t of Linv are identity, B is zero there)
+    Lrow = Bflat @ Linv.T  # (p, T1 p), zero beyond block t-1
     D = Qp_row[t]
     S = D - Lrow @ Lrow.T
     S = 0.5 * (S + S.T)
@@ -104,9 +108,12 @@ def append_factor_row(L, Qp_row, t, p: int, floor_rel: float = SCHUR_FLOOR_REL):
     jitter = jnp.max(ev_c - ev)
     Sc = (U * ev_c[None, :]) @ U.T
     Ltt = jnp.linalg.cholesky(0.5 * (Sc + Sc.T))
+    Ltt_inv = jsl.solve_triangular(Ltt, jnp.eye(p, dtype=Ltt.dtype), lower=True)
     newrow = jax.lax.dynamic_update_slice(Lrow, Ltt, (0, t * p))
     L = jax.lax.dynamic_update_slice(L, newrow, (t * p, 0))
-    return L, ev[0], jitter, ev[0] / scale
+    inv_row = jax.lax.dynamic_update_slice(-Ltt_inv @ (Lrow @ Linv), Ltt_inv, (0, t * p))
+    Linv = jax.lax.dynamic_update_slice(Linv, inv_row, (t * p, 0))
+    return (L, Linv), ev[0], jitter, ev[0] / scale
 
 
 def _flat_to_blocks(Xflat, T1, p):
@@ -115,6 +122,7 @@ def _flat_to_blocks(Xflat, T1, p):
 
 
 def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str, dtype):
+    padded = n_real % chunk != 0  # the last chunk holds zero-weight padding samples
     p, k = problem.p, problem.k
     act = problem.act
     lr_a = jnp.asarray(np.append(problem.second_layer_lr, 0.0), dtype)  # (T1,)
@@ -171,10 +179,10 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         c_full = jnp.concatenate([gx[:, :1], gh_full, gxi_full, gz_flat], axis=1)
         c = c_full * live[None, :]
         if mode == "reuse":  # live regressors form a leading block: reuse the Cholesky factor
-            LG = jnp.where(live[:, None] & live[None, :], state["LG"], 0.0)
-            LG = LG + jnp.diag(jnp.where(live, 0.0, 1.0))
-            y_ = jsl.solve_triangular(LG, c.T, lower=True)
-            beta = jsl.solve_triangular(LG, y_, lower=True, trans="T").T  # (p, D)
+            # (leading block of LG)⁻¹ = leading block of LG⁻¹
+            LGi = jnp.where(live[:, None] & live[None, :], state["LGinv"], 0.0)
+            LGi = LGi + jnp.diag(jnp.where(live, 0.0, 1.0))
+            beta = (c @ LGi.T) @ LGi  # (p, D): c Gm⁻¹
             v = (beta @ state["LG"]) @ state["LG"].T / n + beta  # β (Ĝ + I)
         else:
             G = state["G"]
@@ -185,13 +193,13 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         bh = jax.lax.dynamic_slice_in_dim(beta, 1 + b * k, k, axis=1)  # E[g_t h*_bᵀ]
         return beta, v, bh, beta[:, nfix:], c_full / n
 
-    def _stein_row(bz, L, t):
+    def _stein_row(bz, L, Linv, t):
         """Γ(t, 0:t) = α E[δg_t/δw_{0:t}] = α β_z L⁻¹ (Gaussian integration by parts)."""
         if fresh:
             Ltt = jax.lax.dynamic_slice(L, (t * p, t * p), (p, p))
             G_tt = alpha * jsl.solve_triangular(Ltt, bz.T, lower=True, trans="T").T
             return jnp.where((idx == t)[:, None, None], G_tt[None], 0.0)
-        G_flat = alpha * jsl.solve_triangular(L, bz.T, lower=True, trans="T").T
+        G_flat = alpha * bz @ Linv
         return _flat_to_blocks(G_flat, T1, p)
 
     def step(state, t):
@@ -199,7 +207,8 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         same = same_all[t][:, None, None]  # (T1, 1, 1): times whose batch is this step's
         # fields of samples of different batches are independent: mask Q⊥ to this batch's times
         Qp_t = jnp.where(same, state["Qp"][t], 0.0)
-        L, ev_min, jitter, ev_rel = append_factor_row(state["L"], Qp_t, t, p)
+        (L, Linv), ev_min, jitter, ev_rel = append_factor_row(
+            (state["L"], state["Linv"]), Qp_t, t, p)
         Lrow = jax.lax.dynamic_slice_in_dim(L, t * p, p, axis=0)  # (p, T1 p)
         m_t = state["m"][t]
         a_t = state["a"][t]
@@ -212,17 +221,21 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         coef_g = -jnp.transpose(etaR, (0, 2, 1)).reshape(T1 * p, p)
 
         def chunk_fn(acc, xs):
-            zc, gc, yc, hs, xi, wgt, Kc = xs
-            hst = jax.lax.dynamic_index_in_dim(hs, hslot, axis=1, keepdims=False)
-            xit = jax.lax.dynamic_index_in_dim(xi, hslot, axis=1, keepdims=False)
-            y = jax.lax.dynamic_index_in_dim(yc, hslot, axis=1, keepdims=False)
-            xf = _fixed_regressors(hst, xit)  # (B, k + 2)
+            zc, gc, yc, xfc, wgt, Kc = xs
+            if nb == 1:  # static slices: no copies
+                y, xf = yc[:, 0], xfc[:, 0]
+            else:
+                y = jax.lax.dynamic_index_in_dim(yc, hslot, axis=1, keepdims=False)
+                xf = jax.lax.dynamic_index_in_dim(xfc, hslot, axis=1, keepdims=False)
+            hst = xf[:, 1 : k + 1]  # xf = [1, h*_b, ξ_b]: (B, k + 2)
+            if wgt is None:  # no padding in this chunk layout
+                wgt = 1.0
             h = zc @ coef_z + gc @ coef_g + sum_last(hst[:, None, :] * m_t[None])
             a_b = jnp.broadcast_to(a_t, h.shape)
             g = grad_one(h, y, a_b)
             f = network_output(h, a_b, act)
             lo = loss(y, f)
-            gw = g * wgt[:, None]
+            gw = g * (wgt[:, None] if padded else 1.0)
             new = {
                 "mz": gw.T @ zc,  # (p, T1 p): Σ g_t z_sᵀ
                 "mg": gw.T @ gc,  # Σ g_t g_sᵀ (slot t of g is still 0)
@@ -241,10 +254,13 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
                 J = J + jnp.where((idx == t)[:, None, None], eye, 0.0)[None]
                 J = jnp.where((idx <= t)[None, :, None, None], J, 0.0)
                 Krow = jnp.einsum("bqr,bsrx->bsqx", H, J)  # H_t J(t, s)
-                new["hj"] = jnp.einsum("b,bsqx->sqx", wgt, Krow)
+                new["hj"] = jnp.einsum("b,bsqx->sqx", wgt * jnp.ones(Krow.shape[0], dtype),
+                                       Krow)
             if fresh:
                 zt = jax.lax.dynamic_slice_in_dim(zc, t * p, p, axis=1)
-                xs_ = jnp.concatenate([xf, zt], axis=1) * jnp.sqrt(wgt)[:, None]
+                xs_ = jnp.concatenate([xf, zt], axis=1)
+                if padded:
+                    xs_ = xs_ * jnp.sqrt(wgt)[:, None]
                 new["xx"] = xs_.T @ xs_
             acc = jax.tree.map(jnp.add, acc, new)
             return acc, (g, Krow)
@@ -270,8 +286,9 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
             return x.reshape((nc, chunk) + x.shape[1:])
 
         Kh = state["K"] if pathwise else jnp.zeros((npad, 1), dtype)
-        xs = tuple(chunked(x) for x in (state["z"], state["g"], state["y"], state["hs"],
-                                       state["xi"], state["w"], Kh))
+        wts = state["w"] if padded else None
+        xs = tuple(None if x is None else chunked(x)
+                   for x in (state["z"], state["g"], state["y"], state["xf"], wts, Kh))
         acc, (gnew, Knew) = jax.lax.scan(chunk_fn, acc0, xs)
         gnew = gnew.reshape(npad, p)
         new_state = dict(state)
@@ -307,7 +324,7 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         if pathwise:
             G_row = alpha * acc["hj"] / n
         else:
-            G_row = _stein_row(beta_z, L, t)
+            G_row = _stein_row(beta_z, L, Linv, t)
         G_row = jnp.where(past & same, G_row, 0.0)
 
         C = state["C"].at[t].set(C_row)
@@ -341,7 +358,7 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         if not fresh:
             new_state["beta"] = betas
             new_state["cfull"] = cfull
-        new_state.update(L=L, C=C, Gamma=Gam, m=m, R=R, R0=R0, Qp=Qp)
+        new_state.update(L=L, Linv=Linv, C=C, Gamma=Gam, m=m, R=R, R0=R0, Qp=Qp)
         loss_mean = acc["l"] / n
         out = {
             "train_loss": loss_mean,
@@ -381,7 +398,6 @@ def _init_state(problem, key, n_real, npad, T1, pathwise, dtype, chunk):
             return x
         return jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], dtype)], axis=0)
 
-    w = jnp.concatenate([jnp.ones((n_real,), dtype), jnp.zeros((pad,), dtype)])
     Tp = T1 * p
     # labels of every batch, computed once: y_b = g*(h*_b) + √Δ ξ_b
     y = problem.target(hs) + math.sqrt(problem.noise) * xi  # (n, nb)
@@ -390,10 +406,11 @@ def _init_state(problem, key, n_real, npad, T1, pathwise, dtype, chunk):
         "z": padded(z.reshape(n_real, Tp)),
         "g": jnp.zeros((npad, Tp), dtype),
         "y": padded(y),
-        "hs": padded(hs),
-        "xi": padded(xi),
-        "w": w,
+        # fixed regressors [1, h*_b, ξ_b] of every batch b
+        "xf": padded(jnp.concatenate([jnp.ones_like(xi)[:, :, None], hs, xi[:, :, None]],
+                                     axis=2)),
         "L": jnp.eye(Tp, dtype=dtype),
+        "Linv": jnp.eye(Tp, dtype=dtype),
         "Qp": jnp.zeros((T1, T1, p, p), dtype).at[0, 0].set(jnp.asarray(problem.qperp0, dtype)),
         "C": jnp.zeros((T1, T1, p, p), dtype),
         "Gamma": jnp.zeros((T1, T1, p, p), dtype),
@@ -402,12 +419,16 @@ def _init_state(problem, key, n_real, npad, T1, pathwise, dtype, chunk):
         "m": jnp.zeros((T1, p, k), dtype).at[0].set(jnp.asarray(problem.m0, dtype)),
         "a": jnp.broadcast_to(jnp.asarray(problem.second_layer, dtype), (T1, p)),
     }
+    if pad:  # sample weights: 0 on the padding
+        state["w"] = jnp.concatenate([jnp.ones((n_real,), dtype), jnp.zeros((pad,), dtype)])
     if pathwise:
         state["K"] = jnp.zeros((npad, T1, T1, p, p), dtype)
     if mode != "fresh":
-        G = _regressor_gram(z, hs, xi, chunk)
+        G = _regressor_gram(z, hs, xi)
         if mode == "reuse":
             state["LG"] = jnp.linalg.cholesky(G)
+            state["LGinv"] = jsl.solve_triangular(
+                state["LG"], jnp.eye(G.shape[0], dtype=dtype), lower=True)
         else:
             state["G"] = G
         state["beta"] = jnp.zeros((T1, p, G.shape[0]), dtype)
@@ -415,33 +436,13 @@ def _init_state(problem, key, n_real, npad, T1, pathwise, dtype, chunk):
     return state
 
 
-def _fixed_regressors(hs, xi):
-    """[1, h*, ξ] for each sample: shape (B, k + 2)."""
-    return jnp.concatenate([jnp.ones_like(xi)[:, None], hs, xi[:, None]], axis=1)
-
-
-def _regressor_gram(z, hs, xi, chunk):
-    """Σ_b x_b x_bᵀ, x = [1, h*_0..h*_{nb-1}, ξ_0..ξ_{nb-1}, z_0, ..., z_T] (chunked sum)."""
+def _regressor_gram(z, hs, xi):
+    """Σ_b x_b x_bᵀ, x = [1, h*_0..h*_{nb-1}, ξ_0..ξ_{nb-1}, z_0, ..., z_T], by blocks."""
     n = z.shape[0]
-    x_all_dim = 1 + hs.shape[1] * (hs.shape[2] + 1) + z.shape[1] * z.shape[2]
-    chunk = min(chunk, n)
-    nfull = n // chunk
-
-    def block(zc, hc, xc):
-        x = jnp.concatenate([jnp.ones_like(xc[:, :1]), hc.reshape(hc.shape[0], -1), xc,
-                             zc.reshape(zc.shape[0], -1)], axis=1)
-        return x.T @ x
-
-    def body(acc, xs):
-        return acc + block(*xs), None
-
-    G = jnp.zeros((x_all_dim, x_all_dim), z.dtype)
-    if nfull:
-        G, _ = jax.lax.scan(body, G, tuple(
-            a[: nfull * chunk].reshape((nfull, chunk) + a.shape[1:]) for a in (z, hs, xi)))
-    if n > nfull * chunk:
-        G = G + block(z[nfull * chunk:], hs[nfull * chunk:], xi[nfull * chunk:])
-    return G
+    F = jnp.concatenate([jnp.ones((n, 1), z.dtype), hs.reshape(n, -1), xi], axis=1)
+    zf = z.reshape(n, -1)
+    Fz = F.T @ zf
+    return jnp.block([[F.T @ F, Fz], [Fz.T, zf.T @ zf]])
 
 
 def memory_estimate(problem: Problem, samples: int, chunk_size: int | None, response="stein"):

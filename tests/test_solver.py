@@ -192,20 +192,21 @@ def test_causal_factor_rows():
     A = rng.standard_normal((T1 * p, T1 * p))
     Q = A @ A.T / (T1 * p) + 0.1 * np.eye(T1 * p)
     Qb = Q.reshape(T1, p, T1, p).transpose(0, 2, 1, 3)
-    L = jax.numpy.eye(T1 * p)
+    fac = (jax.numpy.eye(T1 * p), jax.numpy.eye(T1 * p))
     prev = None
     for t in range(T1):
-        L, ev, jit, _ = append_factor_row(L, jax.numpy.asarray(Qb[t]), t, p)
-        Ln = np.asarray(L)
+        fac, ev, jit, _ = append_factor_row(fac, jax.numpy.asarray(Qb[t]), t, p)
+        Ln, Linv = np.asarray(fac[0]), np.asarray(fac[1])
         n = (t + 1) * p
         np.testing.assert_allclose(Ln[:n, :n] @ Ln[:n, :n].T, Q[:n, :n], atol=1e-12)
+        np.testing.assert_allclose(Linv @ Ln, np.eye(T1 * p), atol=1e-12)  # kept inverse
         if prev is not None:
             assert np.array_equal(Ln[: t * p], prev[: t * p])
         assert float(jit) == 0.0 and float(ev) > 0
         prev = Ln
     # sampled covariance of w = L z matches Q within Monte Carlo error
     z = rng.standard_normal((200_000, T1 * p))
-    w = z @ np.asarray(L).T
+    w = z @ Ln.T
     emp = w.T @ w / len(w)
     se = np.sqrt((Q**2 + np.outer(np.diag(Q), np.diag(Q))) / len(w))
     assert np.max(np.abs(emp - Q) / se) < 5
@@ -215,13 +216,13 @@ def test_causal_factor_repairs_singular_covariance():
     """A rank-deficient Q⊥ is clipped and reported, never NaN."""
     T1, p = 3, 1
     Q = np.ones((3, 3))  # w_0 = w_1 = w_2: Schur complements are 0
-    L = jax.numpy.eye(3)
+    fac = (jax.numpy.eye(3), jax.numpy.eye(3))
     evs, jits = [], []
     for t in range(T1):
-        L, ev, jit, _ = append_factor_row(L, jax.numpy.asarray(Q[t].reshape(3, 1, 1)), t, p)
+        fac, ev, jit, _ = append_factor_row(fac, jax.numpy.asarray(Q[t].reshape(3, 1, 1)), t, p)
         evs.append(float(ev))
         jits.append(float(jit))
-    assert np.all(np.isfinite(np.asarray(L)))
+    assert np.all(np.isfinite(np.asarray(fac[0]))) and np.all(np.isfinite(np.asarray(fac[1])))
     assert abs(evs[1]) < 1e-12 and jits[1] > 0
 
 
