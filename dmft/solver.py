@@ -59,16 +59,20 @@ def _draw_samples(key, n: int, T1: int, p: int, k: int, nb: int, dtype):
 
     z: (n, T1, p); one teacher field h* and label noise ξ per sample and batch: (n, nb, k),
     (n, nb). Batch 0's draw does not depend on nb, so step 0 is the same for every schedule.
+    The normals are drawn in float64 whenever JAX's x64 mode is on and rounded to ``dtype``,
+    so a float32 solve sees the same samples as the float64 solve of the same seed (the two
+    then differ by arithmetic only, which is what ``test_float32_matches_float64`` measures).
     """
+    draw = jnp.float64 if jax.config.jax_enable_x64 else dtype
     kz, kh, kx = jax.random.split(key, 3)
-    z = jax.random.normal(kz, (n, T1, p), dtype)
-    hs = jax.random.normal(kh, (n, 1, k), dtype)
-    xi = jax.random.normal(kx, (n, 1), dtype)
+    z = jax.random.normal(kz, (n, T1, p), draw)
+    hs = jax.random.normal(kh, (n, 1, k), draw)
+    xi = jax.random.normal(kx, (n, 1), draw)
     if nb > 1:
         kh2, kx2 = jax.random.fold_in(kh, 1), jax.random.fold_in(kx, 1)
-        hs = jnp.concatenate([hs, jax.random.normal(kh2, (n, nb - 1, k), dtype)], axis=1)
-        xi = jnp.concatenate([xi, jax.random.normal(kx2, (n, nb - 1), dtype)], axis=1)
-    return z, hs, xi
+        hs = jnp.concatenate([hs, jax.random.normal(kh2, (n, nb - 1, k), draw)], axis=1)
+        xi = jnp.concatenate([xi, jax.random.normal(kx2, (n, nb - 1), draw)], axis=1)
+    return z.astype(dtype), hs.astype(dtype), xi.astype(dtype)
 
 
 def append_factor_row(factor, Qp_row, t, p: int, floor_rel: float = SCHUR_FLOOR_REL):
@@ -123,6 +127,8 @@ def _flat_to_blocks(Xflat, T1, p):
 
 def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str, dtype):
     padded = n_real % chunk != 0  # the last chunk holds zero-weight padding samples
+    # |Q⊥| beyond this counts as divergence (1e100; √max in float32, whose products overflow)
+    q_overflow = min(1e100, math.sqrt(float(jnp.finfo(dtype).max)))
     p, k = problem.p, problem.k
     act = problem.act
     lr_a = jnp.asarray(np.append(problem.second_layer_lr, 0.0), dtype)  # (T1,)
@@ -372,7 +378,7 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
             & jnp.all(jnp.isfinite(C_row))
             & jnp.all(jnp.isfinite(G_row))
             & jnp.isfinite(loss_mean)
-            & (jnp.max(jnp.abs(Qrow)) < 1e100)
+            & (jnp.max(jnp.abs(Qrow)) < q_overflow)
         )
         out["finite"] = finite
         return new_state, out
@@ -649,7 +655,7 @@ def _compiled(problem, T1, n_real, npad, chunk, response, dtype):
     """Jitted (init, sweep) for this problem and these sizes, cached so repeated solves of the
     same problem (other seeds, other replicas counts) do not recompile."""
     key = (problem.to_json(), id(problem.target.fn), T1, n_real, npad, chunk, response,
-           dtype.name)
+           dtype.name, bool(jax.config.jax_enable_x64))
     if key not in _CACHE:
         if len(_CACHE) >= 32:
             _CACHE.pop(next(iter(_CACHE)))
