@@ -10,7 +10,15 @@ vmapped). Reported values are the mean over replicas and errors the standard err
 which propagates the Monte Carlo noise of the kernels through the dynamics honestly. Within a
 replica, samples are processed in chunks of ``chunk_size`` by a ``lax.scan`` that only
 accumulates sums, so the working memory is O(chunk_size·T·p) on top of the O(samples·T·p)
-histories (z and g). The histories are the only per-sample state.
+histories (z and g). The histories are the only per-sample state. The replicas run side by
+side (vmapped; the working set is replicas × chunk_size samples).
+
+Execution. The whole sweep is one compiled ``lax.while_loop`` over steps, so the histories
+are updated in place (slot t of g is written at step t) and nothing is copied between steps;
+it stops after the first step with a non-finite output. The causal factor L of Q⊥ is kept
+with its inverse, so every solve with L is a matrix product (see ``append_factor_row``).
+``benchmarks/dmft_floor.py`` compares the sweep with a lower bound (drawing the normals plus
+one pass over the live histories per step).
 
 Estimators. The drift E[g_t h*ᵀ], the response Γ (Stein: Gaussian integration by parts) and the
 kernel C come from least-squares coefficients of g_t on the Gaussian inputs [1, h*, ξ, z_{0:t}]
