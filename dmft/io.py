@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 import sys
+import time
 
 import h5py
 import numpy as np
@@ -113,7 +114,38 @@ def save(traj, path, *, command_line: str | None = None) -> str:
         except FileNotFoundError:
             pass
         raise
+    _remove_stale_temps(path)
     return path
+
+
+# a temp file of a dead writer is removed by the next successful save to the same path once it
+# is this old (a writer on another host sharing the folder keeps touching its file)
+STALE_TEMP_S = 3600.0
+
+
+def _remove_stale_temps(path: str) -> None:
+    """Delete ``<path>.tmp-<pid>`` left by killed writers: pid not running here and untouched
+    for ``STALE_TEMP_S`` seconds."""
+    folder = os.path.dirname(os.path.abspath(path))
+    prefix = os.path.basename(path) + ".tmp-"
+    now = time.time()
+    for name in os.listdir(folder):
+        if not name.startswith(prefix) or not name[len(prefix):].isdigit():
+            continue
+        pid = int(name[len(prefix):])
+        try:
+            os.kill(pid, 0)
+            continue  # alive (or not ours to signal): leave it
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        full = os.path.join(folder, name)
+        try:
+            if now - os.stat(full).st_mtime >= STALE_TEMP_S:
+                os.remove(full)
+        except FileNotFoundError:
+            pass
 
 
 def _fsync_path(path: str) -> None:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import h5py
 import numpy as np
@@ -199,7 +200,16 @@ def test_killed_write_keeps_good_file(tmp_path):
     back = io.load(path)
     assert back.kind == "dmft" and back.steps == 2
     # what is left besides the good file is only the dead writer's pid-named temp file
-    assert all(n == "run.h5" or ".tmp-" in n for n in os.listdir(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["run.h5", f"run.h5.tmp-{proc.pid}"]
+    # the next save keeps a recent one (its writer might be on another host)...
+    stale = tmp_path / f"run.h5.tmp-{proc.pid}"
+    io.save(fake_trajectory("dmft", steps=2), path)
+    assert stale.exists()
+    # ... and removes it once it is older than io.STALE_TEMP_S
+    old = time.time() - io.STALE_TEMP_S - 10
+    os.utime(stale, (old, old))
+    io.save(fake_trajectory("dmft", steps=2), path)
+    assert sorted(os.listdir(tmp_path)) == ["run.h5"]
 
 
 def test_describe_lists_version_and_shapes(tmp_path):
