@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import h5py
+import numpy as np
 import pytest
 from _fakes import fake_trajectory
 
@@ -63,6 +64,19 @@ def test_solve_simulate_compare_inspect(tmp_path, capsys):
     assert "status:          ok" in out and "/kernels/C/value" in out
 
 
+def test_float32_solve_close_to_float64(tmp_path, capsys):
+    """--dtype float32 runs, records its dtype, and stays within 1e-4 of the float64 file
+    (same seed → same samples; the difference is arithmetic only)."""
+    f64, f32 = tmp_path / "f64.h5", tmp_path / "f32.h5"
+    assert run(capsys, *SOLVE, "--out", str(f64))[0] == 0
+    code, out, err = run(capsys, *SOLVE, "--dtype", "float32", "--out", str(f32))
+    assert code == 0, err
+    a, b = io.load(f64), io.load(f32)
+    assert a.settings["dtype"] == "float64" and b.settings["dtype"] == "float32"
+    assert np.max(np.abs(np.asarray(a.m.value) - np.asarray(b.m.value))) < 1e-4
+    assert np.max(np.abs(np.asarray(a.Q.value) - np.asarray(b.Q.value))) < 1e-4
+
+
 def test_divergence_writes_partial_file(tmp_path, capsys):
     out_path = tmp_path / "run.h5"
     good = tmp_path / "good.h5"
@@ -112,6 +126,8 @@ def test_targets_lists_everything(capsys):
         (SOLVE + ("--schedule", "sometimes", "--out", "x.h5"), ["schedule"]),
         (SOLVE + ("--samples", "1001", "--out", "x.h5"), ["samples", "replicas"]),
         (SOLVE + ("--out", "x.txt"), ["out"]),
+        (SOLVE + ("--dtype", "float16", "--out", "x.h5"), ["dtype", "float16"]),
+        (("simulate", "--target", "he3", "--dtype", "half", "--out", "x.h5"), ["dtype", "half"]),
         (("solve", "--target", "nope", "--out", "x.h5"), ["target", "nope"]),
         (("simulate", "--target", "he3", "--d", "0", "--out", "x.h5"), ["d"]),
         (("simulate", "--target", "he3", "--seeds", "0", "--out", "x.h5"), ["seeds"]),
