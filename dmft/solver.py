@@ -234,8 +234,11 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
         coef_z = Lrow.T  # (T1 p, p): [s p + r, q] = L(t, s)[q, r]
         coef_g = -jnp.transpose(etaR, (0, 2, 1)).reshape(T1 * p, p)
 
-        def chunk_fn(acc, xs):
-            zc, gc, yc, xfc, wgt, Kc = xs
+        def chunk_fn(carry, xs):
+            acc, ghist = carry
+            ic, zc, yc, xfc, wgt, Kc = xs
+            # g history is carried (not scanned over) so that slot t is written in place
+            gc = jax.lax.dynamic_slice_in_dim(ghist, ic * chunk, chunk, axis=0)
             if nb == 1:  # static slices: no copies
                 y, xf = yc[:, 0], xfc[:, 0]
             else:
@@ -252,8 +255,6 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
             gw = g * (wgt[:, None] if padded else 1.0)
             new = {
                 "mz": gw.T @ zc,  # (p, T1 p): Σ g_t z_sᵀ
-                "mg": gw.T @ gc,  # Σ g_t g_sᵀ (slot t of g is still 0)
-                "gg_t": gw.T @ g,
                 "g": jnp.sum(gw, axis=0),
                 "gx": gw.T @ xf,
                 "l": jnp.sum(lo * wgt),
@@ -276,13 +277,18 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
                 if padded:
                     xs_ = xs_ * jnp.sqrt(wgt)[:, None]
                 new["xx"] = xs_.T @ xs_
+            # write g_t, then read the new history for Σ g_t g_sᵀ (s <= t; slots > t are 0).
+            # Reading the old history after computing g_t (which the write also needs) made
+            # XLA copy the whole history twice per step to keep the old values.
+            ghist = jax.lax.dynamic_update_slice(ghist, g, (ic * chunk, t * p))
+            gc_new = jax.lax.dynamic_slice_in_dim(ghist, ic * chunk, chunk, axis=0)
+            new["mg"] = gw.T @ gc_new
             acc = jax.tree.map(jnp.add, acc, new)
-            return acc, (g, Krow)
+            return (acc, ghist), Krow
 
         acc0 = {
             "mz": jnp.zeros((p, T1 * p), dtype),
             "mg": jnp.zeros((p, T1 * p), dtype),
-            "gg_t": jnp.zeros((p, p), dtype),
             "g": jnp.zeros((p,), dtype),
             "gx": jnp.zeros((p, k + 2), dtype),
             "l": jnp.zeros((), dtype),
@@ -301,20 +307,18 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
 
         Kh = state["K"] if pathwise else jnp.zeros((npad, 1), dtype)
         wts = state["w"] if padded else None
-        xs = tuple(None if x is None else chunked(x)
-                   for x in (state["z"], state["g"], state["y"], state["xf"], wts, Kh))
-        acc, (gnew, Knew) = jax.lax.scan(chunk_fn, acc0, xs)
-        gnew = gnew.reshape(npad, p)
+        xs = (jnp.arange(nc),) + tuple(None if x is None else chunked(x)
+                                       for x in (state["z"], state["y"], state["xf"], wts, Kh))
+        (acc, ghist), Knew = jax.lax.scan(chunk_fn, (acc0, state["g"]), xs)
         new_state = dict(state)
-        new_state["g"] = jax.lax.dynamic_update_slice(state["g"], gnew, (0, t * p))
+        new_state["g"] = ghist
         if pathwise:
             Knew = Knew.reshape((npad,) + Knew.shape[2:])
             new_state["K"] = jax.lax.dynamic_update_slice_in_dim(
                 state["K"], Knew[:, None], t, axis=1
             )
-        onehot_t = (idx == t)[:, None, None]
         acc["gz"] = _flat_to_blocks(acc["mz"], T1, p)
-        acc["gg"] = _flat_to_blocks(acc["mg"], T1, p) + jnp.where(onehot_t, acc["gg_t"][None], 0.0)
+        acc["gg"] = _flat_to_blocks(acc["mg"], T1, p)
 
         n = float(n_real)
         past = (idx <= t)[:, None, None]
