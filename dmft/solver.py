@@ -329,13 +329,14 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
             # C(t,s) = α (Ê[ε_t ε_sᵀ] + β_t β_sᵀ), ε = g − βx the regression residuals: the
             # same limit as α Ê[g_t g_sᵀ] (z beyond s is independent of g_s), exact in the
             # linear model, and positive semi-definite as a matrix over times by construction.
-            betas = state["beta"].at[t].set(beta)
-            cfull = state["cfull"].at[t].set(c_full)
+            # past β_s and Ê[g_s xᵀ] stacked flat over (s, unit), written in place before
+            # being read (the product's operand needs no reshape, so no copy)
+            betas = jax.lax.dynamic_update_slice(state["beta"], beta, (t * p, 0))
+            cfull = jax.lax.dynamic_update_slice(state["cfull"], c_full, (t * p, 0))
             C_row = alpha * (
                 acc["gg"] / n
-                - jnp.einsum("qj,srj->sqr", beta, cfull)
-                - jnp.einsum("qj,srj->sqr", c_full, betas)
-                + jnp.einsum("qj,srj->sqr", v, betas)
+                - _flat_to_blocks(beta @ cfull.T, T1, p)
+                + _flat_to_blocks((v - c_full) @ betas.T, T1, p)
             )
         # C(t, s) for s <= t: zero across independent batches
         C_row = jnp.where(past & same, C_row, 0.0)
@@ -449,8 +450,8 @@ def _init_state(problem, key, n_real, npad, T1, pathwise, dtype, chunk):
                 state["LG"], jnp.eye(G.shape[0], dtype=dtype), lower=True)
         else:
             state["G"] = G
-        state["beta"] = jnp.zeros((T1, p, G.shape[0]), dtype)
-        state["cfull"] = jnp.zeros((T1, p, G.shape[0]), dtype)
+        state["beta"] = jnp.zeros((T1 * p, G.shape[0]), dtype)
+        state["cfull"] = jnp.zeros((T1 * p, G.shape[0]), dtype)
     return state
 
 
