@@ -510,8 +510,9 @@ STREAM_DMFT = 1
 STREAM_SIM = 2
 STREAM_TEST_ERROR = 3
 KEY_SCHEME = (
-    "dmft-keys-v2: fold_in(key(seed), stream) -> fold_in(., replica|seed) -> bulk draws "
-    "(DMFT) / fold_in(., purpose|step) (simulation)"
+    "dmft-keys-v3: fold_in(key(seed), stream) -> fold_in(., replica|seed) -> DMFT: split "
+    "(z, h*, xi), row blocks of 32768 samples from fold_in(., block), extra batches from "
+    "fold_in(., 2**30) / simulation: fold_in(., purpose|step)"
 )
 
 

@@ -27,8 +27,13 @@ docs/THEORY.md §3. Batch schedules other than ``reuse`` restrict the field's co
 reaction term and the kernels to the times of the step's own batch (docs/THEORY.md §2).
 
 Random numbers: replica r draws all its standard normals (z_{0..T} ∈ R^p, h* ∈ R^k and ξ per
-sample) in bulk from ``fold_in(fold_in(key(seed), STREAM_DMFT), r)`` before any chunking, so
-results do not depend on ``chunk_size`` (up to float summation order, ~1e-13).
+sample) from ``fold_in(fold_in(key(seed), STREAM_DMFT), r)`` before any chunking, in blocks of
+``DRAW_BLOCK`` samples written straight into the histories (``dmft.problem.KEY_SCHEME`` v3), so
+results do not depend on ``chunk_size`` (up to float summation order, ~1e-13) and drawing needs
+no memory beyond the histories and one block.
+
+Memory: ``memory_estimate`` gives the resident arrays (exactly) and an estimated peak; a solve
+whose resident arrays exceed the free memory of the device is refused before any compute.
 """
 
 from __future__ import annotations
@@ -62,25 +67,53 @@ SCHUR_FLOOR_REL = 1e-8
 SCHUR_WARN_REL = 1e-6
 
 
-def _draw_samples(key, n: int, T1: int, p: int, k: int, nb: int, dtype):
-    """A replica's standard normals, drawn in bulk from its key (before any chunking).
+# Samples per random draw. The normals of a replica are drawn block by block of this many
+# samples (block i from fold_in(stream key, i)) straight into the preallocated histories, so
+# drawing never holds more than one block's temporaries. Fixed: it is part of the key scheme.
+DRAW_BLOCK = 1 << 15
 
-    z: (n, T1, p); one teacher field h* and label noise ξ per sample and batch: (n, nb, k),
-    (n, nb). Batch 0's draw does not depend on nb, so step 0 is the same for every schedule.
-    The normals are drawn in float64 whenever JAX's x64 mode is on and rounded to ``dtype``,
-    so a float32 solve sees the same samples as the float64 solve of the same seed (the two
-    then differ by arithmetic only, which is what ``test_float32_matches_float64`` measures).
+
+def _draw_rows(key, n: int, n_alloc: int, tail: tuple, dtype):
+    """(n_alloc,) + tail standard normals, rows >= n zero; row block i from fold_in(key, i).
+
+    Drawn in float64 whenever JAX's x64 mode is on, then rounded to ``dtype``, so a float32
+    solve sees the float64 solve's samples of the same seed (they differ by arithmetic only,
+    which ``test_float32_matches_float64`` measures).
     """
     draw = jnp.float64 if jax.config.jax_enable_x64 else dtype
+    out = jnp.zeros((n_alloc,) + tail, dtype)
+    nfull, rem = divmod(n, DRAW_BLOCK)
+
+    def block(i, rows):
+        return jax.random.normal(jax.random.fold_in(key, i), (rows,) + tail, draw).astype(dtype)
+
+    def body(i, out):
+        return jax.lax.dynamic_update_slice_in_dim(out, block(i, DRAW_BLOCK), i * DRAW_BLOCK, 0)
+
+    if nfull:
+        out = jax.lax.fori_loop(0, nfull, body, out)
+    if rem:
+        out = jax.lax.dynamic_update_slice_in_dim(out, block(nfull, rem), nfull * DRAW_BLOCK, 0)
+    return out
+
+
+def _draw_samples(key, n: int, n_alloc: int, T1: int, p: int, k: int, nb: int, dtype):
+    """A replica's standard normals, drawn from its key before any chunking (so results do
+    not depend on ``chunk_size``), into arrays of ``n_alloc`` >= n rows (zero padding).
+
+    z: (n_alloc, T1 p), flat over (time, unit); one teacher field h* and label noise ξ per
+    sample and batch: (n_alloc, nb, k), (n_alloc, nb). Batch 0's draw does not depend on nb,
+    so step 0 is the same for every schedule.
+    """
     kz, kh, kx = jax.random.split(key, 3)
-    z = jax.random.normal(kz, (n, T1, p), draw)
-    hs = jax.random.normal(kh, (n, 1, k), draw)
-    xi = jax.random.normal(kx, (n, 1), draw)
+    z = _draw_rows(kz, n, n_alloc, (T1 * p,), dtype)
+    hs = _draw_rows(kh, n, n_alloc, (1, k), dtype)
+    xi = _draw_rows(kx, n, n_alloc, (1,), dtype)
     if nb > 1:
-        kh2, kx2 = jax.random.fold_in(kh, 1), jax.random.fold_in(kx, 1)
-        hs = jnp.concatenate([hs, jax.random.normal(kh2, (n, nb - 1, k), draw)], axis=1)
-        xi = jnp.concatenate([xi, jax.random.normal(kx2, (n, nb - 1), draw)], axis=1)
-    return z.astype(dtype), hs.astype(dtype), xi.astype(dtype)
+        kh2, kx2 = jax.random.fold_in(kh, 1 << 30), jax.random.fold_in(kx, 1 << 30)
+        hs = jnp.concatenate([hs, _draw_rows(kh2, n, n_alloc, (nb - 1, k), dtype)], axis=1)
+        xi = jnp.concatenate([xi, _draw_rows(kx2, n, n_alloc, (nb - 1,), dtype)], axis=1)
+    return z, hs, xi
 
 
 def append_factor_row(factor, Qp_row, t, p: int, floor_rel: float = SCHUR_FLOOR_REL):
@@ -409,25 +442,18 @@ def _init_state(problem, key, n_real, npad, T1, pathwise, dtype, chunk):
     p, k = problem.p, problem.k
     nb = int(problem.batches.max()) + 1
     mode = _mode(problem.batches)
-    z, hs, xi = _draw_samples(key, n_real, T1, p, k, nb, dtype)
+    z, hs, xi = _draw_samples(key, n_real, npad, T1, p, k, nb, dtype)  # padded with zeros
     pad = npad - n_real
-
-    def padded(x):
-        if not pad:
-            return x
-        return jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], dtype)], axis=0)
-
     Tp = T1 * p
     # labels of every batch, computed once: y_b = g*(h*_b) + √Δ ξ_b
-    y = problem.target(hs) + math.sqrt(problem.noise) * xi  # (n, nb)
+    y = problem.target(hs) + math.sqrt(problem.noise) * xi  # (npad, nb)
     state = {
         # histories, flat over (time, neuron): z_s (drawn) and g_s (slot s written at step s)
-        "z": padded(z.reshape(n_real, Tp)),
+        "z": z,
         "g": jnp.zeros((npad, Tp), dtype),
-        "y": padded(y),
+        "y": y,
         # fixed regressors [1, h*_b, ξ_b] of every batch b
-        "xf": padded(jnp.concatenate([jnp.ones_like(xi)[:, :, None], hs, xi[:, :, None]],
-                                     axis=2)),
+        "xf": jnp.concatenate([jnp.ones_like(xi)[:, :, None], hs, xi[:, :, None]], axis=2),
         "L": jnp.eye(Tp, dtype=dtype),
         "Linv": jnp.eye(Tp, dtype=dtype),
         "Qp": jnp.zeros((T1, T1, p, p), dtype).at[0, 0].set(jnp.asarray(problem.qperp0, dtype)),
@@ -443,7 +469,7 @@ def _init_state(problem, key, n_real, npad, T1, pathwise, dtype, chunk):
     if pathwise:
         state["K"] = jnp.zeros((npad, T1, T1, p, p), dtype)
     if mode != "fresh":
-        G = _regressor_gram(z, hs, xi)
+        G = _regressor_gram(z, hs, xi, n_real)
         if mode == "reuse":
             state["LG"] = jnp.linalg.cholesky(G)
             state["LGinv"] = jsl.solve_triangular(
@@ -455,25 +481,98 @@ def _init_state(problem, key, n_real, npad, T1, pathwise, dtype, chunk):
     return state
 
 
-def _regressor_gram(z, hs, xi):
-    """Σ_b x_b x_bᵀ, x = [1, h*_0..h*_{nb-1}, ξ_0..ξ_{nb-1}, z_0, ..., z_T], by blocks."""
+def _regressor_gram(z, hs, xi, n_real):
+    """Σ_b x_b x_bᵀ over the first ``n_real`` rows (the rest are zero padding),
+    x = [1, h*_0..h*_{nb-1}, ξ_0..ξ_{nb-1}, z_0, ..., z_T], by blocks."""
     n = z.shape[0]
-    F = jnp.concatenate([jnp.ones((n, 1), z.dtype), hs.reshape(n, -1), xi], axis=1)
+    one = (jnp.arange(n) < n_real).astype(z.dtype)[:, None]
+    F = jnp.concatenate([one, hs.reshape(n, -1), xi], axis=1)
     zf = z.reshape(n, -1)
     Fz = F.T @ zf
     return jnp.block([[F.T @ F, Fz], [Fz.T, zf.T @ zf]])
 
 
-def memory_estimate(problem: Problem, samples: int, chunk_size: int | None, response="stein"):
-    """Bytes of per-sample state (histories) plus one chunk's working set, float64."""
+def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
+                    chunk_size: int | None = 65_536, response: str = "stein",
+                    dtype="float64") -> dict:
+    """Memory a :func:`solve` needs, in bytes.
+
+    Returns a dict with
+        ``state``: exactly the arrays this solver keeps resident for the whole sweep
+            (histories z and g, labels, fixed regressors, padding weights, the pathwise
+            tangents, and every replica's kernels and factors); a solve is refused when they
+            do not fit in the free memory.
+        ``peak``: ``state`` plus the transients seen on XLA:CPU: drawing the normals holds
+            about three times the z history at once, and the sweep keeps about two more copies
+            of the kernels. Peak RSS above that of a tiny solve, measured (estimated):
+            (T, N, p) = (7, 1e6, 2): 0.44 (0.68) GB; (28, 1e5, 2): 0.30 (0.25) GB;
+            (100, 1e5, 4): 2.29 (2.38) GB.
+    """
     T1, p, k = problem.steps + 1, problem.p, problem.k
-    nb = int(problem.batches.max()) + 1
-    per = T1 * p * 2 + nb * (k + 1) + 1
+    bt = problem.batches
+    nb = int(bt.max()) + 1
+    mode = _mode(bt)
+    n_real = samples // replicas
+    chunk = n_real if chunk_size is None else min(chunk_size, n_real)
+    npad = -(-n_real // chunk) * chunk
+    item = np.dtype(dtype).itemsize
+    # per sample: z and g histories, labels, fixed regressors, weights (only with padding)
+    per = 2 * T1 * p + nb + nb * (k + 2) + (1 if npad > n_real else 0)
     if response == "pathwise":
         per += T1 * T1 * p * p
-    chunk = samples if chunk_size is None else min(chunk_size, samples)
-    work = chunk * T1 * p * 4
-    return 8 * (samples * per + work)
+    # per replica: Q⊥, C, Γ, R; R0; m; a; L and L⁻¹; the regression's Gram factor(s), β and c
+    kernels = 4 * T1 * T1 * p * p + T1 * p * p + T1 * p * k + T1 * p + 2 * (T1 * p) ** 2
+    if mode != "fresh":
+        D = 1 + nb * (k + 1) + T1 * p
+        kernels += (2 if mode == "reuse" else 1) * D * D + 2 * T1 * p * D
+    state = item * replicas * (npad * per + kernels)
+    z_bytes = item * replicas * npad * T1 * p
+    peak = state + 3 * z_bytes + 2 * item * replicas * kernels
+    return {"state": int(state), "peak": int(peak)}
+
+
+def _available_bytes() -> tuple[int | None, str]:
+    """Free memory on JAX's default device (None where it cannot be read) and its name."""
+    dev = jax.devices()[0]
+    if dev.platform != "cpu":
+        try:
+            st = dev.memory_stats() or {}
+            return int(st["bytes_limit"] - st.get("bytes_in_use", 0)), str(dev)
+        except (KeyError, TypeError, AttributeError, NotImplementedError):
+            return None, str(dev)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "cpu (MemAvailable)"
+    except OSError:
+        pass
+    return None, "cpu"
+
+
+def _check_memory(problem, samples, replicas, chunk_size, response, dtype) -> None:
+    """Refuse a solve whose resident arrays cannot fit; warn when the estimated peak may not."""
+    need = memory_estimate(problem, samples, replicas=replicas, chunk_size=chunk_size,
+                           response=response, dtype=dtype)
+    avail, where = _available_bytes()
+    if avail is None:
+        return
+    what = (f"samples={samples}, steps={problem.steps}, p={problem.p}, response={response!r}, "
+            f"dtype={np.dtype(dtype).name}")
+    if need["state"] > avail:
+        raise DMFTInputError(
+            f"`samples` too large for this machine: {what} keeps {need['state'] / 1e9:.2f} GB "
+            f"resident (histories N (T+1) p x 2 and kernels), but {avail / 1e9:.2f} GB is free "
+            f"on {where}; use fewer samples (several solves with other seeds can be pooled), "
+            "dtype='float32', or response='stein'"
+        )
+    if need["peak"] > avail:
+        warnings.warn(
+            f"{what} needs an estimated {need['peak'] / 1e9:.2f} GB at its peak, more than the "
+            f"{avail / 1e9:.2f} GB free on {where}; it may run out of memory",
+            ResourceWarning,
+            stacklevel=3,
+        )
 
 
 def solve(
@@ -548,6 +647,7 @@ def solve(
             f"(1 + batches (k + 1) + (T+1) p); got samples={samples}, replicas={replicas}"
         )
     npad = -(-n_real // chunk) * chunk
+    _check_memory(problem, samples, replicas, chunk_size, response, dtype)
 
     root = stream_key(seed, STREAM_DMFT)
     keys = jax.vmap(lambda r: jax.random.fold_in(root, r))(jnp.arange(replicas))
@@ -678,9 +778,16 @@ def _compiled(problem, T1, n_real, npad, chunk, response, dtype):
         ))
         step_r = jax.vmap(_make_step(problem, T1, n_real, chunk, response, dtype),
                           in_axes=(0, None))  # replicas
-        test_err = jax.jit(jax.vmap(lambda mm, qq, aa: _test_error(problem, mm, qq, aa)))
+        test_err = _replica_test_error(problem)
         _CACHE[key] = (init, jax.jit(_make_sweep(step_r, T1), donate_argnums=0), test_err)
     return _CACHE[key]
+
+
+def _replica_test_error(problem):
+    """Jitted e_g(m, Q, a) for every replica: one replica at a time (lax.map), since the
+    quadrature's working array grows with nodes × steps × p² (2 GB for all 16 replicas at once
+    at T=100, p=4, k=2)."""
+    return jax.jit(lambda m, Q, a: jax.lax.map(lambda x: _test_error(problem, *x), (m, Q, a)))
 
 
 def _assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas=False,
@@ -688,7 +795,7 @@ def _assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas=Fals
     """Replica means and standard errors for the first ``n_done`` steps."""
     T = n_done
     if test_err is None:
-        test_err = jax.jit(jax.vmap(lambda mm, qq, aa: _test_error(problem, mm, qq, aa)))
+        test_err = _replica_test_error(problem)
     m = st["m"][:, :T]
     Qperp = st["Qp"][:, :T, :T]
     Qtt = np.einsum("rttqv->rtqv", Qperp) if T else Qperp[:, :0, 0]

@@ -381,3 +381,44 @@ def test_chunk_size_invariance_other_modes(schedule, activation, response):
                                    atol=1e-13)
     np.testing.assert_allclose(b.kernels["Gamma"].value, a.kernels["Gamma"].value, rtol=1e-9,
                                atol=1e-11)
+
+
+@pytest.mark.parametrize("schedule, response, chunk", [
+    ("reuse", "stein", None), ("fresh", "stein", 100), ("repeat:2", "stein", 100),
+    ("reuse", "pathwise", 100),
+])
+def test_memory_estimate_is_the_resident_state(schedule, response, chunk):
+    """``memory_estimate(...)['state']`` equals, byte for byte, the sweep's state arrays."""
+    import jax.numpy as jnp
+
+    from dmft import solver
+
+    pr = make_problem("tanh_he3", activation="erf", steps=3, schedule=schedule)
+    samples, replicas = 4000, 16
+    n_real = samples // replicas
+    c = n_real if chunk is None else chunk
+    npad = -(-n_real // c) * c
+    init, _, _ = solver._compiled(pr, pr.steps + 1, n_real, npad, c, response,
+                                  jnp.dtype("float64"))
+    keys = jax.random.split(jax.random.key(0), replicas)
+    state = init(keys)
+    actual = sum(x.nbytes for x in jax.tree.leaves(state))
+    est = solver.memory_estimate(pr, samples, replicas=replicas, chunk_size=chunk,
+                                 response=response)
+    assert est["state"] == actual
+    assert est["peak"] > est["state"]
+
+
+def test_solve_refuses_what_cannot_fit(monkeypatch):
+    """A solve whose resident arrays exceed the free memory fails before any compute, naming
+    `samples`; one whose estimated peak exceeds it warns."""
+    from dmft import solver
+
+    pr = make_problem("tanh_he3", steps=3)
+    est = solver.memory_estimate(pr, 4000)
+    monkeypatch.setattr(solver, "_available_bytes", lambda: (est["state"] - 1, "test device"))
+    with pytest.raises(DMFTInputError, match=r"`samples` too large.*samples=4000.*test device"):
+        solve(pr, samples=4000, progress=False)
+    monkeypatch.setattr(solver, "_available_bytes", lambda: (est["peak"] - 1, "test device"))
+    with pytest.warns(ResourceWarning, match="may run out of memory"):
+        solve(pr, samples=4000, progress=False)
