@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/dmft_speed.py            # full grid (several minutes)
     PYTHONPATH=. python benchmarks/dmft_speed.py --quick    # tiny grid (seconds)
     PYTHONPATH=. python benchmarks/dmft_speed.py --only T7_N1e6_p2 --repeat 2
-    PYTHONPATH=. python benchmarks/dmft_speed.py --only T7_N1e6_p2 --chunks 65536,none,262144
+    PYTHONPATH=. python benchmarks/dmft_speed.py --only T7_N1e6_p2 --chunks none,65536,16384
 
 Problem: tanh_he3 target (k = 2), ReLU student, alternating second layer, α = 3, η = 0.2, square
 loss, reuse schedule, Stein response, float64. ``dmft.solve`` uses ``replicas=16`` (its default)
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=1,
                     help="repeat every config this many times (T7_N1e6_p2 runs >= 2 times "
                          "in the full grid)")
-    ap.add_argument("--chunks", default="65536",
+    ap.add_argument("--chunks", default="none",
                     help="comma-separated chunk_size values for dmft.solve ('none' = whole "
                          "replica); the baseline runs once per config")
     ap.add_argument("--replicas", type=int, default=16)

@@ -311,7 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="random seed")
     r.add_argument("--replicas", type=int, default=16,
                    help="independent replicas for the standard error")
-    r.add_argument("--chunk-size", type=int, default=65_536, help="samples per chunk (memory)")
+    r.add_argument("--chunk-size", type=int, default=None,
+                   help="samples per chunk inside a replica (default: the whole replica, "
+                        "fastest; smaller bounds the per-step temporaries)")
     r.add_argument("--response", default="stein", help="response estimator: stein or pathwise")
     r.add_argument("--dtype", default="float64", help=DTYPE_HELP)
     r.add_argument("--no-progress", action="store_true", help="no progress bar")

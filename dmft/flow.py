@@ -36,7 +36,7 @@ def solve_flow(
     samples: int = 200_000,
     seed: int = 0,
     replicas: int = 16,
-    chunk_size: int | None = 65_536,
+    chunk_size: int | None = None,
     response: str = "stein",
     dtype="float64",
     progress: bool | None = None,
