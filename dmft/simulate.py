@@ -420,6 +420,14 @@ def simulate(
             d, n, seeds, sample_test, n_test, np.dtype(dtype).itemsize
         )
     seed_batch = min(seed_batch, seeds)
+    x_bytes = np.dtype(dtype).itemsize * n * d * seed_batch  # the data matrices held at once
+    if x_bytes > _physical_memory_bytes():
+        raise DMFTInputError(
+            f"`d`={d} is too large for this machine: with alpha={problem.alpha:g} (n={n}) and "
+            f"seed_batch={seed_batch}, the data matrices alone take {x_bytes / 1e9:.1f} GB, "
+            f"more than the {_physical_memory_bytes() / 1e9:.1f} GB of memory; use a smaller d "
+            "(or seed_batch=1, or dtype='float32')"
+        )
     settings = dict(
         d=d,
         n=n,

@@ -231,6 +231,12 @@ def test_bad_input_names_parameter(base_problem, kwargs, match):
         simulate(base_problem, **args)
 
 
+def test_too_large_d_refused_before_compute(base_problem):
+    """d = 10⁶ at α = 3 needs 24 TB of data matrices: refused at once, naming d."""
+    with pytest.raises(DMFTInputError, match=r"`d`=1000000 is too large.*seed_batch=1"):
+        simulate(base_problem, d=10**6, seeds=1, progress=False)
+
+
 def test_bad_input_too_few_samples_and_problem_type():
     pb = make_problem("he2", p=1, alpha=0.01)
     msg = r"alpha.*d.*at least 1 sample.*alpha=0.01, d=20 → n=0"
