@@ -568,8 +568,9 @@ def _check_memory(problem, samples, replicas, chunk_size, response, dtype) -> No
         raise DMFTInputError(
             f"`samples` too large for this machine: {what} keeps {need['state'] / 1e9:.2f} GB "
             f"resident (histories N (T+1) p x 2 and kernels), but {avail / 1e9:.2f} GB is free "
-            f"on {where}; use fewer samples (several solves with other seeds can be pooled), "
-            "dtype='float32', or response='stein'"
+            f"on {where}; use fewer samples (several solves with other seeds can be pooled)"
+            + (", dtype='float32'" if np.dtype(dtype).itemsize == 8 else "")
+            + (" or response='stein'" if response == "pathwise" else "")
         )
     if need["peak"] > avail:
         warnings.warn(
