@@ -33,7 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-PROBLEM = dict(target="tanh_he3", activation="relu", second_layer="alternating", alpha=3.0, lr=0.2)
+from dmft_speed import PROBLEM  # noqa: E402  (the same problem as the speed benchmark)
 
 
 def _best(fn, repeat):

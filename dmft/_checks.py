@@ -107,3 +107,22 @@ def _range_text(low, high, low_open, high_open):
     left = "(" if (low is None or low_open) else "["
     right = ")" if (high is None or high_open) else "]"
     return f"{left}{lo}, {hi}{right}"
+
+
+def free_memory_bytes() -> tuple[int | None, str]:
+    """Free memory on JAX's default device (None where it cannot be read) and its name."""
+    dev = jax.devices()[0]
+    if dev.platform != "cpu":
+        try:
+            st = dev.memory_stats() or {}
+            return int(st["bytes_limit"] - st.get("bytes_in_use", 0)), str(dev)
+        except (KeyError, TypeError, AttributeError, NotImplementedError):
+            return None, str(dev)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "cpu (MemAvailable)"
+    except OSError:
+        pass
+    return None, "cpu"

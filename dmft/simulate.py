@@ -77,7 +77,14 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._checks import DivergenceError, DMFTInputError, check_choice, check_int, check_x64
+from ._checks import (
+    DivergenceError,
+    DMFTInputError,
+    check_choice,
+    check_int,
+    check_x64,
+    free_memory_bytes,
+)
 from .observables import test_error as _quadrature_test_error
 from .problem import (
     STREAM_SIM,
@@ -421,11 +428,12 @@ def simulate(
         )
     seed_batch = min(seed_batch, seeds)
     x_bytes = np.dtype(dtype).itemsize * n * d * seed_batch  # the data matrices held at once
-    if x_bytes > _physical_memory_bytes():
+    free, where = free_memory_bytes()
+    if free is not None and x_bytes > free:
         raise DMFTInputError(
             f"`d`={d} is too large for this machine: with alpha={problem.alpha:g} (n={n}) and "
             f"seed_batch={seed_batch}, the data matrices alone take {x_bytes / 1e9:.1f} GB, "
-            f"more than the {_physical_memory_bytes() / 1e9:.1f} GB of memory; use a smaller d "
+            f"more than the {free / 1e9:.1f} GB free on {where}; use a smaller d "
             "(or seed_batch=1, or dtype='float32')"
         )
     settings = dict(

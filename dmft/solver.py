@@ -47,7 +47,14 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
-from ._checks import DivergenceError, DMFTInputError, check_choice, check_int, check_x64
+from ._checks import (
+    DivergenceError,
+    DMFTInputError,
+    check_choice,
+    check_int,
+    check_x64,
+    free_memory_bytes,
+)
 from .observables import test_error as _test_error
 from .problem import (
     STREAM_DMFT,
@@ -277,31 +284,32 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
                 return None if x is None else jax.lax.dynamic_slice_in_dim(x, ic * chunk,
                                                                            chunk, axis=0)
 
-            zc, yc, xfc, wgt, gc = (rows(x) for x in (state["z"], state["y"], state["xf"],
-                                                      state.get("w"), ghist))
-            Kc = rows(Kall)
+            zc, yc, xfc, wgt, gc, Kc = (rows(x) for x in (state["z"], state["y"], state["xf"],
+                                                          state.get("w"), ghist, Kall))
+
+            def weighted(x):  # padding rows zeroed (a no-op without padding)
+                return x * wgt.reshape((-1,) + (1,) * (x.ndim - 1)) if padded else x
+
             if nb == 1:  # static slices: no copies
                 y, xf = yc[:, 0], xfc[:, 0]
             else:
                 y = jax.lax.dynamic_index_in_dim(yc, hslot, axis=1, keepdims=False)
                 xf = jax.lax.dynamic_index_in_dim(xfc, hslot, axis=1, keepdims=False)
             hst = xf[:, 1 : k + 1]  # xf = [1, h*_b, ξ_b]: (B, k + 2)
-            if wgt is None:  # no padding in this chunk layout
-                wgt = 1.0
             h = zc @ coef_z + gc @ coef_g + sum_last(hst[:, None, :] * m_t[None])
             a_b = jnp.broadcast_to(a_t, h.shape)
             g = grad_one(h, y, a_b)
             f = network_output(h, a_b, act)
             lo = loss(y, f)
-            gw = g * (wgt[:, None] if padded else 1.0)
+            gw = weighted(g)
             new = {
                 "mz": gw.T @ zc,  # (p, T1 p): Σ g_t z_sᵀ
                 "g": jnp.sum(gw, axis=0),
                 "gx": gw.T @ xf,
-                "l": jnp.sum(lo * wgt),
+                "l": jnp.sum(weighted(lo)),
             }
             if train_a:  # Σ (f − y) σ(h): the second layer's gradient
-                new["fa"] = ((f - y) * wgt) @ act.fn(h)
+                new["fa"] = weighted(f - y) @ act.fn(h)
             Krow = None
             if pathwise:
                 H = jax.vmap(hess_one)(h, y, a_b)  # (B, p, p)
@@ -310,14 +318,11 @@ def _make_step(problem: Problem, T1: int, n_real: int, chunk: int, response: str
                 J = J + jnp.where((idx == t)[:, None, None], eye, 0.0)[None]
                 J = jnp.where((idx <= t)[None, :, None, None], J, 0.0)
                 Krow = jnp.einsum("bqr,bsrx->bsqx", H, J)  # H_t J(t, s)
-                new["hj"] = jnp.einsum("b,bsqx->sqx", wgt * jnp.ones(Krow.shape[0], dtype),
-                                       Krow)
+                new["hj"] = jnp.sum(weighted(Krow), axis=0)
             if fresh:
                 zt = jax.lax.dynamic_slice_in_dim(zc, t * p, p, axis=1)
                 xs_ = jnp.concatenate([xf, zt], axis=1)
-                if padded:
-                    xs_ = xs_ * jnp.sqrt(wgt)[:, None]
-                new["xx"] = xs_.T @ xs_
+                new["xx"] = weighted(xs_).T @ xs_
             # write g_t, then read the new history for Σ g_t g_sᵀ (s <= t; slots > t are 0).
             # Reading the old history after computing g_t (which the write also needs) made
             # XLA copy the whole history twice per step to keep the old values.
@@ -536,30 +541,11 @@ def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
     return {"state": int(state), "peak": int(peak)}
 
 
-def _available_bytes() -> tuple[int | None, str]:
-    """Free memory on JAX's default device (None where it cannot be read) and its name."""
-    dev = jax.devices()[0]
-    if dev.platform != "cpu":
-        try:
-            st = dev.memory_stats() or {}
-            return int(st["bytes_limit"] - st.get("bytes_in_use", 0)), str(dev)
-        except (KeyError, TypeError, AttributeError, NotImplementedError):
-            return None, str(dev)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024, "cpu (MemAvailable)"
-    except OSError:
-        pass
-    return None, "cpu"
-
-
 def _check_memory(problem, samples, replicas, chunk_size, response, dtype) -> None:
     """Refuse a solve whose resident arrays cannot fit; warn when the estimated peak may not."""
     need = memory_estimate(problem, samples, replicas=replicas, chunk_size=chunk_size,
                            response=response, dtype=dtype)
-    avail, where = _available_bytes()
+    avail, where = free_memory_bytes()
     if avail is None:
         return
     what = (f"samples={samples}, steps={problem.steps}, p={problem.p}, response={response!r}, "
@@ -799,12 +785,10 @@ def _replica_test_error(problem):
     return jax.jit(lambda m, Q, a: jax.lax.map(lambda x: _test_error(problem, *x), (m, Q, a)))
 
 
-def _assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas=False,
-              test_err=None) -> Trajectory:
+def _assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas,
+              test_err) -> Trajectory:
     """Replica means and standard errors for the first ``n_done`` steps."""
     T = n_done
-    if test_err is None:
-        test_err = _replica_test_error(problem)
     m = st["m"][:, :T]
     Qperp = st["Qp"][:, :T, :T]
     Qtt = np.einsum("rttqv->rtqv", Qperp) if T else Qperp[:, :0, 0]

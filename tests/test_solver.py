@@ -416,9 +416,9 @@ def test_solve_refuses_what_cannot_fit(monkeypatch):
 
     pr = make_problem("tanh_he3", steps=3)
     est = solver.memory_estimate(pr, 4000)
-    monkeypatch.setattr(solver, "_available_bytes", lambda: (est["state"] - 1, "test device"))
+    monkeypatch.setattr(solver, "free_memory_bytes", lambda: (est["state"] - 1, "test device"))
     with pytest.raises(DMFTInputError, match=r"`samples` too large.*samples=4000.*test device"):
         solve(pr, samples=4000, progress=False)
-    monkeypatch.setattr(solver, "_available_bytes", lambda: (est["peak"] - 1, "test device"))
+    monkeypatch.setattr(solver, "free_memory_bytes", lambda: (est["peak"] - 1, "test device"))
     with pytest.warns(ResourceWarning, match="may run out of memory"):
         solve(pr, samples=4000, progress=False)
