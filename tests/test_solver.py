@@ -392,16 +392,17 @@ def test_memory_estimate_is_the_resident_state(schedule, response, chunk):
     import jax.numpy as jnp
 
     from dmft import solver
+    from dmft.solver import _state, _structure
 
     pr = make_problem("tanh_he3", activation="erf", steps=3, schedule=schedule)
     samples, replicas = 4000, 16
     n_real = samples // replicas
     c = n_real if chunk is None else chunk
-    npad = -(-n_real // c) * c
-    init, _, _ = solver._compiled(pr, pr.steps + 1, n_real, npad, c, response,
-                                  jnp.dtype("float64"))
+    st = _structure.make_structure(pr, n_real, c, response, jnp.dtype("float64"))
+    numbers = _structure.numeric_problem(pr, "float64")
     keys = jax.random.split(jax.random.key(0), replicas)
-    state = init(keys)
+    draws = jax.vmap(lambda kk: _state.draw_replica(st, kk))(keys)
+    state = jax.vmap(lambda dr: _state.init_state(st, numbers, dr))(draws)
     actual = sum(x.nbytes for x in jax.tree.leaves(state))
     est = solver.memory_estimate(pr, samples, replicas=replicas, chunk_size=chunk,
                                  response=response)
@@ -413,12 +414,13 @@ def test_solve_refuses_what_cannot_fit(monkeypatch):
     """A solve whose resident arrays exceed the free memory fails before any compute, naming
     `samples`; one whose estimated peak exceeds it warns."""
     from dmft import solver
+    from dmft.solver import _solve
 
     pr = make_problem("tanh_he3", steps=3)
     est = solver.memory_estimate(pr, 4000)
-    monkeypatch.setattr(solver, "free_memory_bytes", lambda: (est["state"] - 1, "test device"))
+    monkeypatch.setattr(_solve, "free_memory_bytes", lambda: (est["state"] - 1, "test device"))
     with pytest.raises(DMFTInputError, match=r"`samples` too large.*samples=4000.*test device"):
         solve(pr, samples=4000, progress=False)
-    monkeypatch.setattr(solver, "free_memory_bytes", lambda: (est["peak"] - 1, "test device"))
+    monkeypatch.setattr(_solve, "free_memory_bytes", lambda: (est["peak"] - 1, "test device"))
     with pytest.warns(ResourceWarning, match="may run out of memory"):
         solve(pr, samples=4000, progress=False)

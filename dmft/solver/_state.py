@@ -1,0 +1,172 @@
+"""The sweep state (one replica) and its initialisation: the random draws and the histories.
+
+Random numbers: replica r draws all its standard normals (z_{0..T} ∈ R^p, h* ∈ R^k and ξ per
+sample) from ``fold_in(fold_in(key(seed), STREAM_DMFT), r)`` before any chunking, in blocks of
+``DRAW_BLOCK`` samples written straight into the histories (``dmft.problem.KEY_SCHEME`` v3), so
+results do not depend on ``chunk_size`` (up to float summation order, ~1e-13) and drawing needs
+no memory beyond the histories and one block. The draws do not depend on the problem's numbers
+(α, η, λ, Δ, m₀, ...): every point of a :func:`dmft.sweep` sees the same samples.
+"""
+
+from __future__ import annotations
+
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+from jaxtyping import Array, Float
+
+from ._precision import HIGHEST
+from ._structure import Structure
+
+# Samples per random draw. The normals of a replica are drawn block by block of this many
+# samples (block i from fold_in(stream key, i)) straight into the preallocated histories, so
+# drawing never holds more than one block's temporaries. Fixed: it is part of the key scheme.
+DRAW_BLOCK = 1 << 15
+
+
+class SweepState(eqx.Module):
+    """Everything one replica carries from step to step.
+
+    Per-sample arrays (``npad`` rows, the last ``npad - n_real`` zero padding):
+        z: the standard normals z_{0..T}, flat over (time, unit): (npad, T1 p); read only.
+        g: the history g_s, slot s written at step s: (npad, T1 p).
+        y: labels of every batch: (npad, nb).
+        xf: fixed regressors [1, h*_b, ξ_b] of every batch b: (npad, nb, k + 2).
+        w: padding weights (1 real, 0 padding), only when there is padding.
+        K: pathwise tangents H_s J(s, ·), only for ``response="pathwise"``.
+    Kernels and order parameters (T1 = T + 1 times):
+        Qp, C, Gamma, R: (T1, T1, p, p); R0: (T1, p, p); m: (T1, p, k); a: (T1, p).
+        L, Linv: the causal factor of Q⊥ and its inverse, ((T1 p), (T1 p)).
+    Regression (control variates, not for ``fresh``):
+        LG, LGinv (``reuse``) or G (other schedules): the regressors' Gram (factor);
+        beta, cfull: past coefficients β_s and Ê[g_s xᵀ], flat over (s, unit).
+    """
+
+    z: Float[Array, "n Tp"]
+    g: Float[Array, "n Tp"]
+    y: Float[Array, "n nb"]
+    xf: Float[Array, "n nb k2"]
+    L: Float[Array, "Tp Tp"]
+    Linv: Float[Array, "Tp Tp"]
+    Qp: Float[Array, "T1 T1 p p"]
+    C: Float[Array, "T1 T1 p p"]
+    Gamma: Float[Array, "T1 T1 p p"]
+    R: Float[Array, "T1 T1 p p"]
+    R0: Float[Array, "T1 p p"]
+    m: Float[Array, "T1 p k"]
+    a: Float[Array, "T1 p"]
+    w: Float[Array, " n"] | None = None
+    K: Array | None = None
+    LG: Array | None = None
+    LGinv: Array | None = None
+    G: Array | None = None
+    beta: Array | None = None
+    cfull: Array | None = None
+
+
+def _draw_rows(key, n: int, n_alloc: int, tail: tuple, dtype):
+    """(n_alloc,) + tail standard normals, rows >= n zero; row block i from fold_in(key, i).
+
+    Drawn in float64 whenever JAX's x64 mode is on, then rounded to ``dtype``, so a float32
+    solve sees the float64 solve's samples of the same seed (they differ by arithmetic only).
+    """
+    draw = jnp.float64 if jax.config.jax_enable_x64 else dtype
+    out = jnp.zeros((n_alloc,) + tail, dtype)
+    nfull, rem = divmod(n, DRAW_BLOCK)
+
+    def block(i, rows):
+        return jax.random.normal(jax.random.fold_in(key, i), (rows,) + tail, draw).astype(dtype)
+
+    def body(i, out):
+        return jax.lax.dynamic_update_slice_in_dim(out, block(i, DRAW_BLOCK), i * DRAW_BLOCK, 0)
+
+    if nfull:
+        out = jax.lax.fori_loop(0, nfull, body, out)
+    if rem:
+        out = jax.lax.dynamic_update_slice_in_dim(out, block(nfull, rem), nfull * DRAW_BLOCK, 0)
+    return out
+
+
+def draw_samples(key, n: int, n_alloc: int, T1: int, p: int, k: int, nb: int, dtype):
+    """A replica's standard normals, drawn from its key before any chunking, into arrays of
+    ``n_alloc`` >= n rows (zero padding).
+
+    z: (n_alloc, T1 p), flat over (time, unit); one teacher field h* and label noise ξ per
+    sample and batch: (n_alloc, nb, k), (n_alloc, nb). Batch 0's draw does not depend on nb,
+    so step 0 is the same for every schedule.
+    """
+    kz, kh, kx = jax.random.split(key, 3)
+    z = _draw_rows(kz, n, n_alloc, (T1 * p,), dtype)
+    hs = _draw_rows(kh, n, n_alloc, (1, k), dtype)
+    xi = _draw_rows(kx, n, n_alloc, (1,), dtype)
+    if nb > 1:
+        kh2, kx2 = jax.random.fold_in(kh, 1 << 30), jax.random.fold_in(kx, 1 << 30)
+        hs = jnp.concatenate([hs, _draw_rows(kh2, n, n_alloc, (nb - 1, k), dtype)], axis=1)
+        xi = jnp.concatenate([xi, _draw_rows(kx2, n, n_alloc, (nb - 1,), dtype)], axis=1)
+    return z, hs, xi
+
+
+def regressor_gram(z, hs, xi, n_real: int):
+    """Σ_b x_b x_bᵀ over the first ``n_real`` rows (the rest are zero padding),
+    x = [1, h*_0..h*_{nb-1}, ξ_0..ξ_{nb-1}, z_0, ..., z_T], by blocks."""
+    n = z.shape[0]
+    one = (jnp.arange(n) < n_real).astype(z.dtype)[:, None]
+    F = jnp.concatenate([one, hs.reshape(n, -1), xi], axis=1)
+    zf = z.reshape(n, -1)
+    Fz = jnp.matmul(F.T, zf, precision=HIGHEST)
+    return jnp.block([[jnp.matmul(F.T, F, precision=HIGHEST), Fz],
+                      [Fz.T, jnp.matmul(zf.T, zf, precision=HIGHEST)]])
+
+
+def draw_replica(st: Structure, key):
+    """The problem-independent part of a replica: normals and the regressors' Gram."""
+    z, hs, xi = draw_samples(key, st.n_real, st.npad, st.T1, st.p, st.k, st.nb, st.dtype)
+    out = {"z": z, "hs": hs, "xi": xi}
+    if st.mode != "fresh":
+        G = regressor_gram(z, hs, xi, st.n_real)
+        if st.mode == "reuse":
+            LG = jnp.linalg.cholesky(G)
+            out["LG"] = LG
+            out["LGinv"] = jsl.solve_triangular(LG, jnp.eye(G.shape[0], dtype=G.dtype),
+                                                lower=True)
+        else:
+            out["G"] = G
+    return out
+
+
+def init_state(st: Structure, problem, draws) -> SweepState:
+    """The state of one replica at t = 0, from its draws and the (traced) problem numbers."""
+    p, k, T1, dtype = st.p, st.k, st.T1, st.dtype
+    z, hs, xi = draws["z"], draws["hs"], draws["xi"]
+    Tp = T1 * p
+    # labels of every batch, computed once: y_b = g*(h*_b) + √Δ ξ_b
+    y = problem.target(hs).astype(dtype) + jnp.sqrt(problem.noise) * xi  # (npad, nb)
+    pad = st.npad - st.n_real
+    D = None if st.mode == "fresh" else 1 + st.nb * (k + 1) + Tp
+    return SweepState(
+        z=z,
+        g=jnp.zeros((st.npad, Tp), dtype),
+        y=y,
+        xf=jnp.concatenate([jnp.ones_like(xi)[:, :, None], hs, xi[:, :, None]], axis=2),
+        L=jnp.eye(Tp, dtype=dtype),
+        Linv=jnp.eye(Tp, dtype=dtype),
+        Qp=jnp.zeros((T1, T1, p, p), dtype).at[0, 0].set(problem.qperp0),
+        C=jnp.zeros((T1, T1, p, p), dtype),
+        Gamma=jnp.zeros((T1, T1, p, p), dtype),
+        R=jnp.zeros((T1, T1, p, p), dtype),
+        R0=jnp.zeros((T1, p, p), dtype).at[0].set(jnp.eye(p, dtype=dtype)),
+        m=jnp.zeros((T1, p, k), dtype).at[0].set(problem.m0),
+        a=jnp.broadcast_to(problem.second_layer, (T1, p)),
+        w=(jnp.concatenate([jnp.ones((st.n_real,), dtype), jnp.zeros((pad,), dtype)])
+           if pad else None),
+        K=jnp.zeros((st.npad, T1, T1, p, p), dtype) if st.pathwise else None,
+        LG=draws.get("LG"),
+        LGinv=draws.get("LGinv"),
+        G=draws.get("G"),
+        beta=None if D is None else jnp.zeros((Tp, D), dtype),
+        cfull=None if D is None else jnp.zeros((Tp, D), dtype),
+    )
+
+

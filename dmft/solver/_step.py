@@ -1,0 +1,257 @@
+"""One forward DMFT step and the whole sweep in one compiled loop.
+
+Execution. The sweep is one ``lax.while_loop`` over steps, so the histories are updated in
+place (slot t of g is written at step t) and nothing is copied between steps; it stops after
+the first step with a non-finite output. The problem's numbers (α, η_t, λ, Δ, m₀, Q⊥₀, a, η_a)
+are traced arguments: a new value reuses the compiled program.
+"""
+
+from __future__ import annotations
+
+import math
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ..problem import loss, loss_grad_h, network_output, sum_last
+from ._estimators import make_regression, make_response
+from ._factor import append_factor_row, flat_to_blocks
+from ._precision import HIGHEST, full_precision
+from ._state import SweepState, draw_replica, init_state
+from ._structure import Structure
+
+
+def _mm(a, b):
+    return jnp.matmul(a, b, precision=HIGHEST)
+
+
+def overflow_limit(dtype) -> float:
+    """|Q⊥| beyond this counts as divergence (1e100; √max in float32, whose products overflow)."""
+    return min(1e100, math.sqrt(float(jnp.finfo(dtype).max)))
+
+
+def make_step(st: Structure, act):
+    """``step(problem, state, t) -> (state, outputs)`` for one replica; ``problem`` traced."""
+    p, k, T1, chunk = st.p, st.k, st.T1, st.chunk
+    dtype = st.dtype
+    q_overflow = overflow_limit(dtype)
+    regression = make_regression(st)
+    response = make_response(st)
+    same_all = jnp.asarray([[bs == bt for bs in st.bt] for bt in st.bt])  # same batch at t, s
+    bt_j = jnp.asarray(st.bt)
+    idx = jnp.arange(T1)
+    eye = jnp.eye(p, dtype=dtype)
+    nb = st.nb
+
+    def grad_one(h, y, a):
+        return loss_grad_h(h, y, a, act)
+
+    hess_one = jax.jacfwd(grad_one, argnums=0)  # (p, p): ∂g/∂h
+
+    def step(problem, state: SweepState, t):
+        eta = problem.lr  # (T1,), eta[T] = 0 unused
+        alpha = problem.alpha
+        same = same_all[t][:, None, None]  # (T1, 1, 1): times whose batch is this step's
+        # fields of samples of different batches are independent: mask Q⊥ to this batch's times
+        Qp_t = jnp.where(same, state.Qp[t], 0.0)
+        (L, Linv), ev_min, jitter, ev_rel = append_factor_row((state.L, state.Linv), Qp_t, t, p)
+        Lrow = jax.lax.dynamic_slice_in_dim(L, t * p, p, axis=0)  # (p, T1 p)
+        m_t = state.m[t]
+        a_t = state.a[t]
+        # reaction coefficients η_s R(t, s) over this batch's past steps s < t
+        etaR = jnp.where(same, eta[:, None, None] * state.R[t], 0.0)
+        hslot = bt_j[t]
+
+        # w_t − Σ_s η_s R(t,s) g_s = z_flat · coef_z + g_flat · coef_g (flat index s p + r)
+        coef_z = Lrow.T  # (T1 p, p): [s p + r, q] = L(t, s)[q, r]
+        coef_g = -jnp.transpose(etaR, (0, 2, 1)).reshape(T1 * p, p)
+
+        def chunk_fn(carry, ic):
+            # The chunk is sliced out of the arrays here rather than scanned over: under the
+            # replica vmap, scanning over reshaped (chunk, sample) arrays made XLA transpose
+            # whole histories at every step. g (and K) are carried and updated in place.
+            acc, ghist, Kall = carry
+
+            def rows(x):
+                return None if x is None else jax.lax.dynamic_slice_in_dim(x, ic * chunk,
+                                                                           chunk, axis=0)
+
+            zc, yc, xfc, wgt, gc, Kc = (rows(x) for x in (state.z, state.y, state.xf,
+                                                          state.w, ghist, Kall))
+
+            def weighted(x):  # padding rows zeroed (a no-op without padding)
+                return x * wgt.reshape((-1,) + (1,) * (x.ndim - 1)) if st.padded else x
+
+            if nb == 1:  # static slices: no copies
+                y, xf = yc[:, 0], xfc[:, 0]
+            else:
+                y = jax.lax.dynamic_index_in_dim(yc, hslot, axis=1, keepdims=False)
+                xf = jax.lax.dynamic_index_in_dim(xfc, hslot, axis=1, keepdims=False)
+            hst = xf[:, 1 : k + 1]  # xf = [1, h*_b, ξ_b]: (B, k + 2)
+            h = _mm(zc, coef_z) + _mm(gc, coef_g) + sum_last(hst[:, None, :] * m_t[None])
+            a_b = jnp.broadcast_to(a_t, h.shape)
+            g = grad_one(h, y, a_b)
+            f = network_output(h, a_b, act)
+            lo = loss(y, f)
+            gw = weighted(g)
+            new = {
+                "mz": _mm(gw.T, zc),  # (p, T1 p): Σ g_t z_sᵀ
+                "g": jnp.sum(gw, axis=0),
+                "gx": _mm(gw.T, xf),
+                "l": jnp.sum(weighted(lo)),
+                # Σ (f − y) σ(h): the second layer's gradient (used when η_a > 0)
+                "fa": _mm(weighted(f - y), act.fn(h)),
+            }
+            resp, Krow = response.chunk_sums(h, y, a_b, etaR, Kc, t, weighted, hess_one)
+            new.update(resp)
+            new.update(regression.extra_sums(xf, zc, t, weighted))
+            # write g_t, then read the new history for Σ g_t g_sᵀ (s <= t; slots > t are 0).
+            # Reading the old history after computing g_t (which the write also needs) made
+            # XLA copy the whole history twice per step to keep the old values.
+            ghist = jax.lax.dynamic_update_slice(ghist, g, (ic * chunk, t * p))
+            gc_new = jax.lax.dynamic_slice_in_dim(ghist, ic * chunk, chunk, axis=0)
+            new["mg"] = _mm(gw.T, gc_new)
+            acc = jax.tree.map(jnp.add, acc, new)
+            if Krow is not None:
+                Kall = jax.lax.dynamic_update_slice(
+                    Kall, Krow[:, None], (ic * chunk, t) + (0,) * (Kall.ndim - 2))
+            return (acc, ghist, Kall), None
+
+        acc0 = {
+            "mz": jnp.zeros((p, T1 * p), dtype),
+            "mg": jnp.zeros((p, T1 * p), dtype),
+            "g": jnp.zeros((p,), dtype),
+            "gx": jnp.zeros((p, k + 2), dtype),
+            "l": jnp.zeros((), dtype),
+            "fa": jnp.zeros((p,), dtype),
+        }
+        acc0.update(response.zeros(dtype))
+        acc0.update(regression.extra_zeros(dtype))
+        nc = st.npad // chunk
+        (acc, ghist, Kall), _ = jax.lax.scan(chunk_fn, (acc0, state.g, state.K), jnp.arange(nc))
+        state = eqx.tree_at(lambda s: (s.g, s.K), state, (ghist, Kall),
+                            is_leaf=lambda x: x is None)
+        acc["gz"] = flat_to_blocks(acc["mz"], T1, p)
+        acc["gg"] = flat_to_blocks(acc["mg"], T1, p)
+
+        n = float(st.n_real)
+        past = (idx <= t)[:, None, None]
+        beta, v, beta_h, beta_z, c_full = regression.coefficients(acc, state, t)
+        C_row, state = regression.c_row(acc, beta, v, c_full, state, t, alpha)
+        # C(t, s) for s <= t: zero across independent batches
+        C_row = jnp.where(past & same, C_row, 0.0)
+        G_row = response.row(acc, beta_z, L, Linv, t, alpha)
+        G_row = jnp.where(past & same, G_row, 0.0)
+
+        C = state.C.at[t].set(C_row)
+        C = C.at[:, t].set(jnp.swapaxes(C_row, -1, -2))
+        Gam = state.Gamma.at[t].set(G_row)
+
+        # weight side: m_{t+1}, a_{t+1}, R(t+1, ·), R0(t+1), Q⊥(t+1, ·)
+        decay = 1.0 - eta[t] * problem.ridge
+        more = t + 1 < T1
+        tp = jnp.minimum(t + 1, T1 - 1)
+        m_next = decay * m_t - eta[t] * alpha * beta_h  # β's h* block = E[g_t h*ᵀ]
+        m = state.m.at[tp].set(jnp.where(more, m_next, state.m[tp]))
+        a_next = a_t - problem.lr_a[t] * alpha * acc["fa"] / n
+        a = state.a.at[tp].set(jnp.where(more, a_next, state.a[tp]))
+        R = state.R
+        R_next = decay * R[t] - eta[t] * jnp.einsum("uqr,usrx->sqx", G_row, R,
+                                                    precision=HIGHEST)
+        R_next = R_next + jnp.where((idx == t)[:, None, None], eye, 0.0)
+        R = R.at[tp].set(jnp.where(more, R_next, R[tp]))
+        R0 = state.R0
+        R0_next = decay * R0[t] - eta[t] * jnp.einsum("uqr,urx->qx", G_row, R0,
+                                                      precision=HIGHEST)
+        R0 = R0.at[tp].set(jnp.where(more, R0_next, R0[tp]))
+        A = eta[None, :, None, None] * R  # A(t1, s) = η_s R(t1, s)
+        Qrow = jnp.einsum("qr,rx,tyx->tqy", R0[tp], problem.qperp0, R0, precision=HIGHEST)
+        Qrow = Qrow + jnp.einsum("sqr,sury,tuvy->tqv", A[tp], C, A, precision=HIGHEST)
+        Qrow = jnp.where((idx <= tp)[:, None, None], Qrow, 0.0)
+        Qp = state.Qp
+        Qp_new = Qp.at[tp].set(Qrow).at[:, tp].set(jnp.swapaxes(Qrow, -1, -2))
+        Qp = jnp.where(more, Qp_new, Qp)
+
+        state = eqx.tree_at(
+            lambda s: (s.L, s.Linv, s.C, s.Gamma, s.m, s.a, s.R, s.R0, s.Qp), state,
+            (L, Linv, C, Gam, m, a, R, R0, Qp))
+        loss_mean = acc["l"] / n
+        finite = (
+            jnp.all(jnp.isfinite(m_next))
+            & jnp.all(jnp.isfinite(Qrow))
+            & jnp.all(jnp.isfinite(C_row))
+            & jnp.all(jnp.isfinite(G_row))
+            & jnp.all(jnp.isfinite(a_next))
+            & jnp.isfinite(loss_mean)
+            & (jnp.max(jnp.abs(Qrow)) < q_overflow)
+        )
+        out = {
+            "train_loss": loss_mean,
+            "min_schur_eig": ev_min,
+            "jitter": jitter,
+            "min_schur_eig_rel": ev_rel,
+            "finite": finite,
+        }
+        return state, out
+
+    return step
+
+
+# Counts how often the sweep is traced (= compiled): tests assert that a new number does not.
+TRACE_COUNT = [0]
+
+
+def _sweep_one(st: Structure, problem, keys, meter):
+    """All replicas of one problem: draw, initialise, run steps 0..T while finite.
+
+    Returns (steps run, final state (leading replica axis), per-step outputs stacked over time).
+    A step with a non-finite output is the last one run.
+    """
+    TRACE_COUNT[0] += 1
+    act = problem.act
+    step_r = jax.vmap(make_step(st, act), in_axes=(None, 0, None))  # replicas
+    draws = jax.vmap(lambda kk: draw_replica(st, kk))(keys)
+    state = jax.vmap(lambda dr: init_state(st, problem, dr))(draws)
+    shapes = jax.eval_shape(step_r, problem, state, jnp.asarray(0))[1]
+    outs0 = jax.tree.map(lambda sd: jnp.zeros((st.T1,) + sd.shape, sd.dtype), shapes)
+    T1 = st.T1
+
+    def cond(carry):
+        t, ok = carry[0], carry[1]
+        return (t < T1) & ok
+
+    def body(carry):
+        t, _, state, outs, mstate = carry
+        state, o = step_r(problem, state, t)
+        outs = jax.tree.map(lambda buf, v: buf.at[t].set(v), outs, o)
+        mstate = meter.step(mstate, (t + 1) / T1)
+        return t + 1, jnp.all(o["finite"]), state, outs, mstate
+
+    mstate = meter.init()
+    t, _, state, outs, mstate = jax.lax.while_loop(
+        cond, body, (jnp.asarray(0), jnp.asarray(True), state, outs0, mstate))
+    meter.close(mstate)
+    # the draws' parts that the host needs back are the order parameters only
+    keep = {f: getattr(state, f) for f in ("m", "Qp", "C", "Gamma", "R", "a")}
+    return t, keep, outs
+
+
+@eqx.filter_jit
+def run_sweep(st: Structure, problem, keys, meter):
+    """One problem (traced numbers), all replicas."""
+    with full_precision():
+        return _sweep_one(st, problem, keys, meter)
+
+
+@eqx.filter_jit
+def run_grid(st: Structure, problems, keys, meter):
+    """A grid of problems (numbers with a leading grid axis), the same keys for every point."""
+    with full_precision():
+        return jax.vmap(lambda pr: _sweep_one(st, pr, keys, meter))(problems)
+
+
+def progress_meter(show: bool):
+    """diffrax's tqdm meter (ticked from inside the compiled loop) or none."""
+    return diffrax.TqdmProgressMeter(refresh_steps=1) if show else diffrax.NoProgressMeter()

@@ -1,0 +1,103 @@
+"""What a compiled sweep is specialised on: sizes, schedule, estimator and dtype.
+
+Everything numeric about the problem (α, η_t, λ, Δ, m₀, Q⊥₀, a, η_a) is *not* here: it enters
+the compiled sweep as traced arrays (see :func:`numeric_problem`), so changing a number never
+recompiles. The compile cache is keyed on this structure plus the problem's static fields
+(target, activation, p, schedule).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from ..problem import Problem, batch_index
+
+
+def schedule_mode(bt) -> str:
+    """``reuse`` (one batch), ``fresh`` (a new batch at every time) or ``general``."""
+    nb = int(np.max(bt)) + 1
+    return "reuse" if nb == 1 else ("fresh" if nb == len(bt) else "general")
+
+
+@dataclasses.dataclass(frozen=True)
+class Structure:
+    """Static sizes of one solve (hashable: it is part of the compile-cache key)."""
+
+    p: int
+    k: int
+    T1: int
+    n_real: int
+    npad: int
+    chunk: int
+    response: str
+    dtype_name: str
+    bt: tuple
+
+    @property
+    def dtype(self):
+        return jnp.dtype(self.dtype_name)
+
+    @property
+    def nb(self) -> int:
+        return int(max(self.bt)) + 1
+
+    @property
+    def mode(self) -> str:
+        return schedule_mode(np.asarray(self.bt))
+
+    @property
+    def pathwise(self) -> bool:
+        return self.response == "pathwise"
+
+    @property
+    def padded(self) -> bool:
+        return self.n_real % self.chunk != 0
+
+    @property
+    def n_regress(self) -> int:
+        """Regressors of the control-variate regression at the last step."""
+        if self.mode == "fresh":
+            return self.k + 2 + self.p
+        return 1 + self.nb * (self.k + 1) + self.T1 * self.p
+
+
+def make_structure(problem: Problem, n_real: int, chunk: int, response: str,
+                   dtype) -> Structure:
+    T = problem.steps
+    npad = -(-n_real // chunk) * chunk
+    return Structure(p=problem.p, k=problem.k, T1=T + 1, n_real=n_real, npad=npad, chunk=chunk,
+                     response=response, dtype_name=jnp.dtype(dtype).name,
+                     bt=tuple(int(b) for b in batch_index(problem.schedule, T)))
+
+
+def numeric_problem(problem: Problem, dtype) -> Problem:
+    """The same problem with every number an array of ``dtype`` (traced under jit).
+
+    ``lr`` is padded with a trailing 0 (η_T is never used) and ``lr_a`` likewise, so that the
+    sweep can index them at every time t = 0..T.
+    """
+    dt = jnp.dtype(dtype)
+
+    def arr(x):
+        return np.asarray(x, dtype=np.float64).astype(dt)
+
+    values = (
+        arr(problem.second_layer),
+        arr(problem.alpha),
+        arr(problem.noise),
+        arr(np.append(np.asarray(problem.lr, np.float64), 0.0)),
+        arr(problem.ridge),
+        arr(problem.m0),
+        arr(problem.qperp0),
+        arr(np.append(problem.second_layer_lr, 0.0)),
+    )
+    # tree_at, not dataclasses.replace: the padded η would fail Problem's validation
+    return eqx.tree_at(NUMERIC, problem, values, is_leaf=lambda x: x is None)
+
+
+def NUMERIC(pr):  # noqa: N802 - the list of a Problem's numeric fields, for eqx.tree_at
+    return (pr.second_layer, pr.alpha, pr.noise, pr.lr, pr.ridge, pr.m0, pr.qperp0, pr.lr_a)
