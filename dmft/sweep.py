@@ -1,0 +1,286 @@
+"""Phase diagrams: the DMFT (or the simulator) on a grid of hyper-parameters in one call.
+
+``dmft.sweep(problem, over={"lr": [...], "alpha": [...]}, samples=...)`` solves every point of
+the outer product of the axes. For the DMFT all points go through one compiled, vmapped sweep
+(split into grid batches when memory requires): the problem's numbers are traced inputs, so a
+grid costs one compilation whatever its size. Every point uses the same seed, i.e. the same
+effective samples (common random numbers): differences between neighbouring points are much
+less noisy than the points themselves, and each point equals ``dmft.solve`` of that point with
+the same seed (to ~1e-12 in float64; the draws do not depend on the problem's numbers).
+
+``method="simulate"`` runs :func:`dmft.simulate` point by point (its numbers are traced too, so
+only a new α, which changes the number of samples n = αd, recompiles).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+import warnings
+
+import jax
+import numpy as np
+
+from ._checks import DivergenceError, DMFTInputError, check_choice, check_int, free_memory_bytes
+from .problem import Problem
+from .result import Estimate, Trajectory
+
+# the numeric fields a sweep may vary, with their per-point shape (T = steps)
+SWEEPABLE = ("alpha", "lr", "ridge", "noise", "m0", "qperp0", "second_layer", "lr_a")
+OBS = ("m", "Q", "test_error", "train_loss")
+
+
+def _point_value(problem: Problem, name: str, value):
+    """A grid value → the Problem field's value (scalars broadcast like make_problem)."""
+    T, p, k = problem.steps, problem.p, problem.k
+    arr = np.asarray(value, dtype=np.float64)
+    if name in ("alpha", "ridge", "noise"):
+        if arr.ndim:
+            raise DMFTInputError(f"`over[{name!r}]` values must be scalars; got {value!r}")
+        return float(arr)
+    shape = {"lr": (T,), "lr_a": (T,), "m0": (p, k), "qperp0": (p, p), "second_layer": (p,)}
+    if arr.ndim == 0:
+        return np.eye(p) * float(arr) if name == "qperp0" else np.full(shape[name], float(arr))
+    if arr.shape != shape[name]:
+        raise DMFTInputError(
+            f"`over[{name!r}]` values must be scalars or have shape {shape[name]}; got a value "
+            f"of shape {arr.shape}")
+    return arr
+
+
+def grid_problems(problem: Problem, over: dict) -> tuple[list[str], list[np.ndarray], list]:
+    """Validate the axes and build every point's Problem (C order over the axes)."""
+    if not isinstance(problem, Problem):
+        raise DMFTInputError(f"`problem` must be a dmft.Problem; got {type(problem).__name__}")
+    if not isinstance(over, dict) or not over:
+        raise DMFTInputError(
+            f"`over` must be a non-empty dict {{name: values}} with names in {list(SWEEPABLE)}; "
+            f"got over={over!r}")
+    names, coords = [], []
+    for name, values in over.items():
+        check_choice("over key", name, set(SWEEPABLE))
+        try:
+            vals = [_point_value(problem, name, v) for v in values]
+        except TypeError:
+            raise DMFTInputError(
+                f"`over[{name!r}]` must be a sequence of values; got {values!r}") from None
+        if not vals:
+            raise DMFTInputError(f"`over[{name!r}]` must hold at least one value; got []")
+        names.append(name)
+        coords.append(np.asarray(vals, dtype=np.float64))
+    points = []
+    for combo in itertools.product(*(range(len(c)) for c in coords)):
+        changes = {n: coords[i][j] for i, (n, j) in enumerate(zip(names, combo, strict=True))}
+        changes = {n: (float(v) if np.ndim(v) == 0 else v) for n, v in changes.items()}
+        try:
+            points.append(dataclasses.replace(problem, **changes))
+        except DMFTInputError as exc:
+            where = ", ".join(f"{n}={_short(v)}" for n, v in changes.items())
+            raise DMFTInputError(f"grid point ({where}): {exc}") from None
+    return names, coords, points
+
+
+def _short(v) -> str:
+    return f"{v:g}" if np.ndim(v) == 0 else np.array2string(np.asarray(v), precision=4)
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """Estimates over a grid: every field has the grid's shape in front.
+
+    Attributes:
+        method: ``"dmft"`` or ``"simulation"``.
+        problem: the base problem (grid values replace its fields point by point).
+        axes: the swept names, in grid order.
+        coords: per axis, its values: (n,) for scalars, (n,) + field shape otherwise.
+        step: steps 0..T.
+        m, Q, test_error, train_loss: :class:`Estimate` of shape grid + per-step shape; NaN
+            after a point's divergence.
+        status: per point ``"ok"`` or ``"diverged"``; first_bad_step: per point, or -1.
+        points: the per-point :class:`Trajectory` objects (C order), with kernels for DMFT.
+        settings: run settings (seed, samples, ..., wall_time_s, grid_batch).
+    """
+
+    method: str
+    problem: Problem
+    axes: list
+    coords: list
+    step: np.ndarray
+    m: Estimate
+    Q: Estimate
+    test_error: Estimate
+    train_loss: Estimate
+    status: np.ndarray
+    first_bad_step: np.ndarray
+    points: list
+    settings: dict
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(len(c) for c in self.coords)
+
+    def point(self, *index) -> Trajectory:
+        """The trajectory at grid index ``index`` (one int per axis)."""
+        return self.points[int(np.ravel_multi_index(index, self.shape))]
+
+    def observable(self, name: str, step: int | None = None) -> Estimate:
+        """An observable over the grid, optionally at one step. ``m_norm`` is the Frobenius
+        norm ‖m_t‖ (its error by the delta method, per point from the replicas/seeds)."""
+        if name == "m_norm":
+            v, e = self.m
+            norm = np.sqrt(np.sum(v**2, axis=(-2, -1)))
+            safe = np.where(norm > 0, norm, 1.0)
+            err = np.sqrt(np.sum((v * e) ** 2, axis=(-2, -1))) / safe
+            est = Estimate(norm, err)
+        elif name in OBS:
+            est = getattr(self, name)
+        else:
+            raise DMFTInputError(
+                f"`observable` must be one of {list(OBS) + ['m_norm']}; got {name!r}")
+        if step is None:
+            return est
+        T = len(self.step) - 1
+        step = check_int("step", step, low=0, high=T)
+        g = len(self.shape)
+        return Estimate(est.value[(slice(None),) * g + (step,)],
+                        est.error[(slice(None),) * g + (step,)])
+
+
+def _stack(points: list[Trajectory], shape, T1: int, p: int, k: int):
+    out = {}
+    tail = {"m": (T1, p, k), "Q": (T1, p, p), "test_error": (T1,), "train_loss": (T1,)}
+    for name in OBS:
+        v = np.full((len(points),) + tail[name], np.nan)
+        e = np.full_like(v, np.nan)
+        for i, tr in enumerate(points):
+            est = getattr(tr, name)
+            n = est.value.shape[0]
+            v[i, :n], e[i, :n] = est.value, est.error
+        out[name] = Estimate(v.reshape(shape + tail[name]), e.reshape(shape + tail[name]))
+    return out
+
+
+def sweep(
+    problem: Problem,
+    over: dict,
+    samples: int = 200_000,
+    *,
+    seed: int = 0,
+    replicas: int = 16,
+    chunk_size: int | None = None,
+    response: str = "stein",
+    dtype="float64",
+    progress: bool | None = None,
+    method: str = "dmft",
+    d: int | None = None,
+    seeds: int = 16,
+    grid_batch: int | None = None,
+) -> SweepResult:
+    """Solve (or simulate) ``problem`` on the outer product of the axes in ``over``.
+
+    Args:
+        problem: the base :class:`~dmft.problem.Problem`.
+        over: ``{name: values}`` for names in ``SWEEPABLE`` (alpha, lr, ridge, noise, m0,
+            qperp0, second_layer, lr_a). A value is a scalar (broadcast as in
+            :func:`dmft.make_problem`) or the field's full shape, e.g. a per-step η schedule.
+        samples, seed, replicas, chunk_size, response, dtype, progress: as :func:`dmft.solve`;
+            every point uses the same seed (common random numbers).
+        method: ``"dmft"`` (one compiled, vmapped call per grid batch) or ``"simulate"``.
+        d, seeds: the simulator's dimension and seeds (``method="simulate"`` only).
+        grid_batch: points solved at once; ``None`` chooses the largest batch whose estimated
+            peak memory fits in the free memory (``memory_estimate(..., grid=...)``).
+
+    Returns:
+        A :class:`SweepResult`.
+    """
+    check_choice("method", method, {"dmft", "simulate"})
+    names, coords, points = grid_problems(problem, over)
+    shape = tuple(len(c) for c in coords)
+    t0 = time.perf_counter()
+    if method == "simulate":
+        if d is None:
+            raise DMFTInputError("`d` is required for method='simulate' (e.g. d=1000)")
+        trajs, settings = _simulate_points(points, d, seeds, seed, dtype, progress)
+    else:
+        if d is not None:
+            raise DMFTInputError("`d` is a simulator setting; it is not used by method='dmft'")
+        trajs, settings = _solve_points(problem, points, samples, seed, replicas, chunk_size,
+                                        response, dtype, progress, grid_batch)
+    settings["wall_time_s"] = time.perf_counter() - t0
+    T1 = problem.steps + 1
+    est = _stack(trajs, shape, T1, problem.p, problem.k)
+    status = np.array([tr.status for tr in trajs]).reshape(shape)
+    bad = np.array([tr.first_bad_step for tr in trajs]).reshape(shape)
+    if np.any(status != "ok"):
+        warnings.warn(f"{int(np.sum(status != 'ok'))} of {len(trajs)} grid points diverged; "
+                      "their values after first_bad_step are NaN", RuntimeWarning, stacklevel=2)
+    return SweepResult(method="dmft" if method == "dmft" else "simulation", problem=problem,
+                       axes=names, coords=coords, step=np.arange(T1), status=status,
+                       first_bad_step=bad, points=trajs, settings=settings, **est)
+
+
+def _solve_points(problem, points, samples, seed, replicas, chunk_size, response, dtype,
+                  progress, grid_batch):
+    from .solver._solve import (
+        check_memory,
+        finish,
+        memory_estimate,
+        replica_keys,
+        show_progress,
+        validate,
+    )
+    from .solver._step import progress_meter, run_grid
+    from .solver._structure import numeric_problem
+
+    st = validate(problem, samples, seed, replicas, chunk_size, response, dtype)
+    n = len(points)
+    if grid_batch is None:
+        avail, _ = free_memory_bytes()
+        grid_batch = n
+        if avail is not None:
+            while grid_batch > 1 and memory_estimate(
+                    problem, samples, replicas=replicas, chunk_size=chunk_size,
+                    response=response, dtype=st.dtype, grid=grid_batch)["peak"] > avail:
+                grid_batch = (grid_batch + 1) // 2
+    grid_batch = min(check_int("grid_batch", grid_batch, low=1), n)
+    check_memory(problem, samples, replicas, chunk_size, response, st.dtype, grid=grid_batch)
+    keys = replica_keys(seed, replicas)
+    numbers = [numeric_problem(pr, st.dtype) for pr in points]
+    meter = progress_meter(show_progress(progress))
+    trajs = []
+    for lo in range(0, n, grid_batch):
+        batch = numbers[lo:lo + grid_batch]
+        real = len(batch)
+        batch = batch + [batch[-1]] * (grid_batch - real)  # same shape: no recompile
+        stacked = jax.tree.map(lambda *xs: np.stack(xs), *batch)
+        t1 = time.perf_counter()
+        n_run, state, outs = jax.device_get(run_grid(st, stacked, keys, meter))
+        elapsed = time.perf_counter() - t1
+        for i in range(real):
+            settings = dict(samples=samples, replicas=replicas, seed=seed,
+                            chunk_size=chunk_size, response=response, dtype=st.dtype_name,
+                            wall_time_s=elapsed / real)
+            one = jax.tree.map(lambda x, i=i: x[i], (state, outs))
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    tr = finish(points[lo + i], one[0], one[1], int(n_run[i]), settings, False)
+            except DivergenceError as exc:
+                tr = exc.partial
+            trajs.append(tr)
+    return trajs, dict(samples=samples, replicas=replicas, seed=seed, chunk_size=chunk_size,
+                       response=response, dtype=st.dtype_name, grid_batch=grid_batch)
+
+
+def _simulate_points(points, d, seeds, seed, dtype, progress):
+    from .simulate import simulate
+
+    trajs = []
+    for pr in points:
+        try:
+            tr = simulate(pr, d, seeds, seed=seed, dtype=dtype, progress=progress)
+        except DivergenceError as exc:
+            tr = exc.partial
+        trajs.append(tr)
+    return trajs, dict(d=d, seeds=seeds, seed=seed, dtype=np.dtype(dtype).name)
