@@ -109,6 +109,8 @@ _ROW_BLOCK_ENTRIES = 2**21  # entries of X drawn per block (bounds the generator
 _MEMORY_FRACTION = 0.25  # of physical memory, for the default seed_batch
 _Q_OVERFLOW = 1e100
 _TEST_ERROR_MODES = ("exact", "sample")
+# how often the seed batch was traced (= compiled); tests assert that a new number does not
+TRACE_COUNT = [0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,8 +267,21 @@ def _run_one_seed(
     )
 
 
+def traced_numbers(problem: Problem) -> Problem:
+    """The problem with its scalar numbers (α, Δ, λ) and η_a as arrays, so that
+    ``eqx.filter_jit`` traces them: a new value does not recompile (α still changes the
+    number of samples n = round(α d), a shape, which does)."""
+    lr_a = np.asarray(problem.second_layer_lr, dtype=np.float64)
+    return eqx.tree_at(
+        lambda pr: (pr.alpha, pr.noise, pr.ridge, pr.lr_a), problem,
+        (np.asarray(float(problem.alpha)), np.asarray(float(problem.noise)),
+         np.asarray(float(problem.ridge)), lr_a),
+        is_leaf=lambda x: x is None)
+
+
 @eqx.filter_jit
 def _run_seed_batch(problem, root, seed_ids, d, n, dtype, sample_test, n_test, draw_dtype=None):
+    TRACE_COUNT[0] += 1  # runs only when traced (= compiled)
     def one(s):
         key = jax.random.fold_in(root, s)
         return _run_one_seed(problem, key, d, n, dtype, sample_test, n_test, draw_dtype)
@@ -449,6 +464,7 @@ def simulate(
     )
 
     start = time.perf_counter()
+    numbers = traced_numbers(problem)
     root = _stream_key(seed, STREAM_SIM)
     chunks: dict[str, list[np.ndarray]] = {
         "m": [], "Q": [], "test_error": [], "train_loss": [], "a": []
@@ -457,12 +473,12 @@ def simulate(
         for lo in range(0, seeds, seed_batch):
             ids = jnp.arange(lo, min(lo + seed_batch, seeds), dtype=jnp.int32)
             m, q, train, test, a = _run_seed_batch(
-                problem, root, ids, d, n, dtype, sample_test, n_test
+                numbers, root, ids, d, n, dtype, sample_test, n_test
             )
             if not sample_test:
                 s, t1 = m.shape[:2]
                 test = _exact_test_error(
-                    problem, m.reshape((s * t1,) + m.shape[2:]), q.reshape((s * t1,) + q.shape[2:]),
+                    numbers, m.reshape((s * t1,) + m.shape[2:]), q.reshape((s * t1,) + q.shape[2:]),
                     a.reshape((s * t1,) + a.shape[2:]),
                 ).reshape(s, t1)
             chunks["m"].append(np.asarray(m))

@@ -1,0 +1,111 @@
+"""dmft.sweep and traced hyper-parameters: a new number never recompiles; a grid point equals
+the solve of that point with the same seed; files, xarray and plots of a sweep."""
+
+import numpy as np
+import pytest
+
+import dmft
+from dmft import DMFTInputError, make_problem
+from dmft.simulate import TRACE_COUNT as SIM_TRACES
+from dmft.solver import TRACE_COUNT as DMFT_TRACES
+
+SAMPLES, REPLICAS = 6000, 4
+# small samples at tiny T: the noisy-response warning is expected and not what is tested here
+pytestmark = pytest.mark.filterwarnings("ignore:the response:RuntimeWarning")
+
+
+def test_new_numbers_do_not_recompile_the_solver():
+    """α, η_t, λ, Δ, m₀, Q⊥₀, a and η_a changed one by one: the sweep is traced once."""
+    base = dict(target="he3", p=2, steps=3, lr=0.3, alpha=2.0)
+    dmft.solve(make_problem(**base), SAMPLES, replicas=REPLICAS, progress=False)
+    before = DMFT_TRACES[0]
+    variants = [dict(alpha=3.0, lr=[0.1, 0.2, 0.4]), dict(ridge=0.1, noise=0.2, m0=0.05),
+                dict(qperp0=0.8, second_layer=[0.5, 0.3], lr_a=0.05)]
+    for v in variants:
+        dmft.solve(make_problem(**{**base, **v}), SAMPLES, replicas=REPLICAS, progress=False)
+    assert DMFT_TRACES[0] == before
+    # a structural change (steps) does recompile: the counter can move
+    dmft.solve(make_problem(**{**base, "steps": 2}), SAMPLES, replicas=REPLICAS, progress=False)
+    assert DMFT_TRACES[0] == before + 1
+
+
+def test_new_numbers_do_not_recompile_the_simulator():
+    base = dict(target="he3", p=2, steps=3, lr=0.3, alpha=2.0)
+    dmft.simulate(make_problem(**base), d=60, seeds=2, progress=False)
+    before = SIM_TRACES[0]
+    for v in (dict(lr=0.5), dict(ridge=0.1), dict(noise=0.3), dict(m0=0.1), dict(lr_a=0.1)):
+        dmft.simulate(make_problem(**{**base, **v}), d=60, seeds=2, progress=False)
+    assert SIM_TRACES[0] == before
+
+
+@pytest.fixture(scope="module")
+def grid():
+    pr = make_problem("tanh_he3", p=2, steps=3, lr=0.2)
+    over = {"lr": [0.1, 0.4], "alpha": [2.0, 3.0, 5.0]}
+    return pr, over, dmft.sweep(pr, over, SAMPLES, replicas=REPLICAS, seed=7, progress=False)
+
+
+def test_sweep_point_equals_solve(grid):
+    """Every grid point equals dmft.solve of that point with the same seed (float64)."""
+    pr, over, res = grid
+    assert res.shape == (2, 3) and res.m.value.shape == (2, 3, 4, 2, 2)
+    for i, lr in enumerate(over["lr"]):
+        for j, alpha in enumerate(over["alpha"]):
+            tr = dmft.solve(make_problem("tanh_he3", p=2, steps=3, lr=lr, alpha=alpha),
+                            SAMPLES, replicas=REPLICAS, seed=7, progress=False)
+            for name in ("m", "Q", "test_error", "train_loss"):
+                np.testing.assert_allclose(getattr(res, name).value[i, j],
+                                           getattr(tr, name).value, rtol=1e-12, atol=1e-13)
+                np.testing.assert_allclose(getattr(res, name).error[i, j],
+                                           getattr(tr, name).error, rtol=1e-9, atol=1e-13)
+
+
+def test_sweep_grid_batches_and_schedules(grid):
+    """Splitting the grid into batches (padded to one shape) changes nothing; a per-step η
+    schedule is an axis value."""
+    pr, over, res = grid
+    res2 = dmft.sweep(pr, over, SAMPLES, replicas=REPLICAS, seed=7, progress=False,
+                      grid_batch=4)
+    np.testing.assert_allclose(res2.m.value, res.m.value, rtol=1e-12, atol=1e-14)
+    sched = dmft.sweep(pr, {"lr": [[0.1, 0.1, 0.1], [0.4, 0.4, 0.4]]}, SAMPLES,
+                       replicas=REPLICAS, seed=7, progress=False)
+    np.testing.assert_allclose(sched.m.value, res.m.value[:, 1], rtol=1e-12, atol=1e-14)
+
+
+def test_common_random_numbers(grid):
+    """Neighbouring points share their samples: the replica spread of a difference between
+    two close learning rates is far below the spread of the points themselves."""
+    pr = make_problem("tanh_he3", p=2, steps=3, lr=0.2)
+    res = dmft.sweep(pr, {"lr": [0.20, 0.21]}, SAMPLES, replicas=REPLICAS, seed=3,
+                     progress=False)
+    a, b = (res.points[i] for i in range(2))
+    # per-replica arrays are not kept in a sweep: use the solve with keep_replicas
+    ra = dmft.solve(a.problem, SAMPLES, replicas=REPLICAS, seed=3, keep_replicas=True,
+                    progress=False).per_seed["m"][:, -1, 0, 1]
+    rb = dmft.solve(b.problem, SAMPLES, replicas=REPLICAS, seed=3, keep_replicas=True,
+                    progress=False).per_seed["m"][:, -1, 0, 1]
+    assert np.std(rb - ra) < 0.2 * np.std(ra)
+
+
+def test_sweep_rejects_bad_axes():
+    pr = make_problem("he3", steps=3)
+    with pytest.raises(DMFTInputError, match="over key"):
+        dmft.sweep(pr, {"steps": [1, 2]}, SAMPLES, replicas=REPLICAS)
+    with pytest.raises(DMFTInputError, match=r"lr\[0\]"):
+        dmft.sweep(pr, {"lr": [0.1, -0.2]}, SAMPLES, replicas=REPLICAS)
+    with pytest.raises(DMFTInputError, match=r"shape \(3,\)"):
+        dmft.sweep(pr, {"lr": [[0.1, 0.2]]}, SAMPLES, replicas=REPLICAS)
+    with pytest.raises(DMFTInputError, match="`d` is required"):
+        dmft.sweep(pr, {"lr": [0.1]}, method="simulate")
+    with pytest.raises(DMFTInputError, match="`over`"):
+        dmft.sweep(pr, {}, SAMPLES)
+
+
+def test_sweep_simulate_matches_simulate():
+    pr = make_problem("he3", p=2, steps=2, lr=0.3, alpha=2.0)
+    res = dmft.sweep(pr, {"ridge": [0.0, 0.2]}, method="simulate", d=80, seeds=2, seed=4,
+                     progress=False)
+    one = dmft.simulate(make_problem("he3", p=2, steps=2, lr=0.3, alpha=2.0, ridge=0.2),
+                        d=80, seeds=2, seed=4, progress=False)
+    assert res.method == "simulation"
+    np.testing.assert_allclose(res.Q.value[1], one.Q.value, rtol=1e-12)
