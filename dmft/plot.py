@@ -338,3 +338,61 @@ def plot_online_baseline(gd, online, observable: str = "test_error", ax=None):
 
 __all__ = ["plot_overlaps", "plot_gram", "plot_losses", "plot_comparison", "plot_online_baseline",
            "save_figure", "style"]
+
+
+def plot_sweep(result, observable: str = "m_norm", step: int | None = None, ax=None,
+               sims=None):
+    """A phase diagram: ``observable`` at ``step`` (default: the last) over the grid.
+
+    Two axes: a heat map (first axis vertical, second horizontal; log-spaced axes drawn on a
+    log scale). One axis: a line with a ±SE band. ``sims``: optional simulation points, a list of
+    ``(coordinates dict, Estimate)`` drawn as markers (one axis) or annotated squares (two).
+    ``result`` is a :class:`dmft.sweep.SweepResult` or a sweep file path.
+    """
+    if isinstance(result, (str, os.PathLike)):
+        from .sweep_io import load_sweep
+
+        result = load_sweep(result)
+    step = len(result.step) - 1 if step is None else step
+    est = result.observable(observable, step)
+    label = {"m_norm": r"$\|m_t\|$", "test_error": r"$e_g$", "train_loss": "train loss"}.get(
+        observable, observable)
+    coords = [np.asarray(c) for c in result.coords]
+    if any(c.ndim != 1 for c in coords) or len(coords) > 2:
+        raise ValueError("plot_sweep needs one or two axes with scalar values")
+
+    def logish(c):
+        return len(c) > 2 and np.all(c > 0) and np.ptp(np.diff(np.log(c))) < 1e-6
+
+    with style():
+        fig, ax, _ = _axes(ax)
+        if len(coords) == 1:
+            x = coords[0]
+            ax.plot(x, est.value, color=_COLORS[0], label="DMFT")
+            ax.fill_between(x, est.value - est.error, est.value + est.error, color=_COLORS[0],
+                            alpha=0.25, lw=0)
+            for c, e in sims or []:
+                ax.errorbar([c[result.axes[0]]], [e.value], [e.error], fmt="o",
+                            color=_COLORS[1], ms=4, capsize=2)
+            if logish(x):
+                ax.set_xscale("log")
+            ax.set_xlabel(result.axes[0])
+            ax.set_ylabel(f"{label} at t = {step}")
+        else:
+            y, x = coords
+            mesh = ax.pcolormesh(x, y, est.value, shading="nearest", cmap="viridis")
+            fig.colorbar(mesh, ax=ax, label=f"{label} at t = {step}")
+            for c, e in sims or []:
+                ax.plot(c[result.axes[1]], c[result.axes[0]], "s", mfc="none", mec="w", ms=9)
+                ax.annotate(f"sim {e.value:.3f}±{e.error:.3f}",
+                            (c[result.axes[1]], c[result.axes[0]]), color="w", fontsize=7,
+                            xytext=(4, 4), textcoords="offset points")
+            if logish(x):
+                ax.set_xscale("log")
+            if logish(y):
+                ax.set_yscale("log")
+            ax.set_xlabel(result.axes[1])
+            ax.set_ylabel(result.axes[0])
+        ax.set_title(f"{result.problem.target.name}, {result.problem.schedule}, "
+                     f"{result.method}")
+    return fig

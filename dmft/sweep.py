@@ -57,7 +57,7 @@ def grid_problems(problem: Problem, over: dict) -> tuple[list[str], list[np.ndar
         raise DMFTInputError(
             f"`over` must be a non-empty dict {{name: values}} with names in {list(SWEEPABLE)}; "
             f"got over={over!r}")
-    names, coords = [], []
+    names, coords, fields = [], [], []
     for name, values in over.items():
         check_choice("over key", name, set(SWEEPABLE))
         try:
@@ -68,11 +68,14 @@ def grid_problems(problem: Problem, over: dict) -> tuple[list[str], list[np.ndar
         if not vals:
             raise DMFTInputError(f"`over[{name!r}]` must hold at least one value; got []")
         names.append(name)
-        coords.append(np.asarray(vals, dtype=np.float64))
+        # the coordinate is the value as given (a scalar per point stays a scalar axis)
+        scalar = all(np.ndim(v) == 0 for v in values)
+        coords.append(np.asarray([float(v) for v in values] if scalar else vals,
+                                 dtype=np.float64))
+        fields.append(vals)
     points = []
     for combo in itertools.product(*(range(len(c)) for c in coords)):
-        changes = {n: coords[i][j] for i, (n, j) in enumerate(zip(names, combo, strict=True))}
-        changes = {n: (float(v) if np.ndim(v) == 0 else v) for n, v in changes.items()}
+        changes = {n: fields[i][j] for i, (n, j) in enumerate(zip(names, combo, strict=True))}
         try:
             points.append(dataclasses.replace(problem, **changes))
         except DMFTInputError as exc:

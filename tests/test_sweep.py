@@ -109,3 +109,30 @@ def test_sweep_simulate_matches_simulate():
                         d=80, seeds=2, seed=4, progress=False)
     assert res.method == "simulation"
     np.testing.assert_allclose(res.Q.value[1], one.Q.value, rtol=1e-12)
+
+
+def test_sweep_file_roundtrip_xarray_and_plot(grid, tmp_path):
+    """One HDF5 file: grid dims in front, coordinates in grid/<name>, named dims in xarray."""
+    xr = pytest.importorskip("xarray")
+    from dmft.plot import plot_sweep
+    from dmft.sweep_io import load_sweep, save_sweep
+
+    _, over, res = grid
+    path = save_sweep(res, tmp_path / "sweep.h5")
+    back = load_sweep(path)
+    assert back.axes == ["lr", "alpha"]
+    np.testing.assert_array_equal(back.coords[1], over["alpha"])
+    np.testing.assert_array_equal(back.m.value, res.m.value)
+    np.testing.assert_array_equal(back.test_error.error, res.test_error.error)
+    ds = xr.open_dataset(path, engine="h5netcdf", group="m")
+    assert ds["value"].dims == ("lr", "alpha", "step", "unit", "target_dir")
+    assert ds["value"].shape == (2, 3, 4, 2, 2)
+    ds.close()
+    fig = plot_sweep(path, "m_norm", step=3)
+    assert len(fig.axes) == 2  # heat map and colour bar
+    norm = back.observable("m_norm", 3)
+    np.testing.assert_allclose(norm.value, np.linalg.norm(res.m.value[:, :, 3], axis=(-2, -1)))
+    line = dmft.sweep(make_problem("tanh_he3", p=2, steps=3, lr=0.2), {"lr": [0.1, 0.2, 0.4]},
+                      SAMPLES, replicas=REPLICAS, seed=7, progress=False)
+    fig = plot_sweep(line, "test_error")
+    assert len(fig.axes) == 1

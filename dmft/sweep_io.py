@@ -1,0 +1,143 @@
+"""Sweep files: one HDF5 file per :func:`dmft.sweep`, in the trajectory format (1.2).
+
+Root attributes as for a trajectory file (``format``, ``format_version`` = [1, 2], provenance,
+``config_json`` with the base problem, the settings and the axes), plus ``kind = "sweep"``,
+``sweep_method`` (``dmft`` or ``simulation``) and ``grid_axes`` (JSON list, grid order).
+Every observable group (``m``, ``Q``, ``test_error``, ``train_loss``) holds ``value`` and
+``error`` with the grid dimensions in front: (axis_0, ..., axis_g, step, ...). Each axis has a
+root dimension scale of its name (its values when they are scalars, else the point index) and
+``grid/<name>`` holds the full coordinates ((n,) or (n,) + field shape). ``status`` (strings)
+and ``first_bad_step`` have the grid's shape. Reading needs numpy and h5py only; with xarray::
+
+    xarray.open_dataset("sweep.h5", engine="h5netcdf", group="m")   # dims (lr, alpha, step, ...)
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+
+import h5py
+import numpy as np
+
+SWEEP_VERSION = (1, 2)
+_OBS_DIMS = {
+    "m": ("step", "unit", "target_dir"),
+    "Q": ("step", "unit", "unit2"),
+    "test_error": ("step",),
+    "train_loss": ("step",),
+}
+
+
+def _atomic_h5(path: str, fill) -> str:
+    """Write with ``fill(h5py.File)`` to ``<path>.tmp-<pid>``, fsync, rename onto ``path``."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with h5py.File(tmp, "w") as f:
+            fill(f)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def save_sweep(result, path, *, command_line: str | None = None) -> str:
+    """Write a :class:`dmft.sweep.SweepResult` to ``path`` atomically; returns the path."""
+    from .io import FORMAT, _json_default
+    from .problem import KEY_SCHEME
+
+    pr = result.problem
+    axes = list(result.axes)
+    config = {"kind": "sweep", "method": result.method, "problem": pr.to_dict(),
+              "settings": dict(result.settings),
+              "over": {n: np.asarray(c).tolist() for n, c in zip(axes, result.coords,
+                                                                 strict=True)}}
+
+    def fill(f):
+        import jax
+
+        from . import __version__
+
+        f.attrs["format"] = FORMAT
+        f.attrs["format_version"] = np.array(SWEEP_VERSION, dtype=np.int64)
+        f.attrs["kind"] = "sweep"
+        f.attrs["sweep_method"] = result.method
+        f.attrs["grid_axes"] = json.dumps(axes)
+        f.attrs["time_axis"] = "step"
+        f.attrs["config_json"] = json.dumps(config, sort_keys=True, default=_json_default)
+        f.attrs["creator"] = "dmft"
+        f.attrs["creator_version"] = __version__
+        f.attrs["jax_version"] = jax.__version__
+        f.attrs["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        f.attrs["seed"] = int(result.settings.get("seed", -1))
+        f.attrs["key_scheme"] = KEY_SCHEME
+        f.attrs["status"] = "ok" if np.all(result.status == "ok") else "diverged"
+        if command_line is not None:
+            f.attrs["command_line"] = command_line
+        scales = {}
+        for name, n in (("step", len(result.step)), ("unit", pr.p), ("unit2", pr.p),
+                        ("target_dir", pr.k)):
+            ds = f.create_dataset(name, data=np.arange(n, dtype=np.int64))
+            ds.make_scale(name)
+            scales[name] = ds
+        grid = f.create_group("grid")
+        for name, c in zip(axes, result.coords, strict=True):
+            c = np.asarray(c, dtype=np.float64)
+            grid.create_dataset(name, data=c)
+            ds = f.create_dataset(name, data=c if c.ndim == 1 else np.arange(len(c)))
+            ds.make_scale(name)
+            ds.attrs["long_name"] = (f"grid axis {name}" if c.ndim == 1 else
+                                     f"grid axis {name}: point index (values in grid/{name})")
+            scales[name] = ds
+        for obs, tail in _OBS_DIMS.items():
+            est = getattr(result, obs)
+            g = f.create_group(obs)
+            g.attrs["error_meaning"] = ("standard error of the mean over independent DMFT "
+                                        "replicas" if result.method == "dmft" else
+                                        "standard error of the mean over simulation seeds")
+            dims = tuple(axes) + tail
+            for part, arr in (("value", est.value), ("error", est.error)):
+                ds = g.create_dataset(part, data=np.asarray(arr, dtype=np.float64))
+                for i, dim in enumerate(dims):
+                    ds.dims[i].attach_scale(scales[dim])
+                    ds.dims[i].label = dim
+        f.create_dataset("status", data=np.asarray(result.status).astype("S"))
+        f.create_dataset("first_bad_step", data=np.asarray(result.first_bad_step, np.int64))
+
+    return _atomic_h5(path, fill)
+
+
+def load_sweep(path):
+    """Read a sweep file back into a :class:`dmft.sweep.SweepResult` (no per-point kernels)."""
+    from ._checks import DMFTInputError
+    from .io import _attr_str, _rebuild_problem, check_file
+    from .result import Estimate
+    from .sweep import SweepResult
+
+    attrs = check_file(path)
+    if _attr_str(attrs.get("kind", "")) != "sweep":
+        raise DMFTInputError(f"{os.fspath(path)} is not a sweep file (kind="
+                             f"{_attr_str(attrs.get('kind', ''))!r}); use dmft.io.load")
+    config = json.loads(_attr_str(attrs["config_json"]))
+    problem = _rebuild_problem(config["problem"])
+    axes = json.loads(_attr_str(attrs["grid_axes"]))
+    with h5py.File(os.fspath(path), "r") as f:
+        coords = [f["grid"][n][()] for n in axes]
+        est = {o: Estimate(f[o]["value"][()], f[o]["error"][()]) for o in _OBS_DIMS}
+        status = f["status"][()].astype(str)
+        bad = f["first_bad_step"][()]
+        step = f["step"][()]
+    return SweepResult(method=_attr_str(attrs["sweep_method"]), problem=problem, axes=axes,
+                       coords=coords, step=step, status=status, first_bad_step=bad, points=[],
+                       settings=config.get("settings", {}), **est)
