@@ -21,6 +21,7 @@ from .simulate import simulate as simulate
 from .solver import solve as solve
 from .sweep import SweepResult as SweepResult
 from .sweep import sweep as sweep
+from ._cache import enable_compile_cache as enable_compile_cache
 
 __version__ = "0.1.0"
 

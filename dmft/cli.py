@@ -143,10 +143,15 @@ DTYPE_HELP = ("float64 (default) or float32: faster on a GPU; the solver's float
 
 
 def enable_x64() -> None:
-    """Entry points run in double precision: turn JAX x64 on before any array exists."""
+    """Entry points run in double precision: turn JAX x64 on before any array exists, and use
+    the persistent compilation cache (``dmft._cache``; ``DMFT_NO_COMPILE_CACHE=1`` turns it
+    off), so a second call of the same structure does not compile again."""
     import jax
 
+    from ._cache import enable_compile_cache
+
     jax.config.update("jax_enable_x64", True)
+    enable_compile_cache()
 
 
 def _progress(args):
