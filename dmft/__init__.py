@@ -4,6 +4,7 @@ Solve the dynamical mean-field theory (DMFT) of full-batch GD that reuses its ba
 against a direct large-d simulation of the same training. See README.md and docs/.
 """
 
+from ._cache import enable_compile_cache as enable_compile_cache
 from ._checks import DivergenceError as DivergenceError
 from ._checks import DMFTInputError as DMFTInputError
 from .flow import solve_flow as solve_flow
@@ -21,7 +22,6 @@ from .simulate import simulate as simulate
 from .solver import solve as solve
 from .sweep import SweepResult as SweepResult
 from .sweep import sweep as sweep
-from ._cache import enable_compile_cache as enable_compile_cache
 
 __version__ = "0.1.0"
 

@@ -67,6 +67,7 @@ import sys
 import time
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -153,10 +154,11 @@ def solve_online(
     ts = jnp.linspace(0.0, horizon, n_out, dtype=dtype)
     if progress is None:
         progress = sys.stderr.isatty()
-    run = _compiled(problem.activation, problem.target, p, k, rtol, atol, max_steps,
-                    bool(progress))
+    meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
     t_start = time.perf_counter()
-    ms, Qs, t_saved, ok, stopped = jax.device_get(run(y0, Z, params, a, ts))
+    ms, Qs, t_saved, ok, stopped = jax.device_get(_run(
+        _Field(problem.activation, problem.target), y0, Z, params, a, ts,
+        jnp.asarray([rtol, atol], dtype), max_steps, meter))
     elapsed = time.perf_counter() - t_start
     ts = np.asarray(ts)
     # Saved entries: the grid times reached, then the final time (t1, or where an event stopped
@@ -236,52 +238,47 @@ def online_field(m, Q, Z, eta, ridge, noise, a, act, target):
     return dm, 0.5 * (dQ + dQ.T)
 
 
-_CACHE: dict = {}
+class _Field(eqx.Module):
+    """The replica-vmapped vector field and the blow-up event (activation/target static)."""
 
+    act_name: str = eqx.field(static=True)
+    target: object = eqx.field(static=True)
 
-def _compiled(act_name, target, p, k, rtol, atol, max_steps, progress):
-    key = (act_name, target.name, id(target.fn), p, k, rtol, atol, max_steps, progress)
-    if key in _CACHE:
-        return _CACHE[key]
-    if len(_CACHE) >= 32:
-        _CACHE.pop(next(iter(_CACHE)))
-    act = get_activation(act_name)
-    field_r = jax.vmap(online_field, in_axes=(0, 0, 0, None, None, None, None, None, None))
-
-    def vector_field(t, y, args):
+    def __call__(self, t, y, args):
         Z, params, a = args
-        return field_r(y[0], y[1], Z, params[0], params[1], params[2], a, act, target)
+        field_r = jax.vmap(online_field, in_axes=(0, 0, 0, None, None, None, None, None, None))
+        return field_r(y[0], y[1], Z, params[0], params[1], params[2], a,
+                       get_activation(self.act_name), self.target)
 
-    def blown_up(t, y, args, **kwargs):
-        big = jnp.maximum(jnp.max(jnp.abs(y[0])), jnp.max(jnp.abs(y[1])))
-        return ~(big <= OVERFLOW)  # also true for NaN
 
-    meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
+def _blown_up(t, y, args, **kwargs):
+    big = jnp.maximum(jnp.max(jnp.abs(y[0])), jnp.max(jnp.abs(y[1])))
+    return ~(big <= OVERFLOW)  # also true for NaN
 
-    @jax.jit
-    def run(y0, Z, params, a, ts):
-        sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(vector_field),
-            diffrax.Tsit5(),
-            t0=ts[0],
-            t1=ts[-1],
-            dt0=None,
-            y0=y0,
-            args=(Z, params, a),
-            saveat=diffrax.SaveAt(ts=ts, t1=True),
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-            event=diffrax.Event(blown_up),
-            max_steps=max_steps,
-            throw=False,
-            progress_meter=meter,
-        )
-        ms, Qs = sol.ys
-        ok = sol.result == diffrax.RESULTS.successful
-        stopped = sol.result == diffrax.RESULTS.event_occurred
-        return ms, Qs, sol.ts, ok, stopped
 
-    _CACHE[key] = run
-    return run
+@eqx.filter_jit
+def _run(field, y0, Z, params, a, ts, tol, max_steps, meter):
+    """The diffrax solve; numbers (η, λ, Δ, a, tolerances, save times) are traced, so only a
+    new activation, target, size, ``max_steps`` or progress setting compiles again."""
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(field),
+        diffrax.Tsit5(),
+        t0=ts[0],
+        t1=ts[-1],
+        dt0=None,
+        y0=y0,
+        args=(Z, params, a),
+        saveat=diffrax.SaveAt(ts=ts, t1=True),
+        stepsize_controller=diffrax.PIDController(rtol=tol[0], atol=tol[1]),
+        event=diffrax.Event(_blown_up),
+        max_steps=max_steps,
+        throw=False,
+        progress_meter=meter,
+    )
+    ms, Qs = sol.ys
+    ok = sol.result == diffrax.RESULTS.successful
+    stopped = sol.result == diffrax.RESULTS.event_occurred
+    return ms, Qs, sol.ts, ok, stopped
 
 
 def _assemble(problem, ts, ms, Qs, settings) -> Trajectory:
