@@ -24,6 +24,7 @@ import dataclasses
 import numpy as np
 
 from ._checks import DMFTInputError, check_real
+from ._table import OBSERVABLES
 from .problem import Problem
 from .result import Trajectory, estimate_from_replicas
 
@@ -84,7 +85,7 @@ def solve_flow(
         )
     coarse, fine = sweeps
     est = {}
-    for name in ("m", "Q", "test_error", "train_loss"):
+    for name in OBSERVABLES:
         a = coarse.per_seed[name]
         b = fine.per_seed[name][:, ::2]
         est[name] = estimate_from_replicas(2.0 * b - a)

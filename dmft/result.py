@@ -27,7 +27,9 @@ def estimate_from_replicas(x: np.ndarray, axis: int = 0) -> Estimate:
     return Estimate(mean, x.std(axis=axis, ddof=1) / np.sqrt(n))
 
 
-OBSERVABLES = ("m", "Q", "test_error", "train_loss")
+from ._table import OBSERVABLES as _TABLE
+
+OBSERVABLES = tuple(_TABLE)
 KERNELS = ("Qperp", "C", "Gamma", "R")
 
 

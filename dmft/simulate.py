@@ -85,6 +85,7 @@ from ._checks import (
     check_x64,
     free_memory_bytes,
 )
+from ._table import OBSERVABLES, OPTIONAL
 from .observables import test_error as _quadrature_test_error
 from .problem import (
     STREAM_SIM,
@@ -358,7 +359,7 @@ def _validate(problem, d, seeds, seed, seed_batch, test_error, n_test, dtype):
 def _first_bad_step(per_seed: dict) -> tuple[int, str] | None:
     """The first step (over all seeds) where an observable is non-finite or |Q| overflows."""
     first, what = None, None
-    for name in ("m", "Q", "train_loss", "test_error"):
+    for name in OBSERVABLES:
         x = per_seed[name]
         bad = ~np.isfinite(x)
         if name == "Q":
@@ -467,7 +468,7 @@ def simulate(
     numbers = traced_numbers(problem)
     root = _stream_key(seed, STREAM_SIM)
     chunks: dict[str, list[np.ndarray]] = {
-        "m": [], "Q": [], "test_error": [], "train_loss": [], "a": []
+        name: [] for name in (*OBSERVABLES, *OPTIONAL)
     }
     with tqdm(total=seeds, unit="seed", disable=None if progress is None else not progress) as bar:
         for lo in range(0, seeds, seed_batch):

@@ -23,12 +23,13 @@ import jax
 import numpy as np
 
 from ._checks import DivergenceError, DMFTInputError, check_choice, check_int, free_memory_bytes
+from ._table import OBSERVABLES
 from .problem import Problem
 from .result import Estimate, Trajectory
 
 # the numeric fields a sweep may vary, with their per-point shape (T = steps)
 SWEEPABLE = ("alpha", "lr", "ridge", "noise", "m0", "qperp0", "second_layer", "lr_a")
-OBS = ("m", "Q", "test_error", "train_loss")
+OBS = tuple(OBSERVABLES)
 
 
 def _point_value(problem: Problem, name: str, value):

@@ -21,13 +21,10 @@ import os
 import h5py
 import numpy as np
 
+from ._table import OBSERVABLES
+
 SWEEP_VERSION = (1, 2)
-_OBS_DIMS = {
-    "m": ("step", "unit", "target_dir"),
-    "Q": ("step", "unit", "unit2"),
-    "test_error": ("step",),
-    "train_loss": ("step",),
-}
+_OBS_DIMS = {name: e.dims for name, e in OBSERVABLES.items()}
 
 
 def _atomic_h5(path: str, fill) -> str:

@@ -27,6 +27,7 @@ from .._checks import (
     check_x64,
     free_memory_bytes,
 )
+from .._table import KERNELS
 from ..observables import test_error as _test_error
 from ..problem import STREAM_DMFT, Problem, stream_key
 from ..result import Trajectory, estimate_from_replicas
@@ -219,12 +220,8 @@ def assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas) -> T
     a = np.asarray(st["a"][:, :T])
     eg = replica_test_error(problem, m, Q, a) if T else np.zeros((R, 0))
     tl = np.asarray(outs["train_loss"][:T]).T if T else np.zeros((R, 0))
-    kernels = {
-        "Qperp": estimate_from_replicas(Qperp),
-        "C": estimate_from_replicas(st["C"][:, :T, :T]),
-        "Gamma": estimate_from_replicas(st["Gamma"][:, :T, :T]),
-        "R": estimate_from_replicas(st["R"][:, :T, :T]),
-    }
+    full = {"Qperp": Qperp, "C": st["C"], "Gamma": st["Gamma"], "R": st["R"]}
+    kernels = {name: estimate_from_replicas(full[name][:, :T, :T]) for name in KERNELS}
 
     def over_replicas(name, reduce):
         return np.array([reduce(outs[name][t]) for t in range(T)])
