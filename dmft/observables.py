@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.scipy.special as jss
 import numpy as np
@@ -135,3 +137,18 @@ def test_error(problem: Problem, m, Q, a=None):
     pair = pair_moment(act, qd[..., :, None], qd[..., None, :], Q)  # (..., p, p)
     ff = jnp.einsum("...j,...jl,...l->...", a, pair, a)
     return 0.5 * e_gg - cross + 0.5 * ff + 0.5 * problem.noise
+
+
+@eqx.filter_jit
+def _test_error_map(problem, m, Q, a):
+    return jax.lax.map(lambda x: test_error(problem, *x), (m, Q, a))
+
+
+def test_error_map(problem: Problem, m, Q, a):
+    """e_g for a stack of order parameters m (N, p, k), Q (N, p, p), a (N, p), one entry at a
+    time (``lax.map``: the quadrature's working array grows with nodes × p², so mapping bounds
+    the memory). ``problem`` may hold traced numbers (a new Δ does not recompile); returns a
+    numpy array (N,). Shared by the solver and the simulator."""
+    m = jnp.asarray(m)
+    return np.asarray(_test_error_map(problem, m, jnp.asarray(Q, m.dtype),
+                                      jnp.asarray(a, m.dtype)))

@@ -86,7 +86,7 @@ from ._checks import (
     free_memory_bytes,
 )
 from ._table import OBSERVABLES, OPTIONAL
-from .observables import test_error as _quadrature_test_error
+from .observables import test_error_map
 from .problem import (
     STREAM_SIM,
     Problem,
@@ -290,15 +290,6 @@ def _run_seed_batch(problem, root, seed_ids, d, n, dtype, sample_test, n_test, d
     return jax.vmap(one)(seed_ids)
 
 
-@eqx.filter_jit
-def _exact_test_error(problem, m, q, a):
-    """Quadrature test error for m (N, p, k), Q (N, p, p), a (N, p), one entry at a time
-    (bounded memory)."""
-    return jax.lax.map(
-        lambda mqa: _quadrature_test_error(problem, mqa[0], mqa[1], mqa[2]), (m, q, a)
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------------
@@ -478,7 +469,7 @@ def simulate(
             )
             if not sample_test:
                 s, t1 = m.shape[:2]
-                test = _exact_test_error(
+                test = test_error_map(
                     numbers, m.reshape((s * t1,) + m.shape[2:]), q.reshape((s * t1,) + q.shape[2:]),
                     a.reshape((s * t1,) + a.shape[2:]),
                 ).reshape(s, t1)

@@ -28,7 +28,7 @@ from .._checks import (
     free_memory_bytes,
 )
 from .._table import KERNELS
-from ..observables import test_error as _test_error
+from ..observables import test_error_map
 from ..problem import STREAM_DMFT, Problem, stream_key
 from ..result import Trajectory, estimate_from_replicas
 from ._factor import SCHUR_WARN_REL
@@ -196,16 +196,15 @@ def warn_noisy_response(traj, stacklevel=3) -> None:
         )
 
 
-_TEST_ERROR = jax.jit(
-    lambda pr, m, Q, a: jax.lax.map(lambda x: _test_error(pr, *x), (m, Q, a)))
-
-
 def replica_test_error(problem, m, Q, a):
-    """e_g(m, Q, a) for every replica, one replica at a time (lax.map): the quadrature's
-    working array grows with nodes × steps × p² (2 GB for all 16 replicas at once at T=100,
-    p=4, k=2). The problem's numbers are traced (Δ, the target's parameters)."""
+    """e_g(m, Q, a) for every replica (R, T, ...), mapped one (replica, step) at a time: the
+    quadrature's working array grows with nodes × p² (2 GB for all 16 replicas at once at
+    T=100, p=4, k=2). The problem's numbers are traced (a new Δ does not recompile)."""
+    R, T = m.shape[:2]
     pr = numeric_problem(problem, m.dtype)
-    return np.asarray(_TEST_ERROR(pr, jnp.asarray(m), jnp.asarray(Q), jnp.asarray(a)))
+    flat = test_error_map(pr, m.reshape((R * T,) + m.shape[2:]),
+                          Q.reshape((R * T,) + Q.shape[2:]), a.reshape((R * T,) + a.shape[2:]))
+    return flat.reshape(R, T)
 
 
 def assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas) -> Trajectory:
