@@ -1,4 +1,4 @@
-"""The ``dmft`` command line: solve, simulate, compare, targets, inspect.
+"""The ``dmft`` command line: solve, simulate, sweep, plot-sweep, compare, targets, inspect.
 
 Exit codes: 0 success; 1 a user error or a diverged run, reported as ONE line ``error: ...`` on
 stderr (no traceback); 2 a command-line usage error (argparse). ``compare --strict`` returns 3
@@ -355,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dpi", type=int, default=200, help="figure resolution")
     p.set_defaults(func=_cmd_compare)
 
+    from ._cli_sweep import add_sweep_parsers
+
+    add_sweep_parsers(sub, add_problem_args, _Formatter, dict(samples=DEFAULT_SAMPLES))
+
     p = sub.add_parser("targets", help="list targets and activations", formatter_class=_Formatter)
     p.set_defaults(func=_cmd_targets)
 
@@ -403,6 +407,7 @@ def main(argv=None) -> int:
     except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
         return int(exc.code or 0)
     args.command_line = "dmft " + shlex.join(argv)
+    args.argv = argv
     return run_guarded(args.func, args)
 
 
