@@ -20,8 +20,8 @@ from .result import Estimate as Estimate
 from .result import Trajectory as Trajectory
 from .simulate import simulate as simulate
 from .solver import solve as solve
-from .sweep import SweepResult as SweepResult
-from .sweep import sweep as sweep
+from ._sweep import SweepResult as SweepResult
+from ._sweep import sweep as sweep
 
 __version__ = "0.1.0"
 

@@ -116,7 +116,7 @@ def _axes_from_args(args, argv_order):
 
 def cmd_sweep(args) -> int:
     from . import cli
-    from .sweep import sweep
+    from ._sweep import sweep
     from .sweep_io import save_sweep
 
     out = cli._check_out(args.out)

@@ -120,7 +120,7 @@ def load_sweep(path):
     from ._checks import DMFTInputError
     from .io import _attr_str, _rebuild_problem, check_file
     from .result import Estimate
-    from .sweep import SweepResult
+    from ._sweep import SweepResult
 
     attrs = check_file(path)
     if _attr_str(attrs.get("kind", "")) != "sweep":
