@@ -191,7 +191,7 @@ def kernel_diagonal(K) -> np.ndarray:
 
 
 # a parameter above this is reported as a likely cause of overflow at step 0
-_HUGE = 1e100
+_HUGE = 1e30
 
 
 def step0_causes(problem) -> str:
@@ -224,7 +224,7 @@ def step0_causes(problem) -> str:
     return "Likely cause: " + "; ".join(causes) + "."
 
 
-def target_nonfinite(target, n: int = 4096) -> tuple[int, int]:
+def target_nonfinite(target, n: int = 65536) -> tuple[int, int]:
     """(how many of ``n`` standard-normal inputs give a non-finite target value, n)."""
     import jax.numpy as jnp
 

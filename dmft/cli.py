@@ -444,7 +444,6 @@ FLAGS = {
     "chunk_size": "--chunk-size", "response": "--response", "dtype": "--dtype", "d": "--d",
     "seeds": "--seeds", "seed_batch": "--seed-batch", "test_error": "--test-error",
     "threshold": "--threshold", "sys_error": "--sys-error", "dpi": "--dpi", "out": "--out",
-    "theory": "THEORY", "sim": "SIM", "file": "FILE",
 }
 _NAME = r"([a-z][a-z0-9_]*)((?:\[\d+\])?)"
 
@@ -497,6 +496,14 @@ def run_guarded(fn, *args) -> int:
 
 def main(argv=None) -> int:
     """Entry point of the ``dmft`` console script."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before a subcommand started (imports, parsing)
+        print("error: interrupted (Ctrl-C); nothing written", file=sys.stderr)
+        return 130
+
+
+def _main(argv=None) -> int:
     enable_x64()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
