@@ -11,6 +11,8 @@ submodules (``dmft.io``, ``dmft.plot``, ...) are imported on first use (PEP 562 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 from ._checks import DivergenceError as DivergenceError
 from ._checks import DMFTInputError as DMFTInputError
@@ -62,6 +64,20 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
+
+
+class _Package(types.ModuleType):
+    """``dmft.simulate`` is the function, also after the submodule ``dmft.simulate`` is imported
+    (the import system then sets the package attribute to the module; it is ignored here, the
+    module stays in ``sys.modules``)."""
+
+    def __setattr__(self, name, value):
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def set_precision(precision: str) -> None:
