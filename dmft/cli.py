@@ -190,6 +190,9 @@ def _check_figure_args(args) -> None:
         check_output_path(args.out, name="out", suffixes=FIGURE_SUFFIXES)
 
 
+_WRITTEN: list[str] = []  # files written by the running command (for the Ctrl-C message)
+
+
 def save_or_partial(run, out: str, command_line: str | None):
     """Run ``run()``; save its Trajectory to ``out``, or the partial one on divergence.
 
@@ -208,6 +211,7 @@ def save_or_partial(run, out: str, command_line: str | None):
         ppath = io.partial_path(out)
         try:
             io.save(exc.partial, ppath, command_line=command_line)
+            _WRITTEN.append(ppath)
         except (DMFTInputError, OSError) as save_exc:
             raise DivergenceError(
                 exc.step, exc.quantity, causes=exc.causes,
@@ -217,6 +221,7 @@ def save_or_partial(run, out: str, command_line: str | None):
                               causes=exc.causes) from None
     mark_blowup(traj, stacklevel=3)  # the simulator marks itself; the solver may not yet
     io.save(traj, out, command_line=command_line)
+    _WRITTEN.append(out)
     return traj
 
 
@@ -470,6 +475,7 @@ def flag_message(msg: str, flags: dict | None = None) -> str:
 def run_guarded(fn, *args) -> int:
     """Call ``fn(*args) -> int``; turn user errors and divergence into exit code 1 + one line,
     and Ctrl-C into exit code 130 + one line."""
+    _WRITTEN.clear()
     try:
         with user_warnings():
             return fn(*args)
@@ -479,19 +485,22 @@ def run_guarded(fn, *args) -> int:
         print(f"error: {flag_message(_one_line(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        sys.stdout.flush()
-        out = getattr(args[0], "out", None) if args else None
-        what = f"; nothing written to {out}" if out else "; nothing written"
-        print(f"error: interrupted (Ctrl-C){what}", file=sys.stderr)
-        return 130
-    except Exception as exc:  # an interrupt inside a JAX callback arrives wrapped
+        return _interrupted(args)
+    except Exception as exc:  # an interrupt inside a JAX callback may arrive wrapped
         if "KeyboardInterrupt" not in str(exc):
             raise
-        sys.stdout.flush()
+        return _interrupted(args)
+
+
+def _interrupted(args) -> int:
+    sys.stdout.flush()
+    if _WRITTEN:
+        what = f"; already written: {', '.join(_WRITTEN)}; nothing else written"
+    else:
         out = getattr(args[0], "out", None) if args else None
         what = f"; nothing written to {out}" if out else "; nothing written"
-        print(f"error: interrupted (Ctrl-C) during the compute{what}", file=sys.stderr)
-        return 130
+    print(f"error: interrupted (Ctrl-C){what}", file=sys.stderr)
+    return 130
 
 
 def main(argv=None) -> int:

@@ -512,7 +512,9 @@ def load(path):
     try:
         problem = _rebuild_problem(config["problem"])
     except DMFTInputError as exc:
-        raise DMFTInputError(f"{os.fspath(path)}: attribute config_json is invalid: {exc}") from None
+        raise DMFTInputError(
+            f"{os.fspath(path)}: attribute config_json is invalid: {exc}"
+        ) from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DMFTInputError(
             f"{os.fspath(path)}: attribute config_json does not describe a problem "

@@ -381,6 +381,12 @@ class Problem(eqx.Module):
     def __check_init__(self):
         check_int("p", self.p, low=1, high=64)
         get_activation(self.activation)
+        if not isinstance(self.target, Target):
+            raise DMFTInputError(
+                f"`target` must be a dmft.Target (see dmft.TARGETS, dmft.custom_target); got "
+                f"{type(self.target).__name__}"
+            )
+        get_target(self.target)  # a user-built Target is checked once
         check_real("alpha", self.alpha, low=0.0, low_open=True)
         check_real("noise", self.noise, low=0.0)
         check_real("ridge", self.ridge, low=0.0)
