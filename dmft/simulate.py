@@ -24,8 +24,8 @@ label's key inside the scan step (a batch used again is redrawn identically), wh
 draw of n×d normals per step.
 
 Keys (``dmft.problem.KEY_SCHEME``, simulation part): per-seed key
-``ks = fold_in(stream_key(seed, STREAM_SIM), s)`` for seed index s; W* from ``fold_in(ks, 0)``, W⊥_0 from ``fold_in(ks, 1)``, the training batch with
-label b from ``fold_in(fold_in(ks, 2), b)`` (b_0 = 0 for every schedule, so step 0 of all
+``ks = fold_in(stream_key(seed, STREAM_SIM), s)`` for seed index s; W* from ``fold_in(ks, 0)``,
+W⊥_0 from ``fold_in(ks, 1)``, the training batch with label b from ``fold_in(fold_in(ks, 2), b)`` (b_0 = 0 for every schedule, so step 0 of all
 schedules sees the same batch), the test set from ``fold_in(ks, 3)``; inside a batch, input
 row i comes from ``fold_in(fold_in(., 0), i)`` and the label noise from ``fold_in(., 1)``.
 Results therefore do not depend on ``seed_batch`` (up to the rounding of batched matmuls, ~1e-15
