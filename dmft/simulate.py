@@ -25,9 +25,10 @@ draw of n×d normals per step.
 
 Keys (``dmft.problem.KEY_SCHEME``, simulation part): per-seed key
 ``ks = fold_in(stream_key(seed, STREAM_SIM), s)`` for seed index s; W* from ``fold_in(ks, 0)``,
-W⊥_0 from ``fold_in(ks, 1)``, the training batch with label b from ``fold_in(fold_in(ks, 2), b)`` (b_0 = 0 for every schedule, so step 0 of all
-schedules sees the same batch), the test set from ``fold_in(ks, 3)``; inside a batch, input
-row i comes from ``fold_in(fold_in(., 0), i)`` and the label noise from ``fold_in(., 1)``.
+W⊥_0 from ``fold_in(ks, 1)``, the training batch with label b from ``fold_in(fold_in(ks, 2), b)``
+(b_0 = 0 for every schedule, so step 0 of all schedules sees the same batch), the test set from
+``fold_in(ks, 3)``; inside a batch, input row i comes from ``fold_in(fold_in(., 0), i)`` and the
+label noise from ``fold_in(., 1)``.
 Results therefore do not depend on ``seed_batch`` (up to the rounding of batched matmuls, ~1e-15
 relative), and the same ``seed`` (with the same ``seed_batch``, which by default depends only
 on the sizes and the machine's physical memory) gives bitwise the same result on one machine.
