@@ -482,7 +482,12 @@ def run_guarded(fn, *args) -> int:
     except (DMFTInputError, DivergenceError, FileNotFoundError, IsADirectoryError,
             PermissionError) as exc:
         sys.stdout.flush()
-        print(f"error: {flag_message(_one_line(exc))}", file=sys.stderr)
+        msg = flag_message(_one_line(exc))
+        if getattr(args[0] if args else None, "out", None) and not re.search(
+                r"\b(saved|written)\b", msg):
+            msg += (f"; already written: {', '.join(_WRITTEN)}" if _WRITTEN
+                    else "; nothing written")
+        print(f"error: {msg}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return _interrupted(args)
