@@ -166,7 +166,9 @@ def check_output_path(path, *, name: str = "out", suffixes=(".h5", ".hdf5"),
             f"`{name}` must be a file name ending in {' or '.join(suffixes)}; got {name}={path!r}"
         )
     if os.path.isdir(path):
-        raise DMFTInputError(f"`{name}` is an existing directory, not a file: {name}={path!r}")
+        raise DMFTInputError(
+            f"`{name}` must be a file name, not an existing directory; got {name}={path!r}"
+        )
     if partial and os.path.isdir(partial_path(path)):
         raise DMFTInputError(
             f"`{name}`: the partial-results name {partial_path(path)!r} is an existing directory; "
@@ -191,7 +193,7 @@ def check_output_path(path, *, name: str = "out", suffixes=(".h5", ".hdf5"),
         raise DMFTInputError(
             f"`{name}`: the file name is {len(os.fsencode(base))} bytes long; at most "
             f"{name_max - extra} are allowed here (the file system allows {name_max} per name, "
-            f"and {extra} are needed for the temporary/partial suffixes): {name}={path[:40]}..."
+            f"and {extra} are needed for the temporary/partial suffixes); got {name}={path[:40]!r}..."
         )
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise DMFTInputError(f"`{name}`: the directory {ancestor!r} is not writable ({path!r})")
