@@ -208,6 +208,23 @@ def test_item05_compare_figure_args(pair, tmp_path, capsys, monkeypatch, extra, 
     one_line(err, *words)
 
 
+def test_item05_save_figure_api_checks(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from dmft.plot import save_figure
+
+    fig = plt.figure()
+    try:
+        for path, dpi, pattern in [(tmp_path / "c_noext", 100, r"`path` must end in one of"),
+                                   (tmp_path / "c.xyz", 100, r"got path=.*c\.xyz"),
+                                   (tmp_path / "c.png", 0, r"`dpi` must be an integer")]:
+            with pytest.raises(DMFTInputError, match=pattern):
+                save_figure(fig, path, dpi=dpi)
+        assert os.listdir(tmp_path) == []
+    finally:
+        plt.close(fig)
+
+
 def _no_config(f):
     del f.attrs["config_json"]
 
