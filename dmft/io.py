@@ -193,7 +193,8 @@ def check_output_path(path, *, name: str = "out", suffixes=(".h5", ".hdf5"),
         raise DMFTInputError(
             f"`{name}`: the file name is {len(os.fsencode(base))} bytes long; at most "
             f"{name_max - extra} are allowed here (the file system allows {name_max} per name, "
-            f"and {extra} are needed for the temporary/partial suffixes); got {name}={path[:40]!r}..."
+            f"and {extra} are needed for the temporary/partial suffixes); "
+            f"got {name}={path[:40]!r}..."
         )
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise DMFTInputError(f"`{name}`: the directory {ancestor!r} is not writable ({path!r})")
