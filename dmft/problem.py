@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import weakref
 from collections.abc import Callable
 
 import equinox as eqx
@@ -172,8 +173,8 @@ def custom_target(fn: Callable, k: int, name: str = "custom", formula: str = "us
     return check_target(Target(name, k, fn, formula))
 
 
-# ids of Target objects already checked (a Target is frozen, so one check suffices)
-_CHECKED_TARGETS: set[int] = set()
+# Target objects already checked (a Target is frozen, so one check suffices)
+_CHECKED_TARGETS: weakref.WeakSet = weakref.WeakSet()
 _PROBE_N = 512
 
 
@@ -181,7 +182,7 @@ def check_target(target: Target) -> Target:
     """Check a user-built target: ``k`` an integer in [1, 16], ``fn`` traceable by ``jax.jit``,
     output shape (n,) for input (n, k), finite on ``_PROBE_N`` standard-normal inputs (and z = 0).
     Raises DMFTInputError naming the target and what failed."""
-    if id(target) in _CHECKED_TARGETS or getattr(target.fn, "dmft_placeholder", False):
+    if target in _CHECKED_TARGETS or getattr(target.fn, "dmft_placeholder", False):
         return target
     name = target.name
     k = check_int("k", target.k, low=1, high=16)
@@ -215,7 +216,7 @@ def check_target(target: Target) -> Target:
             f"target function `{name}` returns NaN or inf on {bad.size} of {_PROBE_N} "
             f"standard-normal inputs (e.g. z=[{zb}]); the labels would not be finite"
         )
-    _CHECKED_TARGETS.add(id(target))
+    _CHECKED_TARGETS.add(target)
     return target
 
 
