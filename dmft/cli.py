@@ -2,8 +2,9 @@
 
 Exit codes: 0 success; 1 a user error or a diverged run, reported as ONE line ``error: ...`` on
 stderr (no traceback) that names the flag, the value and what is allowed, and says what was
-saved; 2 a command-line usage error (argparse); 130 interrupted (Ctrl-C), with one line saying
-that nothing was written. ``compare --strict`` returns 3 when the verdict fails. Every input,
+saved (an unexpected exception is also one line, exit 1; ``DMFT_TRACEBACK=1`` shows its
+traceback); 2 a command-line usage error (argparse); 130 interrupted (Ctrl-C), with one line
+saying that nothing was written. ``compare --strict`` returns 3 when the verdict fails. Every input,
 ``--out`` included (a writable folder, not a directory, a name that fits, free space), is checked
 before any compute.
 
@@ -449,6 +450,7 @@ FLAGS = {
     "chunk_size": "--chunk-size", "response": "--response", "dtype": "--dtype", "d": "--d",
     "seeds": "--seeds", "seed_batch": "--seed-batch", "test_error": "--test-error",
     "threshold": "--threshold", "sys_error": "--sys-error", "dpi": "--dpi", "out": "--out",
+    "fig_dir": "--fig-dir",
 }
 _NAME = r"([a-z][a-z0-9_]*)((?:\[\d+\])?)"
 
@@ -491,10 +493,18 @@ def run_guarded(fn, *args) -> int:
         return 1
     except KeyboardInterrupt:
         return _interrupted(args)
-    except Exception as exc:  # an interrupt inside a JAX callback may arrive wrapped
-        if "KeyboardInterrupt" not in str(exc):
+    except Exception as exc:
+        if "KeyboardInterrupt" in str(exc):  # an interrupt inside a JAX callback, wrapped
+            return _interrupted(args)
+        if os.environ.get("DMFT_TRACEBACK"):
             raise
-        return _interrupted(args)
+        # anything else is a bug or a resource failure (e.g. out of memory): still one line
+        sys.stdout.flush()
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        saved = (f"already written: {', '.join(_WRITTEN)}" if _WRITTEN else "nothing written")
+        print(f"error: unexpected {type(exc).__name__}: {first}; {saved}; rerun with "
+              "DMFT_TRACEBACK=1 for the traceback and please report it", file=sys.stderr)
+        return 1
 
 
 def _interrupted(args) -> int:

@@ -488,3 +488,22 @@ def test_item18_custom_target_keeps_lr_a(tmp_path):
     assert back.problem.target.name == "mytanh"
     with pytest.raises(DMFTInputError, match="not stored in the file"):
         back.problem.target(jnp.zeros((2, 1)))
+
+
+# any other exception (a bug, out of memory) is still one line, exit 1 -------------------------
+
+
+def test_unexpected_exception_one_line(capsys, monkeypatch):
+    import dmft.cli as cli
+
+    def broken(args):
+        raise RuntimeError("RESOURCE_EXHAUSTED: out of memory\nmore lines")
+
+    monkeypatch.setattr(cli, "_cmd_targets", broken)
+    monkeypatch.delenv("DMFT_TRACEBACK", raising=False)
+    code, out, err = run(capsys, "targets")
+    assert code == 1
+    one_line(err, "unexpected RuntimeError: RESOURCE_EXHAUSTED: out of memory", "DMFT_TRACEBACK=1")
+    monkeypatch.setenv("DMFT_TRACEBACK", "1")
+    with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED"):
+        main(["targets"])
