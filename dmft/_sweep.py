@@ -216,9 +216,11 @@ def sweep(
     est = _stack(trajs, shape, T1, problem.p, problem.k)
     status = np.array([tr.status for tr in trajs]).reshape(shape)
     bad = np.array([tr.first_bad_step for tr in trajs]).reshape(shape)
-    if np.any(status != "ok"):
-        warnings.warn(f"{int(np.sum(status != 'ok'))} of {len(trajs)} grid points diverged; "
-                      "their values after first_bad_step are NaN", RuntimeWarning, stacklevel=2)
+    n_bad = int(np.sum(status != "ok"))
+    if n_bad:
+        warnings.warn(f"{n_bad} of {len(trajs)} grid points diverged (values after "
+                      "first_bad_step are NaN) or blew up (status 'blew_up')", RuntimeWarning,
+                      stacklevel=2)
     return SweepResult(method="dmft" if method == "dmft" else "simulation", problem=problem,
                        axes=names, coords=coords, step=np.arange(T1), status=status,
                        first_bad_step=bad, points=trajs, settings=settings, **est)

@@ -1,8 +1,12 @@
 """The ``dmft`` command line: solve, simulate, sweep, plot-sweep, compare, targets, inspect.
 
 Exit codes: 0 success; 1 a user error or a diverged run, reported as ONE line ``error: ...`` on
-stderr (no traceback); 2 a command-line usage error (argparse). ``compare --strict`` returns 3
-when the verdict fails.
+stderr (no traceback) that names the flag, the value and what is allowed, and says what was
+saved (an unexpected exception is also one line, exit 1; ``DMFT_TRACEBACK=1`` shows its
+traceback); 2 a command-line usage error (argparse); 130 interrupted (Ctrl-C), with one line
+saying that nothing was written. ``compare --strict`` returns 3 when the verdict fails. Every input,
+``--out`` included (a writable folder, not a directory, a name that fits, free space), is checked
+before any compute.
 
 Examples::
 
@@ -17,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shlex
 import sys
 import warnings
@@ -125,7 +130,8 @@ def problem_from_args(args):
             f"`lr_a` must have one value or steps={steps} values; got {len(lr_a)} values"
         )
     schedule = args.schedule
-    if schedule not in ("reuse", "fresh") and "," in str(schedule):
+    if (schedule not in ("reuse", "fresh") and "," in str(schedule)
+            and not str(schedule).startswith(("list:", "repeat:"))):
         try:
             schedule = [int(v) for v in schedule.split(",")]
         except ValueError:
@@ -168,10 +174,29 @@ def _print_config(title: str, problem, settings: dict) -> None:
     sys.stdout.flush()
 
 
-def _check_out(path: str, name: str = "out") -> str:
-    if not path.endswith((".h5", ".hdf5")):
-        raise DMFTInputError(f"`{name}` must be an .h5 file name; got {name}={path!r}")
-    return path
+def _check_out(path: str, name: str = "out", need_bytes: int = 0) -> str:
+    """--out: an .h5 name in a writable folder, not a directory, short enough, with room for
+    the file and its partial twin (checked before any compute)."""
+    from .io import check_output_path
+
+    return check_output_path(path, name=name, need_bytes=need_bytes, partial=True)
+
+
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff",
+                   ".webp", ".svgz")
+DPI_RANGE = (10, 1200)
+
+
+def _check_figure_args(args) -> None:
+    """compare/runner: --out a figure name matplotlib can write, --dpi in DPI_RANGE."""
+    check_int("dpi", args.dpi, low=DPI_RANGE[0], high=DPI_RANGE[1])
+    if args.out:
+        from .io import check_output_path
+
+        check_output_path(args.out, name="out", suffixes=FIGURE_SUFFIXES)
+
+
+_WRITTEN: list[str] = []  # files written by the running command (for the Ctrl-C message)
 
 
 def save_or_partial(run, out: str, command_line: str | None):
@@ -181,16 +206,28 @@ def save_or_partial(run, out: str, command_line: str | None):
     the DivergenceError is re-raised with that path in its message.
     """
     from . import io
+    from ._checks import mark_blowup
 
     try:
         traj = run()
     except DivergenceError as exc:
         if exc.partial is None:
-            raise
+            raise DivergenceError(exc.step, exc.quantity, causes=exc.causes,
+                                  saved="; nothing was written") from None
         ppath = io.partial_path(out)
-        io.save(exc.partial, ppath, command_line=command_line)
-        raise DivergenceError(exc.step, exc.quantity, path=ppath, partial=exc.partial) from None
+        try:
+            io.save(exc.partial, ppath, command_line=command_line)
+            _WRITTEN.append(ppath)
+        except (DMFTInputError, OSError) as save_exc:
+            raise DivergenceError(
+                exc.step, exc.quantity, causes=exc.causes,
+                saved=f"; the partial results could NOT be saved ({_one_line(save_exc)})",
+            ) from None
+        raise DivergenceError(exc.step, exc.quantity, path=ppath, partial=exc.partial,
+                              causes=exc.causes) from None
+    mark_blowup(traj, stacklevel=3)  # the simulator marks itself; the solver may not yet
     io.save(traj, out, command_line=command_line)
+    _WRITTEN.append(out)
     return traj
 
 
@@ -203,10 +240,13 @@ def _cmd_solve(args) -> int:
     from .solver import solve
 
     problem = problem_from_args(args)
-    out = _check_out(args.out)
     samples = check_int("samples", args.samples, low=2)
     check_int("seed", args.seed, low=0)
     check_choice("dtype", args.dtype, set(DTYPES))
+    from .io import estimate_file_bytes
+
+    out = _check_out(args.out, need_bytes=estimate_file_bytes("dmft", problem.steps, problem.p,
+                                                              problem.k))
     settings = dict(samples=samples, seed=args.seed, replicas=args.replicas,
                     chunk_size=args.chunk_size, response=args.response, dtype=args.dtype)
     _print_config("dmft solve", problem, settings)
@@ -216,15 +256,24 @@ def _cmd_solve(args) -> int:
                       dtype=args.dtype, progress=_progress(args)),
         out, args.command_line)
     print(f"wall time: {traj.settings.get('wall_time_s', float('nan')):.2f} s")
-    print(f"wrote {out}")
+    print(f"wrote {out}" + _status_note(traj))
     return 0
+
+
+def _status_note(traj) -> str:
+    if traj.status == "ok":
+        return ""
+    return f" (status {traj.status!r} from step {traj.first_bad_step}; see the warning)"
 
 
 def _cmd_simulate(args) -> int:
     problem = problem_from_args(args)
-    out = _check_out(args.out)
     d = check_int("d", args.d, low=1)
     seeds = check_int("seeds", args.seeds, low=1)
+    from .io import estimate_file_bytes
+
+    out = _check_out(args.out, need_bytes=estimate_file_bytes(
+        "simulation", problem.steps, problem.p, problem.k, seeds))
     check_int("seed", args.seed, low=0)
     if args.seed_batch is not None:
         check_int("seed_batch", args.seed_batch, low=1)
@@ -238,32 +287,44 @@ def _cmd_simulate(args) -> int:
     settings = dict(d=d, seeds=seeds, seed=args.seed, seed_batch=args.seed_batch,
                     test_error=args.test_error, dtype=args.dtype)
     _print_config("dmft simulate", problem, settings)
-    save_or_partial(
+    traj = save_or_partial(
         lambda: simulate(problem, d, seeds, seed=args.seed, seed_batch=args.seed_batch,
                          test_error=args.test_error, dtype=args.dtype,
                          progress=_progress(args)),
         out, args.command_line)
-    print(f"wrote {out}")
+    print(f"wrote {out}" + _status_note(traj))
     return 0
 
 
 def _cmd_compare(args) -> int:
     from . import io
+    from ._checks import check_real
     from .compare import zscore_table
 
+    check_real("threshold", args.threshold, low=0.0, low_open=True)
+    check_real("sys_error", args.sys_error, low=0.0)
+    _check_figure_args(args)
     theory = io.load(_existing(args.theory, "theory"))
     sim = io.load(_existing(args.sim, "sim"))
     table = zscore_table(theory, sim, threshold=args.threshold, sys_error=args.sys_error,
-                         check_problem=not args.allow_different)
+                         check_problem=not args.allow_different,
+                         allow_flag="--allow-different")
     print(table)
     if args.out:
         from .plot import plot_comparison, save_figure
 
         fig = plot_comparison(theory, sim)
-        save_figure(fig, args.out, dpi=args.dpi)
         import matplotlib.pyplot as plt
 
-        plt.close(fig)
+        try:
+            save_figure(fig, args.out, dpi=args.dpi)
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise DMFTInputError(
+                f"cannot write the figure --out={args.out!r}: {_one_line(exc)}; nothing was "
+                "written (the z-table above is complete)"
+            ) from None
+        finally:
+            plt.close(fig)
         print(f"wrote {args.out}")
     return 3 if (args.strict and not table.passed) else 0
 
@@ -305,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="DMFT of multi-pass GD on two-layer networks, and a large-d simulator.",
         epilog=__doc__.split("Examples::", 1)[1] if "Examples::" in __doc__ else None,
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"dmft {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("solve", help="solve the DMFT and write an HDF5 file",
@@ -352,7 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-different", action="store_true",
                    help="compare runs of different problems")
     p.add_argument("--strict", action="store_true", help="exit code 3 when the verdict fails")
-    p.add_argument("--dpi", type=int, default=200, help="figure resolution")
+    p.add_argument("--dpi", type=int, default=200,
+                   help=f"figure resolution, {DPI_RANGE[0]} to {DPI_RANGE[1]}")
     p.set_defaults(func=_cmd_compare)
 
     from ._cli_sweep import add_sweep_parsers
@@ -385,20 +450,93 @@ def user_warnings():
         yield
 
 
+# Python argument name -> command-line flag, for messages (`noise` → `--label-noise`)
+FLAGS = {
+    "p": "--p", "activation": "--activation", "second_layer": "--second-layer",
+    "alpha": "--alpha", "lr": "--lr", "steps": "--steps", "ridge": "--ridge",
+    "noise": "--label-noise", "schedule": "--schedule", "lr_a": "--lr-a", "m0": "--m0",
+    "target": "--target", "samples": "--samples", "seed": "--seed", "replicas": "--replicas",
+    "chunk_size": "--chunk-size", "response": "--response", "dtype": "--dtype", "d": "--d",
+    "seeds": "--seeds", "seed_batch": "--seed-batch", "test_error": "--test-error",
+    "threshold": "--threshold", "sys_error": "--sys-error", "dpi": "--dpi", "out": "--out",
+    "fig_dir": "--fig-dir",
+}
+_NAME = r"([a-z][a-z0-9_]*)((?:\[\d+\])?)"
+
+
+def flag_message(msg: str, flags: dict | None = None) -> str:
+    """Rewrite a library message for the command line: `noise` → `--label-noise`,
+    ``got noise=1`` → ``got --label-noise=1``, ``np.float64(-0.1)`` → ``-0.1``."""
+    flags = FLAGS if flags is None else flags
+
+    def tick(m):
+        name, index = m.group(1), m.group(2)
+        return f"`{flags[name]}{index}`" if name in flags else m.group(0)
+
+    def got(m):
+        name, index = m.group(2), m.group(3)
+        return f"{m.group(1)}{flags[name]}{index}=" if name in flags else m.group(0)
+
+    msg = re.sub(r"`" + _NAME + r"`", tick, msg)
+    msg = re.sub(r"(\bgot |, )" + _NAME + r"=", got, msg)
+    msg = re.sub(r"\bnp\.(?:float|int)\d*\(([^()]*)\)", r"\1", msg)
+    return msg
+
+
 def run_guarded(fn, *args) -> int:
-    """Call ``fn(*args) -> int``; turn user errors and divergence into exit code 1 + one line."""
+    """Call ``fn(*args) -> int``; turn user errors and divergence into exit code 1 + one line,
+    and Ctrl-C into exit code 130 + one line."""
+    _WRITTEN.clear()
     try:
         with user_warnings():
             return fn(*args)
     except (DMFTInputError, DivergenceError, FileNotFoundError, IsADirectoryError,
             PermissionError) as exc:
         sys.stdout.flush()
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        msg = flag_message(_one_line(exc))
+        if getattr(args[0] if args else None, "out", None) and not re.search(
+                r"\b(saved|written)\b", msg):
+            msg += (f"; already written: {', '.join(_WRITTEN)}" if _WRITTEN
+                    else "; nothing written")
+        print(f"error: {msg}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return _interrupted(args)
+    except Exception as exc:
+        if "KeyboardInterrupt" in str(exc):  # an interrupt inside a JAX callback, wrapped
+            return _interrupted(args)
+        if os.environ.get("DMFT_TRACEBACK"):
+            raise
+        # anything else is a bug or a resource failure (e.g. out of memory): still one line
+        sys.stdout.flush()
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        saved = (f"already written: {', '.join(_WRITTEN)}" if _WRITTEN else "nothing written")
+        print(f"error: unexpected {type(exc).__name__}: {first}; {saved}; rerun with "
+              "DMFT_TRACEBACK=1 for the traceback and please report it", file=sys.stderr)
+        return 1
+
+
+def _interrupted(args) -> int:
+    sys.stdout.flush()
+    if _WRITTEN:
+        what = f"; already written: {', '.join(_WRITTEN)}; nothing else written"
+    else:
+        out = getattr(args[0], "out", None) if args else None
+        what = f"; nothing written to {out}" if out else "; nothing written"
+    print(f"error: interrupted (Ctrl-C){what}", file=sys.stderr)
+    return 130
 
 
 def main(argv=None) -> int:
     """Entry point of the ``dmft`` console script."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before a subcommand started (imports, parsing)
+        print("error: interrupted (Ctrl-C); nothing written", file=sys.stderr)
+        return 130
+
+
+def _main(argv=None) -> int:
     enable_x64()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

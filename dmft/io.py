@@ -12,7 +12,9 @@ Files are written atomically: the data go to ``<path>.tmp-<pid>`` in the same fo
 flushed, closed and fsynced, then renamed onto ``<path>``. A crash at any point leaves either
 the old file or the new one at ``<path>``, never a truncated one.
 
-Reading needs only numpy and h5py (plus ``dmft.problem`` to rebuild the ``Problem``).
+``import dmft.io`` needs only numpy and h5py: :func:`check_file` and :func:`describe` read a file
+without JAX; :func:`load` also imports ``dmft.problem`` (JAX, equinox) to rebuild the
+``Problem``. ``python -m dmft.io inspect FILE`` prints :func:`describe`.
 """
 
 from __future__ import annotations
@@ -96,10 +98,25 @@ def save(traj, path, *, command_line: str | None = None) -> str:
 
     Works for partial (diverged) trajectories too: their ``status`` and ``first_bad_step`` are
     recorded. Returns the path written.
+
+    Raises:
+        DMFTInputError: ``traj`` is not a Trajectory, or ``path`` cannot be written (see
+            :func:`check_output_path`).
     """
-    path = os.fspath(path)
+    from .result import Trajectory
+
+    if not isinstance(traj, Trajectory):
+        raise DMFTInputError(
+            f"`traj` must be a dmft.Trajectory (as returned by dmft.solve or dmft.simulate); "
+            f"got {type(traj).__name__}"
+        )
+    path = check_output_path(path, suffixes=())
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise DMFTInputError(f"cannot create the folder {folder!r} for {path!r}: "
+                             f"{exc.strerror or exc}") from None
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with h5py.File(tmp, "w") as f:
@@ -108,14 +125,123 @@ def save(traj, path, *, command_line: str | None = None) -> str:
         _fsync_path(tmp)
         os.replace(tmp, path)
         _fsync_dir(folder)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.remove(tmp)
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
             pass
+        if isinstance(exc, (OSError, RuntimeError)):
+            raise DMFTInputError(_write_failure(path, folder, exc)) from None
         raise
     _remove_stale_temps(path)
     return path
+
+
+# room for the ".tmp-<pid>" of the atomic write (pids below 10**10) and a ".partial" stem
+_TMP_SUFFIX_LEN = len(".tmp-") + 10
+_PARTIAL_LEN = len(".partial")
+
+
+def check_output_path(path, *, name: str = "out", suffixes=(".h5", ".hdf5"),
+                      need_bytes: int = 0, partial: bool = False) -> str:
+    """Check, before any compute, that ``path`` can be written; return it as a str.
+
+    Checks: a file name with one of ``suffixes`` (when given); not an existing directory; a name
+    short enough for the folder's file-system limit once the temporary suffix (and, with
+    ``partial``, ".partial") is added; the nearest existing parent is a writable directory (a
+    probe file is created and removed when the folder exists); at least ``need_bytes`` free in
+    it. ``partial``: also check that ``<stem>.partial<ext>`` is not a directory.
+
+    Raises:
+        DMFTInputError: naming ``name``, the path and what is wrong.
+    """
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise DMFTInputError(f"`{name}` must be a file path; got {type(path).__name__}") from None
+    if not path or path.endswith(os.sep):
+        raise DMFTInputError(f"`{name}` must be a file name; got {name}={path!r}")
+    if suffixes and not path.lower().endswith(tuple(suffixes)):
+        raise DMFTInputError(
+            f"`{name}` must be a file name ending in {' or '.join(suffixes)}; got {name}={path!r}"
+        )
+    if os.path.isdir(path):
+        raise DMFTInputError(
+            f"`{name}` must be a file name, not an existing directory; got {name}={path!r}"
+        )
+    if partial and os.path.isdir(partial_path(path)):
+        raise DMFTInputError(
+            f"`{name}`: the partial-results name {partial_path(path)!r} is an existing directory; "
+            "remove it or choose another --out"
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    base = os.path.basename(path)
+    ancestor = folder
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise DMFTInputError(
+            f"`{name}`: the parent {ancestor!r} of {path!r} is a file, not a directory"
+        )
+    try:
+        name_max = os.pathconf(ancestor, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max = 255
+    extra = _TMP_SUFFIX_LEN + (_PARTIAL_LEN if partial else 0)
+    longest = max([len(os.fsencode(part)) for part in path.split(os.sep)] + [0])
+    if len(os.fsencode(base)) + extra > name_max or longest > name_max:
+        raise DMFTInputError(
+            f"`{name}`: the file name is {len(os.fsencode(base))} bytes long; at most "
+            f"{name_max - extra} are allowed here (the file system allows {name_max} per name, "
+            f"and {extra} are needed for the temporary/partial suffixes); "
+            f"got {name}={path[:40]!r}..."
+        )
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise DMFTInputError(f"`{name}`: the directory {ancestor!r} is not writable ({path!r})")
+    if ancestor == folder:
+        probe = os.path.join(folder, f".{base[:50]}.probe-{os.getpid()}")
+        try:
+            with open(probe, "wb"):
+                pass
+            os.remove(probe)
+        except OSError as exc:
+            raise DMFTInputError(
+                f"`{name}`: cannot create files in {folder!r}: {exc.strerror or exc} ({path!r})"
+            ) from None
+    if need_bytes:
+        try:
+            st = os.statvfs(ancestor)
+            free = st.f_bavail * st.f_frsize
+        except (OSError, AttributeError):
+            free = None
+        if free is not None and free < need_bytes:
+            raise DMFTInputError(
+                f"`{name}`: the file needs about {need_bytes / 1e6:.1f} MB but only "
+                f"{free / 1e6:.1f} MB are free in {ancestor!r}; free some space or choose "
+                "another --out"
+            )
+    return path
+
+
+def estimate_file_bytes(kind: str, steps: int, p: int, k: int, seeds: int = 0) -> int:
+    """An upper estimate of the size of a saved file (values and errors in float64, plus
+    kernels for ``dmft``, per-seed arrays for ``simulation``, plus 1 MB of metadata)."""
+    T1 = steps + 1
+    per_step = p * k + p * p + 2 + p  # m, Q, test_error, train_loss, a
+    size = 2 * 8 * T1 * per_step
+    if kind == "dmft":
+        size += 4 * 2 * 8 * T1 * T1 * p * p + 3 * 8 * T1
+    if kind == "simulation":
+        size += 8 * max(seeds, 1) * T1 * per_step
+    return int(size + 2**20)
+
+
+def _free_bytes(folder: str):
+    try:
+        st = os.statvfs(folder)
+        return st.f_bavail * st.f_frsize
+    except (OSError, AttributeError):
+        return None
 
 
 # a temp file of a dead writer is removed by the next successful save to the same path once it
@@ -146,6 +272,27 @@ def _remove_stale_temps(path: str) -> None:
                 os.remove(full)
         except FileNotFoundError:
             pass
+
+
+def _write_failure(path: str, folder: str, exc: BaseException) -> str:
+    """One sentence on why writing ``path`` failed (h5py's own error names the temporary file
+    and, on a full disk, often only a follow-up error)."""
+    import errno
+
+    free = _free_bytes(folder)
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 8:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    nospace = any(getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e)
+                  for e in chain)
+    if nospace or (free is not None and free < 2**20):
+        why = (f"no space left on the device ({'unknown' if free is None else free} bytes free "
+               f"in {folder!r})")
+    else:
+        first = chain[-1]
+        why = getattr(first, "strerror", None) or str(first).splitlines()[0]
+    return f"cannot write {path}: {why}; nothing was written to {path}"
 
 
 def _fsync_path(path: str) -> None:
@@ -188,9 +335,16 @@ def _labelled(group: h5py.Group, name: str, data, dims, scales, description: str
     return ds
 
 
-def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
-    import jax
+def _package_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
     from . import __version__
     from .problem import KEY_SCHEME
 
@@ -208,7 +362,7 @@ def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
     f.attrs["config_json"] = json.dumps(config, sort_keys=True, default=_json_default)
     f.attrs["creator"] = "dmft"
     f.attrs["creator_version"] = __version__
-    f.attrs["jax_version"] = jax.__version__
+    f.attrs["jax_version"] = _package_version("jax")
     f.attrs["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     f.attrs["seed"] = int(traj.settings.get("seed", -1))
     f.attrs["key_scheme"] = KEY_SCHEME
@@ -333,26 +487,14 @@ def check_file(path) -> dict:
 
 
 def _rebuild_problem(d: dict):
-    from .problem import TARGETS, Problem, Target
+    """The Problem of ``config_json["problem"]``; a user target becomes a placeholder whose
+    call says that the function is not stored (everything else, ``lr_a`` included, is kept)."""
+    from .problem import TARGETS, Problem, unavailable_target
 
     if d["target"] in TARGETS:
         return Problem.from_dict(d)
-
-    def _unavailable(z):
-        raise DMFTInputError(
-            f"target {d['target']!r} was a user function and is not stored in the file; "
-            "rebuild it with dmft.custom_target to rerun"
-        )
-
-    target = Target(d["target"], int(d["k"]), _unavailable, d.get("target_formula", ""))
-    return Problem(
-        p=int(d["p"]), activation=d["activation"],
-        second_layer=np.asarray(d["second_layer"], dtype=np.float64), target=target,
-        alpha=float(d["alpha"]), noise=float(d["noise"]),
-        lr=np.asarray(d["lr"], dtype=np.float64), ridge=float(d["ridge"]),
-        schedule=d["schedule"], m0=np.asarray(d["m0"], dtype=np.float64),
-        qperp0=np.asarray(d["qperp0"], dtype=np.float64),
-    )
+    target = unavailable_target(d["target"], int(d["k"]), d.get("target_formula", ""))
+    return Problem.from_dict(d, target=target)
 
 
 def load(path):
@@ -363,15 +505,73 @@ def load(path):
             format version (the message names the file's version and the supported one).
     """
     attrs = check_file(path)
-    config = json.loads(_attr_str(attrs["config_json"]))
-    problem = _rebuild_problem(config["problem"])
+    kind = _attr_str(attrs.get("kind", ""))
+    if kind not in KINDS:
+        raise DMFTInputError(
+            f"{os.fspath(path)}: attribute kind={kind!r} is not one of {list(KINDS)}; the file "
+            "is damaged or was not written by dmft"
+        )
+    config = read_config(path, attrs)
     try:
-        return _read(path, attrs, problem, config)
-    except (KeyError, OSError) as exc:
+        problem = _rebuild_problem(config["problem"])
+    except DMFTInputError as exc:
+        raise DMFTInputError(
+            f"{os.fspath(path)}: attribute config_json is invalid: {exc}"
+        ) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DMFTInputError(
+            f"{os.fspath(path)}: attribute config_json does not describe a problem "
+            f"({type(exc).__name__}: {exc}); the file does not follow {FORMAT} "
+            f"{FORMAT_VERSION[0]}.x"
+        ) from None
+    try:
+        traj = _read(path, attrs, problem, config)
+    except (KeyError, OSError, TypeError) as exc:
         raise DMFTInputError(
             f"{os.fspath(path)} is incomplete or damaged ({exc}); it does not follow "
             f"{FORMAT} {FORMAT_VERSION[0]}.x"
         ) from None
+    _check_shapes(path, traj)
+    return traj
+
+
+def read_config(path, attrs=None) -> dict:
+    """The parsed ``config_json`` root attribute (a DMFTInputError if missing or invalid)."""
+    attrs = check_file(path) if attrs is None else attrs
+    if "config_json" not in attrs:
+        raise DMFTInputError(
+            f"{os.fspath(path)} has no attribute config_json; it does not follow {FORMAT} "
+            f"{FORMAT_VERSION[0]}.x"
+        )
+    try:
+        config = json.loads(_attr_str(attrs["config_json"]))
+    except ValueError as exc:
+        raise DMFTInputError(
+            f"{os.fspath(path)}: attribute config_json is not valid JSON ({exc})"
+        ) from None
+    if not isinstance(config, dict) or not isinstance(config.get("problem"), dict):
+        raise DMFTInputError(
+            f"{os.fspath(path)}: attribute config_json has no 'problem' object; it does not "
+            f"follow {FORMAT} {FORMAT_VERSION[0]}.x"
+        )
+    return config
+
+
+def _check_shapes(path, traj) -> None:
+    """Every observable has the shape that the file's problem and step axis imply."""
+    T1, p, k = len(traj.step), traj.problem.p, traj.problem.k
+    want = {"m": (T1, p, k), "Q": (T1, p, p), "test_error": (T1,), "train_loss": (T1,)}
+    if traj.a is not None:
+        want["a"] = (T1, p)
+    for name, shape in want.items():
+        est = getattr(traj, name)
+        for part in ("value", "error"):
+            got = np.shape(getattr(est, part))
+            if got != shape:
+                raise DMFTInputError(
+                    f"{os.fspath(path)}: dataset /{name}/{part} has shape {got}, but the file's "
+                    f"problem (p={p}, k={k}) and {T1} steps need {shape}; the file is damaged"
+                )
 
 
 def _read(path, attrs, problem, config):
@@ -423,7 +623,7 @@ def describe(path) -> str:
                 "creator_version", "jax_version", "created", "key_scheme", "command_line"):
         if key in attrs:
             lines.append(f"{key + ':':<17}{_attr_str(attrs[key])}")
-    config = json.loads(_attr_str(attrs["config_json"]))
+    config = read_config(path, attrs)
     lines.append("config:")
     for section in ("problem", "settings"):
         for key, val in sorted(config.get(section, {}).items()):
@@ -449,10 +649,17 @@ def partial_path(path) -> str:
 
 
 def main(argv=None) -> int:
-    """``python -m dmft.io inspect FILE``: the same as ``dmft inspect FILE``."""
-    from .cli import main as cli_main
-
-    return cli_main(list(sys.argv[1:] if argv is None else argv))
+    """``python -m dmft.io inspect FILE``: the same as ``dmft inspect FILE`` (without JAX)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 2 or argv[0] != "inspect":
+        print("usage: python -m dmft.io inspect FILE", file=sys.stderr)
+        return 2
+    try:
+        print(describe(argv[1]))
+    except DMFTInputError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import weakref
 from collections.abc import Callable
 
 import equinox as eqx
@@ -147,7 +148,14 @@ def get_activation(name: str) -> Activation:
 def get_target(target) -> Target:
     """Look up a target by name, or accept a ``Target`` built by the user."""
     if isinstance(target, Target):
-        return target
+        if TARGETS.get(target.name) is target:
+            return target
+        return check_target(target)
+    if not isinstance(target, str):
+        raise DMFTInputError(
+            "`target` must be a registered name (see dmft.TARGETS) or a dmft.Target (see "
+            f"dmft.custom_target); got {type(target).__name__}"
+        )
     check_choice("target", target, set(TARGETS))
     return TARGETS[target]
 
@@ -155,20 +163,74 @@ def get_target(target) -> Target:
 def custom_target(fn: Callable, k: int, name: str = "custom", formula: str = "user function"):
     """Wrap a user's JAX-traceable ``fn(z) -> y`` (z has last axis k) as a target.
 
-    The function is evaluated once on a small batch to check its output shape.
+    The function is checked once (see :func:`check_target`): it must be traceable by
+    ``jax.jit`` (written with ``jax.numpy``), map shape (n, k) to (n,), and be finite on
+    standard-normal inputs.
     """
     k = check_int("k", k, low=1, high=16)
-    z = jnp.zeros((3, k))
+    if not callable(fn):
+        raise DMFTInputError(f"`fn` must be a function of z; got {type(fn).__name__}")
+    return check_target(Target(name, k, fn, formula))
+
+
+# Target objects already checked (a Target is frozen, so one check suffices)
+_CHECKED_TARGETS: weakref.WeakSet = weakref.WeakSet()
+_PROBE_N = 512
+
+
+def check_target(target: Target) -> Target:
+    """Check a user-built target: ``k`` an integer in [1, 16], ``fn`` traceable by ``jax.jit``,
+    output shape (n,) for input (n, k), finite on ``_PROBE_N`` standard-normal inputs (and z = 0).
+    Raises DMFTInputError naming the target and what failed."""
+    if target in _CHECKED_TARGETS or getattr(target.fn, "dmft_placeholder", False):
+        return target
+    name = target.name
+    k = check_int("k", target.k, low=1, high=16)
+    z = np.random.default_rng(0).standard_normal((_PROBE_N, k))
+    z[0] = 0.0
     try:
-        out = fn(z)
+        out = jax.jit(target.fn)(jnp.asarray(z))
+    except jax.errors.JAXTypeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DMFTInputError(
+            f"target function `{name}` is not JAX-traceable: write it with jax.numpy (no numpy "
+            f"calls, float() or Python if on values); jax.jit(fn) failed with "
+            f"{type(exc).__name__}: {first}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - report any failure of user code clearly
-        raise DMFTInputError(f"target function `{name}` failed on input of shape (3, {k}): {exc}")
-    if jnp.shape(out) != (3,):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DMFTInputError(
+            f"target function `{name}` failed on input of shape ({_PROBE_N}, {k}): "
+            f"{type(exc).__name__}: {first}"
+        ) from None
+    if jnp.shape(out) != (_PROBE_N,):
         raise DMFTInputError(
             f"target function `{name}` must map shape (..., {k}) to (...); "
-            f"got output shape {jnp.shape(out)} for input (3, {k})"
+            f"got output shape {tuple(jnp.shape(out))} for input ({_PROBE_N}, {k})"
         )
-    return Target(name, k, fn, formula)
+    y = np.asarray(out, dtype=np.float64)
+    bad = np.nonzero(~np.isfinite(y))[0]
+    if bad.size:
+        zb = ", ".join(f"{v:.3g}" for v in z[bad[0]])
+        raise DMFTInputError(
+            f"target function `{name}` returns NaN or inf on {bad.size} of {_PROBE_N} "
+            f"standard-normal inputs (e.g. z=[{zb}]); the labels would not be finite"
+        )
+    _CHECKED_TARGETS.add(target)
+    return target
+
+
+def unavailable_target(name: str, k: int, formula: str = "") -> Target:
+    """Placeholder for a user target read back from a file (the function is not stored)."""
+
+    def fn(z):
+        raise DMFTInputError(
+            f"target {name!r} was a user function and is not stored in the file; "
+            "rebuild it with dmft.custom_target to rerun"
+        )
+
+    fn.dmft_placeholder = True
+    return Target(name, int(k), fn, formula)
 
 
 def second_layer_vector(spec, p: int) -> np.ndarray:
@@ -217,9 +279,6 @@ def loss_grad_h(h, y, a, act: Activation):
 # --------------------------------------------------------------------------------------------
 # The problem: frozen, validated at construction
 # --------------------------------------------------------------------------------------------
-
-SCHEDULES = ("reuse", "fresh", "repeat:R", "list:b0,b1,...")
-
 
 def parse_schedule(schedule, steps: int) -> str:
     """Canonical schedule string: ``reuse``, ``fresh``, ``repeat:R`` or ``list:b0,...,b_{T-1}``.
@@ -318,11 +377,17 @@ class Problem(eqx.Module):
     schedule: str = eqx.field(static=True)
     m0: np.ndarray
     qperp0: np.ndarray
-    lr_a: np.ndarray = eqx.field(default=None, converter=lambda v: v)
+    lr_a: np.ndarray = None
 
     def __check_init__(self):
         check_int("p", self.p, low=1, high=64)
         get_activation(self.activation)
+        if not isinstance(self.target, Target):
+            raise DMFTInputError(
+                f"`target` must be a dmft.Target (see dmft.TARGETS, dmft.custom_target); got "
+                f"{type(self.target).__name__}"
+            )
+        get_target(self.target)  # a user-built Target is checked once
         check_real("alpha", self.alpha, low=0.0, low_open=True)
         check_real("noise", self.noise, low=0.0)
         check_real("ridge", self.ridge, low=0.0)
@@ -406,14 +471,15 @@ class Problem(eqx.Module):
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict) -> Problem:
-        if d["target"] not in TARGETS:
+    def from_dict(cls, d: dict, target: Target | None = None) -> Problem:
+        """Rebuild from :meth:`to_dict`; ``target`` replaces a target that is not registered."""
+        if target is None and d["target"] not in TARGETS:
             raise DMFTInputError(
                 f"target {d['target']!r} is not registered; rebuild the problem with "
                 "custom_target(...) and make_problem(target=...)"
             )
         return make_problem(
-            target=d["target"],
+            target=d["target"] if target is None else target,
             p=d["p"],
             activation=d["activation"],
             second_layer=d["second_layer"],
@@ -468,19 +534,8 @@ def make_problem(
     steps = check_int("steps", steps, low=1, high=100_000)
     act = get_activation(activation)
     a = second_layer_vector(second_layer, p)
-    if np.ndim(lr) == 0:
-        lr_arr = np.full(steps, check_real("lr", lr, low=0.0, low_open=True))
-    else:
-        lr_arr = np.asarray(lr, dtype=np.float64)
-        if lr_arr.shape != (steps,):
-            raise DMFTInputError(
-                f"Argument `lr` must be a scalar or have shape ({steps},) (one per step), "
-                f"but has shape lr.shape={lr_arr.shape}"
-            )
-    if np.ndim(lr_a) == 0:
-        lr_a_arr = np.full(steps, check_real("lr_a", lr_a, low=0.0))
-    else:
-        lr_a_arr = np.asarray(lr_a, dtype=np.float64)
+    lr_arr = _per_step("lr", lr, steps, low_open=True)
+    lr_a_arr = _per_step("lr_a", lr_a, steps, low_open=False)
     if m0 is None:
         m0 = np.zeros((p, tgt.k))
     elif np.ndim(m0) == 0:
@@ -505,10 +560,31 @@ def make_problem(
     )
 
 
+def _per_step(name: str, value, steps: int, low_open: bool) -> np.ndarray:
+    """A scalar (used at every step) or one value per step, each finite and >= 0 (> 0 when
+    ``low_open``), as a float array of shape (steps,)."""
+    if np.ndim(value) == 0:
+        return np.full(steps, check_real(name, value, low=0.0, low_open=low_open))
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DMFTInputError(
+            f"`{name}` must be a number or {steps} numbers (one per step); got {name}={value!r}"
+        ) from None
+    if arr.shape != (steps,):
+        raise DMFTInputError(
+            f"Argument `{name}` must be a scalar or have shape ({steps},) (one per step), "
+            f"but has shape {name}.shape={arr.shape}"
+        )
+    for t, v in enumerate(arr):
+        check_real(f"{name}[{t}]", v, low=0.0, low_open=low_open)
+    return arr
+
+
 # Named PRNG streams: root = key(seed); stream = fold_in(root, STREAM_*).
 STREAM_DMFT = 1
 STREAM_SIM = 2
-STREAM_TEST_ERROR = 3
+# 3: reserved (an unused test-error stream in earlier versions); dmft.online uses 4
 KEY_SCHEME = (
     "dmft-keys-v3: fold_in(key(seed), stream) -> fold_in(., replica|seed) -> DMFT: split "
     "(z, h*, xi), row blocks of 32768 samples from fold_in(., block), extra batches from "

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from .problem import Problem
+if TYPE_CHECKING:  # only for the annotation: reading a file's result needs no JAX import here
+    from .problem import Problem
 
 
 class Estimate(NamedTuple):
@@ -30,7 +31,6 @@ def estimate_from_replicas(x: np.ndarray, axis: int = 0) -> Estimate:
 from ._table import OBSERVABLES as _TABLE
 
 OBSERVABLES = tuple(_TABLE)
-KERNELS = ("Qperp", "C", "Gamma", "R")
 
 
 @dataclasses.dataclass

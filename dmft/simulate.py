@@ -23,11 +23,12 @@ Schedules: step t uses the batch with label b_t = ``dmft.problem.batch_index(sch
 label's key inside the scan step (a batch used again is redrawn identically), which costs one
 draw of n×d normals per step.
 
-Keys (scheme ``dmft-keys-v1``): per-seed key ``ks = fold_in(stream_key(seed, STREAM_SIM), s)`` for
-seed index s; W* from ``fold_in(ks, 0)``, W⊥_0 from ``fold_in(ks, 1)``, the training batch with
-label b from ``fold_in(fold_in(ks, 2), b)`` (b_0 = 0 for every schedule, so step 0 of all
-schedules sees the same batch), the test set from ``fold_in(ks, 3)``; inside a batch, input
-row i comes from ``fold_in(fold_in(., 0), i)`` and the label noise from ``fold_in(., 1)``.
+Keys (``dmft.problem.KEY_SCHEME``, simulation part): per-seed key
+``ks = fold_in(stream_key(seed, STREAM_SIM), s)`` for seed index s; W* from ``fold_in(ks, 0)``,
+W⊥_0 from ``fold_in(ks, 1)``, the training batch with label b from ``fold_in(fold_in(ks, 2), b)``
+(b_0 = 0 for every schedule, so step 0 of all schedules sees the same batch), the test set from
+``fold_in(ks, 3)``; inside a batch, input row i comes from ``fold_in(fold_in(., 0), i)`` and the
+label noise from ``fold_in(., 1)``.
 Results therefore do not depend on ``seed_batch`` (up to the rounding of batched matmuls, ~1e-15
 relative), and the same ``seed`` (with the same ``seed_batch``, which by default depends only
 on the sizes and the machine's physical memory) gives bitwise the same result on one machine.
@@ -81,13 +82,18 @@ from ._checks import (
     DivergenceError,
     DMFTInputError,
     check_choice,
+    check_dtype,
     check_int,
+    check_problem,
     check_x64,
     free_memory_bytes,
+    mark_blowup,
+    step0_causes,
 )
 from ._table import OBSERVABLES, OPTIONAL
 from .observables import test_error_map
 from .problem import (
+    KEY_SCHEME,
     STREAM_SIM,
     Problem,
     batch_index,
@@ -109,6 +115,7 @@ _K_X, _K_NOISE = 0, 1
 _ROW_BLOCK_ENTRIES = 2**21  # entries of X drawn per block (bounds the generator's temporaries)
 _MEMORY_FRACTION = 0.25  # of physical memory, for the default seed_batch
 _Q_OVERFLOW = 1e100
+_MAX_SAMPLES = 1e10  # n = round(alpha·d) above this is refused before any compute
 _TEST_ERROR_MODES = ("exact", "sample")
 # how often the seed batch was traced (= compiled); tests assert that a new number does not
 TRACE_COUNT = [0]
@@ -312,11 +319,7 @@ def _default_seed_batch(
 
 
 def _validate(problem, d, seeds, seed, seed_batch, test_error, n_test, dtype):
-    if not isinstance(problem, Problem):
-        raise DMFTInputError(
-            "`problem` must be a dmft.Problem (see dmft.make_problem); "
-            f"got {type(problem).__name__}"
-        )
+    check_problem(problem)
     d = check_int("d", d, low=1)
     pk = problem.p + problem.k
     if d < pk:
@@ -325,7 +328,13 @@ def _validate(problem, d, seeds, seed, seed_batch, test_error, n_test, dtype):
             f"to W*; got d={d} (p={problem.p}, k={problem.k})"
         )
     seeds = check_int("seeds", seeds, low=1)
-    n = int(round(problem.alpha * d))
+    n_float = problem.alpha * d
+    if not n_float <= _MAX_SAMPLES:  # also catches alpha·d = inf
+        raise DMFTInputError(
+            f"`alpha`·`d` must give at most {_MAX_SAMPLES:.0e} samples (n = round(alpha·d)); "
+            f"got alpha={problem.alpha:g}, d={d} → n={n_float:.3g}"
+        )
+    n = int(round(n_float))
     if n < 1:
         raise DMFTInputError(
             f"`alpha`·`d` must give at least 1 sample (n = round(alpha·d) in [1, inf)); "
@@ -336,13 +345,7 @@ def _validate(problem, d, seeds, seed, seed_batch, test_error, n_test, dtype):
         seed_batch = check_int("seed_batch", seed_batch, low=1)
     check_choice("test_error", test_error, set(_TEST_ERROR_MODES))
     n_test = check_int("n_test", n_test, low=1)
-    try:
-        dtype_name = np.dtype(dtype).name
-    except TypeError:
-        raise DMFTInputError(
-            f"`dtype` must be one of ['float32', 'float64']; got dtype={dtype!r}"
-        ) from None
-    check_choice("dtype", dtype_name, {"float32", "float64"})
+    dtype_name = check_dtype(dtype)
     check_x64(dtype_name)
     return d, seeds, n, seed, seed_batch, n_test, dtype_name
 
@@ -424,6 +427,10 @@ def simulate(
         DMFTInputError: invalid input (before any computation).
         DivergenceError: an observable became non-finite or |Q| > 1e100; ``.partial`` holds the
             trajectory of the steps before ``.step`` (seeds simulated so far).
+
+    Warns:
+        RuntimeWarning: the run blew up (``dmft._checks.BLOWUP_RATIO``, docs/FORMAT.md); its
+            ``status`` is then ``"blew_up"`` and ``first_bad_step`` the first such step.
     """
     d, seeds, n, seed, seed_batch, n_test, dtype = _validate(
         problem, d, seeds, seed, seed_batch, test_error, n_test, dtype
@@ -452,7 +459,7 @@ def simulate(
         test_error=test_error,
         n_test=n_test,
         dtype=dtype,
-        key_scheme="dmft-keys-v1",
+        key_scheme=KEY_SCHEME,
     )
 
     start = time.perf_counter()
@@ -493,7 +500,8 @@ def simulate(
                     status="diverged",
                     first_bad_step=t_bad,
                 )
-                raise DivergenceError(t_bad, quantity, partial=partial)
+                causes = step0_causes(problem) if t_bad == 0 else None
+                raise DivergenceError(t_bad, quantity, partial=partial, causes=causes)
     settings["wall_time_s"] = time.perf_counter() - start
     per_seed = {k: np.concatenate(v, axis=0) for k, v in chunks.items()}
-    return _trajectory(problem, per_seed, settings)
+    return mark_blowup(_trajectory(problem, per_seed, settings), stacklevel=2)

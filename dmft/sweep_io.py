@@ -118,9 +118,9 @@ def save_sweep(result, path, *, command_line: str | None = None) -> str:
 def load_sweep(path):
     """Read a sweep file back into a :class:`dmft.sweep.SweepResult` (no per-point kernels)."""
     from ._checks import DMFTInputError
+    from ._sweep import SweepResult
     from .io import _attr_str, _rebuild_problem, check_file
     from .result import Estimate
-    from ._sweep import SweepResult
 
     attrs = check_file(path)
     if _attr_str(attrs.get("kind", "")) != "sweep":

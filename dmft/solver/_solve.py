@@ -24,8 +24,12 @@ from .._checks import (
     DMFTInputError,
     check_choice,
     check_int,
+    check_problem,
     check_x64,
     free_memory_bytes,
+    kernel_diagonal,
+    mark_blowup,
+    step0_causes,
 )
 from .._table import KERNELS
 from ..observables import test_error_map
@@ -42,8 +46,7 @@ RUNTIME_BYTES = 300_000_000  # compiled programs and XLA's runtime, measured on 
 
 def validate(problem, samples, seed, replicas, chunk_size, response, dtype) -> Structure:
     """Check every argument of a solve (before any compute) and return its structure."""
-    if not isinstance(problem, Problem):
-        raise DMFTInputError(f"`problem` must be a dmft.Problem; got {type(problem).__name__}")
+    check_problem(problem)
     replicas = check_int("replicas", replicas, low=2, high=4096)
     samples = check_int("samples", samples, low=2 * replicas, high=10**10)
     if samples % replicas:
@@ -165,8 +168,9 @@ def finish(problem, state, outs, n_run, settings, keep_replicas, stacklevel=3) -
         )
     warn_noisy_response(traj, stacklevel=stacklevel + 1)
     if first_bad >= 0:
-        raise DivergenceError(first_bad, "DMFT kernels/overlaps", partial=traj)
-    return traj
+        raise DivergenceError(first_bad, "DMFT kernels/overlaps", partial=traj,
+                              causes=step0_causes(problem) if first_bad == 0 else None)
+    return mark_blowup(traj, stacklevel=stacklevel)
 
 
 # Γ(t, ·) (t < T, the rows that drive the dynamics) whose largest standard error exceeds this
@@ -212,9 +216,8 @@ def assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas) -> T
     T = n_done
     m = np.asarray(st["m"][:, :T])
     R = m.shape[0]
-    p = problem.p
     Qperp = np.asarray(st["Qp"][:, :T, :T])
-    Qtt = np.einsum("rttqv->rtqv", Qperp) if T else np.zeros((R, 0, p, p))
+    Qtt = kernel_diagonal(Qperp)
     Q = np.einsum("rtqk,rtvk->rtqv", m, m) + Qtt
     a = np.asarray(st["a"][:, :T])
     eg = replica_test_error(problem, m, Q, a) if T else np.zeros((R, 0))
