@@ -31,7 +31,7 @@ import numpy as np
 from ._checks import DMFTInputError
 
 FORMAT = "dmft-trajectories"
-FORMAT_VERSION = (1, 1)  # (major, minor): a major bump breaks readers, a minor bump only adds
+FORMAT_VERSION = (1, 2)  # (major, minor): a major bump breaks readers, a minor bump only adds
 KINDS = ("dmft", "simulation", "online", "flow")
 # What /step holds, by kind (root attribute ``time_axis``, added in 1.1).
 TIME_AXIS = {"dmft": "step", "simulation": "step", "online": "tau", "flow": "tau_gf"}
@@ -506,6 +506,10 @@ def load(path):
     """
     attrs = check_file(path)
     kind = _attr_str(attrs.get("kind", ""))
+    if kind == "sweep":
+        raise DMFTInputError(
+            f"{os.fspath(path)} is a sweep file (a grid of runs): read it with "
+            "dmft.sweep_io.load_sweep, plot it with `dmft plot-sweep`")
     if kind not in KINDS:
         raise DMFTInputError(
             f"{os.fspath(path)}: attribute kind={kind!r} is not one of {list(KINDS)}; the file "

@@ -23,7 +23,6 @@ import numpy as np
 
 from ._table import OBSERVABLES
 
-SWEEP_VERSION = (1, 2)
 _OBS_DIMS = {name: e.dims for name, e in OBSERVABLES.items()}
 
 
@@ -51,7 +50,7 @@ def _atomic_h5(path: str, fill) -> str:
 
 def save_sweep(result, path, *, command_line: str | None = None) -> str:
     """Write a :class:`dmft.sweep.SweepResult` to ``path`` atomically; returns the path."""
-    from .io import FORMAT, _json_default
+    from .io import FORMAT, FORMAT_VERSION, _json_default
     from .problem import KEY_SCHEME
 
     pr = result.problem
@@ -67,7 +66,7 @@ def save_sweep(result, path, *, command_line: str | None = None) -> str:
         from . import __version__
 
         f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = np.array(SWEEP_VERSION, dtype=np.int64)
+        f.attrs["format_version"] = np.array(FORMAT_VERSION, dtype=np.int64)
         f.attrs["kind"] = "sweep"
         f.attrs["sweep_method"] = result.method
         f.attrs["grid_axes"] = json.dumps(axes)

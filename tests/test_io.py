@@ -49,7 +49,7 @@ def test_round_trip(tmp_path, kind):
     _assert_same(traj, back)
     with h5py.File(path, "r") as f:
         assert f.attrs["format"] == "dmft-trajectories"
-        assert list(f.attrs["format_version"]) == [1, 1]
+        assert list(f.attrs["format_version"]) == [1, 2]
         assert f.attrs["kind"] == kind
         assert f.attrs["creator"] == "dmft"
         assert f.attrs["command_line"] == "dmft solve --target tanh_he3"
@@ -88,7 +88,7 @@ def test_unknown_major_version_refused(tmp_path):
     with pytest.raises(DMFTInputError) as exc:
         io.load(path)
     msg = str(exc.value)
-    assert "2.3" in msg and "1.x" in msg and "1.1" in msg
+    assert "2.3" in msg and "1.x" in msg and "1.2" in msg
     # a newer MINOR version is fine
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = np.array([1, 7])
@@ -218,7 +218,7 @@ def test_describe_lists_version_and_shapes(tmp_path):
     path = tmp_path / "dmft.h5"
     io.save(fake_trajectory("dmft", steps=2), path)
     text = io.describe(path)
-    assert "dmft-trajectories 1.1" in text
+    assert "dmft-trajectories 1.2" in text
     assert "kind:            dmft" in text
     assert "/m/value" in text and "(3, 2, 2)" in text
 

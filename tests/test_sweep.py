@@ -145,3 +145,12 @@ def test_sweep_file_roundtrip_xarray_and_plot(grid, tmp_path):
                       SAMPLES, replicas=REPLICAS, seed=7, progress=False)
     fig = plot_sweep(line, "test_error")
     assert len(fig.axes) == 1
+
+
+def test_io_load_points_a_sweep_file_to_load_sweep(grid, tmp_path):
+    from dmft import io
+    from dmft.sweep_io import save_sweep
+
+    path = save_sweep(grid[2], tmp_path / "s.h5")
+    with pytest.raises(DMFTInputError, match="load_sweep"):
+        io.load(path)
