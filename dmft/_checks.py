@@ -281,3 +281,13 @@ def mark_blowup(traj, *, warn: bool = True, stacklevel: int = 2):
             stacklevel=stacklevel,
         )
     return traj
+
+
+def overflow_limit(dtype) -> float:
+    """|Q| (or |Q⊥|) beyond which a discrete-time run (DMFT sweep or simulation) counts as
+    diverged: 1e100, or √(largest float) in float32, whose products would overflow first.
+    (The online-SGD ODE stops at 1e8 instead: its state grows exponentially in τ, and
+    integrating on to 1e100 would only cost solver steps.)"""
+    import numpy as np
+
+    return min(1e100, float(np.sqrt(np.finfo(np.dtype(dtype)).max)))

@@ -62,7 +62,7 @@ expected loss on a fresh sample given W_t (since W*W*ᵀ/d = I), up to quadratur
 per seed and reused at every step.
 
 Divergence: after each seed batch the observables are checked; at the first step t where any of
-them is non-finite or |Q| > 1e100 (in any seed simulated so far), a partial :class:`Trajectory`
+them is non-finite or |Q| > `_checks.overflow_limit` (1e100 in float64; in any seed simulated so far), a partial :class:`Trajectory`
 of steps 0..t−1 (seeds simulated so far) is built and :class:`DivergenceError` is raised with it.
 """
 
@@ -88,6 +88,7 @@ from ._checks import (
     check_x64,
     free_memory_bytes,
     mark_blowup,
+    overflow_limit,
     step0_causes,
 )
 from ._table import OBSERVABLES, OPTIONAL
@@ -114,7 +115,6 @@ _K_X, _K_NOISE = 0, 1
 
 _ROW_BLOCK_ENTRIES = 2**21  # entries of X drawn per block (bounds the generator's temporaries)
 _MEMORY_FRACTION = 0.25  # of physical memory, for the default seed_batch
-_Q_OVERFLOW = 1e100
 _MAX_SAMPLES = 1e10  # n = round(alpha·d) above this is refused before any compute
 _TEST_ERROR_MODES = ("exact", "sample")
 # how often the seed batch was traced (= compiled); tests assert that a new number does not
@@ -357,7 +357,7 @@ def _first_bad_step(per_seed: dict) -> tuple[int, str] | None:
         x = per_seed[name]
         bad = ~np.isfinite(x)
         if name == "Q":
-            bad |= np.abs(x.astype(np.float64)) > _Q_OVERFLOW  # NaN compares False
+            bad |= np.abs(x.astype(np.float64)) > overflow_limit(x.dtype)  # NaN compares False
         bad_t = bad.reshape(x.shape[0], x.shape[1], -1).any(axis=(0, 2))  # over steps
         if bad_t.any():
             t = int(np.argmax(bad_t))

@@ -8,13 +8,12 @@ are traced arguments: a new value reuses the compiled program.
 
 from __future__ import annotations
 
-import math
-
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._checks import overflow_limit
 from ..problem import loss, loss_grad_h, network_output, sum_last
 from ._estimators import make_regression, make_response
 from ._factor import append_factor_row, flat_to_blocks
@@ -25,11 +24,6 @@ from ._structure import Structure
 
 def _mm(a, b):
     return jnp.matmul(a, b, precision=HIGHEST)
-
-
-def overflow_limit(dtype) -> float:
-    """|Q⊥| beyond this counts as divergence (1e100; √max in float32, whose products overflow)."""
-    return min(1e100, math.sqrt(float(jnp.finfo(dtype).max)))
 
 
 def make_step(st: Structure, act):
