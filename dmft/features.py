@@ -89,7 +89,8 @@ class FeaturesConfig:
         lam = np.atleast_1d(np.asarray(self.ridges, dtype=np.float64))
         if lam.ndim != 1 or lam.size < 1 or not np.all(np.isfinite(lam)) or np.any(lam <= 0):
             raise DMFTInputError(
-                f"`ridges` must be a non-empty list of finite values > 0; got ridges={self.ridges!r}"
+                "`ridges` must be a non-empty list of finite values > 0; got "
+                f"ridges={self.ridges!r}"
             )
         object.__setattr__(self, "ridges", tuple(float(v) for v in lam))
         check_real("noise", self.noise, low=0.0)
@@ -163,6 +164,7 @@ class FeaturesResult:
     per_seed: dict
     maps: tuple = MAPS
     settings: dict = dataclasses.field(default_factory=dict)
+    theory: dict | None = None  # closed form at init (rf_theory): test_error, train_error per λ
 
     def estimate(self, name: str) -> Estimate:
         """Mean over seeds and its standard error, e.g. ``estimate("step/test_error")``."""
@@ -247,13 +249,30 @@ def _readout(act, W, x1, y1, x2, y2, ridges, k):
         e, U = jnp.linalg.eigh(F @ F.T / n1)
         coef = (U.T @ y1)[:, None] / (e[:, None] + ridges[None, :]) / n1
         A = F.T @ (U @ coef)
-        U_top = F.T @ U[:, -N_TOP:] / jnp.sqrt(jnp.maximum(e[-N_TOP:], 1e-300) * n1)
+        U_top = F.T @ U[:, -N_TOP:] / jnp.sqrt(jnp.maximum(e[-N_TOP:], 1e-300) * n1)[None, :]
         eig = jnp.concatenate([jnp.zeros(p - n1, e.dtype), e])
     train = 0.5 * jnp.mean((y1[:, None] - F @ A) ** 2, axis=0)
     test = 0.5 * jnp.mean((y2[:, None] - Ft @ A) ** 2, axis=0)
     dirs = W.T @ U_top  # (d, N_TOP): input-space directions of the top eigenvectors
     overlap = jnp.abs(dirs[:k, :]) / jnp.sqrt(jnp.sum(dirs * dirs, axis=0))[None, :]
     return eig, eig[-N_TOP:], overlap.T, train, test
+
+
+def network(act, W, a, x):
+    """f(x) = (1/√p) Σ_j a_j σ(w_j·x) for the rows of ``x``."""
+    return act.fn(x @ W.T) @ a / math.sqrt(W.shape[0])
+
+
+def gd_step(act, W, a, x, y, eta):
+    """One full-batch step W ← W − η √p ∇_W L, L = (1/2n₀) Σ_ν (y_ν − f(x_ν))².
+
+    Row j moves by η a_j (1/n₀) Σ_ν (y_ν − f_ν) σ'(w_j·x_ν) x_ν (the √p of the step cancels the
+    1/√p of the network). ``act`` is a :class:`dmft.problem.Activation`.
+    """
+    h = x @ W.T
+    f = act.fn(h) @ a / math.sqrt(W.shape[0])
+    g = (y - f)[:, None] * act.deriv(h) * a[None, :]  # (n0, p)
+    return W + eta * (g.T @ x) / x.shape[0]
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
@@ -269,10 +288,7 @@ def _one_seed(static, key, eta, ridges, noise):
     for t in range(steps):  # steps is small and static: unrolled
         x, y = _draw_batch(jax.random.fold_in(kstep, t if batch == "fresh" else 0), n0, d, k,
                            tgt, noise)
-        h = x @ W.T
-        f = act.fn(h) @ a / math.sqrt(p)
-        g = (y - f)[:, None] * act.deriv(h) * a[None, :]  # (n0, p)
-        W = W + eta * (g.T @ x) / n0
+        W = gd_step(act, W, a, x, y, eta)
     x1, y1 = _draw_batch(jax.random.fold_in(key, 3), n1, d, k, tgt, noise)
     x2, y2 = _draw_batch(jax.random.fold_in(key, 4), nt, d, k, tgt, noise)
     out = {}
@@ -367,4 +383,21 @@ def simulate_features(config: FeaturesConfig | None = None, *, seeds: int = 8, s
     settings = {"seeds": seeds, "seed": seed, "key_scheme": KEY_SCHEME,
                 "wall_time_s": time.perf_counter() - t0, "dtype": "float64"}
     maps = MAPS if c.steps > 0 else ("rf",)
-    return FeaturesResult(config=c, per_seed=per_seed, maps=maps, settings=settings)
+    return FeaturesResult(config=c, per_seed=per_seed, maps=maps, settings=settings,
+                          theory=rf_closed_form(c))
+
+
+def rf_closed_form(config: FeaturesConfig) -> dict | None:
+    """The d → ∞ test and train error of the random features at init for ``config``'s ridges
+    (:func:`dmft.rf_theory.rf_test_error`), or None where the closed form does not apply
+    (a linear activation, or a target with more than 3 directions)."""
+    from .rf_theory import rf_test_error
+
+    c = config
+    try:
+        th = rf_test_error(c.kappa, c.alpha1, np.asarray(c.ridges), c.activation, c.target,
+                           c.noise)
+    except DMFTInputError:
+        return None
+    return {"test_error": np.asarray(th["test_error"]),
+            "train_error": np.asarray(th["train_error"])}

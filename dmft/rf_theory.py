@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from ._checks import DMFTInputError, check_int, check_real
+from ._checks import DMFTInputError, check_real
 
 # Gauss–Legendre rule on [-L, 0] ∪ [0, L] for E f(G), G ~ N(0,1): exact to ~1e-15 for the
 # activations of dmft.problem, including the ReLU kink at 0 (a node boundary).
@@ -174,7 +174,3 @@ def mp_edges(kappa) -> tuple[float, float]:
     """Support [(1 − √κ)², (1 + √κ)²] of the Marchenko–Pastur law of WWᵀ (ratio κ)."""
     kappa = check_real("kappa", kappa, low=0.0, low_open=True)
     return (1 - math.sqrt(kappa)) ** 2, (1 + math.sqrt(kappa)) ** 2
-
-
-def _check_n(name, v):
-    return check_int(name, v, low=1)
