@@ -6,6 +6,7 @@ against a direct large-d simulation of the same training. See README.md and docs
 
 from ._checks import DivergenceError as DivergenceError
 from ._checks import DMFTInputError as DMFTInputError
+from .features import simulate_features as simulate_features
 from .flow import solve_flow as solve_flow
 from .observables import test_error as test_error
 from .online import solve_online as solve_online
@@ -17,6 +18,7 @@ from .problem import custom_target as custom_target
 from .problem import make_problem as make_problem
 from .result import Estimate as Estimate
 from .result import Trajectory as Trajectory
+from .rf_theory import rf_test_error as rf_test_error
 from .simulate import simulate as simulate
 from .solver import solve as solve
 
