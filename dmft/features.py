@@ -69,14 +69,16 @@ class FeaturesConfig:
     lr_scaling: str = "sqrt_p"
     steps: int = 1
     batch: str = "fresh"
-    ridges: tuple = (1e-3, 1e-2, 1e-1, 1.0)
+    ridges: tuple = (0.01, 0.1, 1.0, 10.0)
     noise: float = 0.0
     spike_rank: int = 1
     n_test: int = 0  # 0: n_test = max(n1, 1000)
     outlier_margin: float = 0.05
 
     def __post_init__(self):
-        get_target(self.target)
+        from .problem import TARGETS
+
+        check_choice("target", self.target, set(TARGETS))  # registered names only (saved)
         get_activation(self.activation)
         check_int("d", self.d, low=16, high=100_000)
         check_real("kappa", self.kappa, low=0.25, high=4.0)

@@ -44,7 +44,7 @@ def plot_features(result, fig=None):
                      color=_COLORS[i], lw=1.3, label=_LABELS[m])
             if m != "rf" and f"{m}/n_outliers" in r.per_seed:
                 n_out = int(round(float(np.mean(r.per_seed[f"{m}/n_outliers"]))))
-                top = r.per_seed[f"{m}/top"].mean(axis=0)[::-1][: min(n_out, len(top_idx(r)))]
+                top = r.per_seed[f"{m}/top"].mean(axis=0)[::-1][:n_out]  # at most 3
                 for j, v in enumerate(top):
                     ax1.axvline(v, color=_COLORS[i], ls=":" if m == "spiked" else "--", lw=1.0,
                                 label=f"outliers ({_LABELS[m]})" if j == 0 else None)
@@ -77,10 +77,6 @@ def plot_features(result, fig=None):
         ax2.set_title(f"(b) readout, {c.target}, σ={c.activation}, η={c.eta:.3g}, "
                       f"{r.seeds} seeds", fontsize=8)
     return fig
-
-
-def top_idx(r):
-    return range(r.per_seed[f"{r.maps[0]}/top"].shape[1])
 
 
 __all__ = ["plot_features", "save_figure"]
