@@ -113,7 +113,7 @@ def run_step0(dmap, out):
     return rows, zmax
 
 
-def run_step(target, dmap, out_json, figure):
+def run_step(target, dmap, out_json, figure, out_h5=None):
     t0 = time.perf_counter()
     res = {}
     last = None
@@ -142,8 +142,8 @@ def run_step(target, dmap, out_json, figure):
         print(f"  {target} d={d} seeds={seeds} [{time.perf_counter() - t0:.0f} s]", flush=True)
         _write_json(out_json, {"config": r.config.to_dict(), "per_d": res,
                                "wall_time_s": time.perf_counter() - t0})
-    if last is not None:
-        io.save_features(last, os.path.join(HERE, "results", f"features_{target}.h5"))
+    if last is not None and out_h5:
+        io.save_features(last, out_h5)
         if figure:
             import matplotlib
 
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
             dmap = QUICK_D if args.quick else STEP_D[target]
             fig = None if args.quick else os.path.join(ROOT, "figures", f"features_{target}.png")
             run_step(target, dmap, os.path.join(res_dir, f"features_step_{target}{suffix}.json"),
-                     fig)
+                     fig, None if args.quick else os.path.join(res_dir, f"features_{target}.h5"))
     print(f"total wall time {time.perf_counter() - t0:.0f} s")
     return 0
 
