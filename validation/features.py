@@ -113,14 +113,14 @@ def run_step0(dmap, out):
     return rows, zmax
 
 
-def run_step(target, dmap, out_json, figure, out_h5=None):
+def run_step(target, dmap, out_json, figure, out_h5=None, spike_rank=1):
     t0 = time.perf_counter()
     res = {}
     last = None
     for d, seeds in dmap.items():
         r = simulate_features(target=target, activation="relu", d=d, kappa=1.0, alpha0=2.0,
                               alpha1=2.0, lr=1.0, lr_scaling="sqrt_p", steps=1, batch="fresh",
-                              ridges=RIDGES, spike_rank=1, seeds=seeds, seed=200 + d,
+                              ridges=RIDGES, spike_rank=spike_rank, seeds=seeds, seed=200 + d,
                               progress=False)
         p = r.config.p
         row = {"seeds": seeds, "p": p, "theory_rf": r.theory["test_error"]}
@@ -192,18 +192,21 @@ def main(argv=None) -> int:
     ap.add_argument("--part", default="all", choices=["all", "step0", "step"])
     ap.add_argument("--targets", default="tanh_he3,he2")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
+    ap.add_argument("--spike-rank", type=int, default=1,
+                    help="rank of the spiked equivalent (files get a _rank<r> suffix if > 1)")
     ap.add_argument("--from-json", action="store_true",
                     help="only reprint the tables from validation/results/features*.json")
     args = ap.parse_args(argv)
     res_dir = os.path.join(HERE, "results")
+    suffix = ("_quick" if args.quick else "") + (
+        f"_rank{args.spike_rank}" if args.spike_rank != 1 else "")
     if args.from_json:
         for target in args.targets.split(","):
-            path = os.path.join(res_dir, f"features_step_{target}.json")
+            path = os.path.join(res_dir, f"features_step_{target}{suffix}.json")
             if os.path.exists(path):
                 with open(path) as fh:
                     _print_step(target, json.load(fh)["per_d"])
         return 0
-    suffix = "_quick" if args.quick else ""
     t0 = time.perf_counter()
     if args.part in ("all", "step0"):
         run_step0(QUICK_D if args.quick else STEP0_D,
@@ -211,9 +214,11 @@ def main(argv=None) -> int:
     if args.part in ("all", "step"):
         for target in args.targets.split(","):
             dmap = QUICK_D if args.quick else STEP_D[target]
-            fig = None if args.quick else os.path.join(ROOT, "figures", f"features_{target}.png")
+            full = not suffix
+            fig = os.path.join(ROOT, "figures", f"features_{target}.png") if full else None
             run_step(target, dmap, os.path.join(res_dir, f"features_step_{target}{suffix}.json"),
-                     fig, None if args.quick else os.path.join(res_dir, f"features_{target}.h5"))
+                     fig, os.path.join(res_dir, f"features_{target}.h5") if full else None,
+                     spike_rank=args.spike_rank)
     print(f"total wall time {time.perf_counter() - t0:.0f} s")
     return 0
 
