@@ -194,12 +194,16 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
     ap.add_argument("--spike-rank", type=int, default=1,
                     help="rank of the spiked equivalent (files get a _rank<r> suffix if > 1)")
+    ap.add_argument("--d", type=int, default=None,
+                    help="step part: run only this d (files get a _d<d> suffix)")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds with --d")
     ap.add_argument("--from-json", action="store_true",
                     help="only reprint the tables from validation/results/features*.json")
     args = ap.parse_args(argv)
     res_dir = os.path.join(HERE, "results")
     suffix = ("_quick" if args.quick else "") + (
-        f"_rank{args.spike_rank}" if args.spike_rank != 1 else "")
+        f"_rank{args.spike_rank}" if args.spike_rank != 1 else "") + (
+        f"_d{args.d}" if args.d else "")
     if args.from_json:
         for target in args.targets.split(","):
             path = os.path.join(res_dir, f"features_step_{target}{suffix}.json")
@@ -214,6 +218,8 @@ def main(argv=None) -> int:
     if args.part in ("all", "step"):
         for target in args.targets.split(","):
             dmap = QUICK_D if args.quick else STEP_D[target]
+            if args.d:
+                dmap = {args.d: args.seeds}
             full = not suffix
             fig = os.path.join(ROOT, "figures", f"features_{target}.png") if full else None
             run_step(target, dmap, os.path.join(res_dir, f"features_step_{target}{suffix}.json"),
