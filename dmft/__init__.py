@@ -47,9 +47,12 @@ _LAZY = {
     "sweep": "_sweep",
     "SweepResult": "_sweep",
     "enable_compile_cache": "_cache",
+    "simulate_features": "features",
+    "rf_test_error": "rf_theory",
 }
 _SUBMODULES = ("cli", "compare", "exact", "flow", "io", "observables", "online", "plot",
-               "problem", "result", "runner", "simulate", "solver", "sweep_io")
+               "problem", "result", "runner", "simulate", "solver", "sweep_io",
+               "features", "features_plot", "rf_theory")
 
 __all__ = sorted(["DivergenceError", "DMFTInputError", "set_precision", "__version__",
                   *_LAZY])

@@ -454,8 +454,11 @@ def _attr_str(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def check_file(path) -> dict:
+def check_file(path, fmt: str | None = None, reader_version=None) -> dict:
     """Open ``path``, check that it is a dmft file of a readable version; return root attrs.
+
+    ``fmt`` None accepts both file types (``dmft-trajectories`` and ``dmft-features``), each
+    checked against its own reader version; otherwise only ``fmt`` is accepted.
 
     Raises:
         DMFTInputError: missing file, not HDF5, not a dmft file, or an unknown major version.
@@ -470,17 +473,22 @@ def check_file(path) -> dict:
             attrs = {key: f.attrs[key] for key in f.attrs}
     except OSError as exc:
         raise DMFTInputError(f"{path} cannot be read as HDF5: {exc}") from None
-    fmt = _attr_str(attrs.get("format", ""))
-    if fmt != FORMAT:
+    found = _attr_str(attrs.get("format", ""))
+    readers = {FORMAT: FORMAT_VERSION, FEATURES_FORMAT: FEATURES_VERSION}
+    if fmt is not None:
+        readers = {fmt: reader_version or readers[fmt]}
+    if found not in readers:
+        expected = " or ".join(repr(k) for k in readers)
         raise DMFTInputError(
-            f"{path} is not a dmft file: attribute format={fmt!r}, expected {FORMAT!r}"
+            f"{path} is not a dmft file: attribute format={found!r}, expected {expected}"
         )
+    own = readers[found]
     version = tuple(int(v) for v in np.atleast_1d(attrs.get("format_version", [-1, -1])))
-    if len(version) != 2 or version[0] != FORMAT_VERSION[0]:
+    if len(version) != 2 or version[0] != own[0]:
         raise DMFTInputError(
             f"{path} has format_version {'.'.join(map(str, version))}, but this dmft reads "
-            f"format_version {FORMAT_VERSION[0]}.x (this reader writes "
-            f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}); use a dmft release that matches the "
+            f"{found} format_version {own[0]}.x (this reader writes "
+            f"{own[0]}.{own[1]}); use a dmft release that matches the "
             "file's major version"
         )
     return attrs
@@ -498,13 +506,16 @@ def _rebuild_problem(d: dict):
 
 
 def load(path):
-    """Read a file written by :func:`save` back into a :class:`~dmft.result.Trajectory`.
+    """Read a file written by :func:`save` back into a :class:`~dmft.result.Trajectory`
+    (a ``dmft-features`` file is read by :func:`load_features`).
 
     Raises:
         DMFTInputError: the file is missing, not HDF5, not a dmft file, or of an unknown major
             format version (the message names the file's version and the supported one).
     """
     attrs = check_file(path)
+    if _attr_str(attrs["format"]) == FEATURES_FORMAT:
+        return load_features(path)
     kind = _attr_str(attrs.get("kind", ""))
     if kind == "sweep":
         raise DMFTInputError(
@@ -622,14 +633,15 @@ def describe(path) -> str:
     """A human-readable summary: version, kind, status, provenance, config and every dataset."""
     attrs = check_file(path)
     version = ".".join(str(int(v)) for v in np.atleast_1d(attrs["format_version"]))
-    lines = [f"file:            {os.fspath(path)}", f"format:          {FORMAT} {version}"]
+    lines = [f"file:            {os.fspath(path)}",
+             f"format:          {_attr_str(attrs['format'])} {version}"]
     for key in ("kind", "time_axis", "status", "first_bad_step", "seed", "creator",
                 "creator_version", "jax_version", "created", "key_scheme", "command_line"):
         if key in attrs:
             lines.append(f"{key + ':':<17}{_attr_str(attrs[key])}")
     config = read_config(path, attrs)
     lines.append("config:")
-    for section in ("problem", "settings"):
+    for section in ("problem", "config", "settings"):
         for key, val in sorted(config.get(section, {}).items()):
             lines.append(f"  {section}.{key} = {json.dumps(val, default=_json_default)}")
     lines.append("datasets:")
@@ -668,3 +680,158 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# --------------------------------------------------------------------------------------------
+# Feature-spectrum files (kind = "features"): a sibling format with the same conventions
+# --------------------------------------------------------------------------------------------
+
+FEATURES_FORMAT = "dmft-features"
+FEATURES_VERSION = (1, 0)
+
+# dimensions of each per-seed output of dmft.features (after the leading seed axis)
+_FEATURE_DIMS = {
+    "eigenvalues": ("eig_index",),
+    "top": ("top",),
+    "overlap": ("top", "target_dir"),
+    "n_outliers": (),
+    "train_error": ("ridge",),
+    "test_error": ("ridge",),
+    "bulk_edge": (),
+    "update_singular_values": ("sv_index",),
+    "update_rest_norm2": (),
+    "w1_step_spiked": (),
+    "w1_step_rf": (),
+}
+_FEATURE_DESCRIPTIONS = {
+    "eigenvalues": "eigenvalues of the feature covariance F^T F / n1, ascending",
+    "top": "the largest eigenvalues of F^T F / n1, ascending",
+    "overlap": "|cos| between W^T u (u: eigenvector of a top eigenvalue) and target direction i",
+    "n_outliers": "eigenvalues above (1 + outlier_margin) x bulk_edge",
+    "train_error": "ridge readout train error (1/n1) sum (y - f)^2 / 2, per ridge",
+    "test_error": "ridge readout test error E[(y - f)^2 / 2] on fresh samples, per ridge",
+    "bulk_edge": "largest eigenvalue of the features of the spike-free bulk W0 + Z",
+    "update_singular_values": "leading singular values of the update W_T - W_0",
+    "update_rest_norm2": "mean row norm^2 of the update beyond its spike (variance of Z times d)",
+    "w1_step_spiked": "Wasserstein-1 distance between the spectra of step and spiked features",
+    "w1_step_rf": "Wasserstein-1 distance between the spectra of step and rf features",
+}
+
+
+def _feature_dims(name: str) -> tuple:
+    return _FEATURE_DIMS[name.rsplit("/", 1)[-1]]
+
+
+def save_features(result, path, *, command_line: str | None = None) -> str:
+    """Write a :class:`dmft.features.FeaturesResult` to ``path`` atomically (docs/FORMAT.md)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with h5py.File(tmp, "w") as f:
+            _write_features(f, result, command_line)
+            f.flush()
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(folder)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _remove_stale_temps(path)
+    return path
+
+
+def _write_features(f: h5py.File, result, command_line: str | None) -> None:
+    import jax
+
+    from . import __version__
+
+    cfg = result.config.to_dict()
+    config = {"kind": "features", "config": cfg, "settings": dict(result.settings),
+              "maps": list(result.maps)}
+    f.attrs["format"] = FEATURES_FORMAT
+    f.attrs["format_version"] = np.array(FEATURES_VERSION, dtype=np.int64)
+    f.attrs["kind"] = "features"
+    f.attrs["config_json"] = json.dumps(config, sort_keys=True, default=_json_default)
+    f.attrs["creator"] = "dmft"
+    f.attrs["creator_version"] = __version__
+    f.attrs["jax_version"] = jax.__version__
+    f.attrs["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    f.attrs["seed"] = int(result.settings.get("seed", -1))
+    f.attrs["key_scheme"] = str(result.settings.get("key_scheme", ""))
+    f.attrs["status"] = "ok"
+    if command_line is not None:
+        f.attrs["command_line"] = command_line
+    g = f.create_group("config")
+    for key, val in cfg.items():
+        if isinstance(val, (int, float, str)) and not isinstance(val, bool):
+            g.attrs[key] = val
+
+    per_seed = result.per_seed
+    S = result.seeds
+    scales = {"seed": np.arange(S), "ridge": np.asarray(cfg["ridges"], dtype=np.float64),
+              "eig_index": np.arange(cfg["p"]), "target_dir": np.arange(cfg["k"])}
+    for name, arr in per_seed.items():
+        for dim, n in zip(_feature_dims(name), np.shape(arr)[1:], strict=True):
+            scales.setdefault(dim, np.arange(n))
+    made = {}
+    for dim, vals in scales.items():
+        ds = f.create_dataset(dim, data=vals)
+        ds.make_scale(dim)
+        made[dim] = ds
+    from .result import estimate_from_replicas
+
+    for name, arr in per_seed.items():
+        arr = np.asarray(arr, dtype=np.float64)
+        dims = _feature_dims(name)
+        grp = f.require_group(name)
+        desc = _FEATURE_DESCRIPTIONS[name.rsplit("/", 1)[-1]]
+        grp.attrs["long_name"] = desc
+        grp.attrs["error_meaning"] = "standard error of the mean over simulation seeds"
+        grp.attrs["count"] = S
+        est = estimate_from_replicas(arr)
+        for key, data, ddims in (("value", est.value, dims), ("error", est.error, dims),
+                                 ("per_seed", arr, ("seed",) + dims)):
+            ds = grp.create_dataset(key, data=np.asarray(data, dtype=np.float64))
+            for i, dim in enumerate(ddims):
+                ds.dims[i].attach_scale(made[dim])
+                ds.dims[i].label = dim
+    if result.theory is not None:
+        tg = f.create_group("theory/rf")
+        tg.attrs["long_name"] = "d -> infinity closed form at initialization (dmft.rf_theory)"
+        for key, vals in result.theory.items():
+            ds = tg.create_dataset(key, data=np.asarray(vals, dtype=np.float64))
+            ds.dims[0].attach_scale(made["ridge"])
+            ds.dims[0].label = "ridge"
+
+
+def load_features(path):
+    """Read a file written by :func:`save_features` back into a ``FeaturesResult``."""
+    from .features import FeaturesConfig, FeaturesResult
+
+    attrs = check_file(path, FEATURES_FORMAT, FEATURES_VERSION)
+    config = json.loads(_attr_str(attrs["config_json"]))
+    try:
+        with h5py.File(os.fspath(path), "r") as f:
+            per_seed = {}
+
+            def visit(name, obj):
+                if isinstance(obj, h5py.Dataset) and name.endswith("/per_seed"):
+                    per_seed[name[: -len("/per_seed")]] = obj[()]
+
+            f.visititems(visit)
+            theory = None
+            if "theory/rf" in f:
+                theory = {k: v[()] for k, v in f["theory/rf"].items()}
+    except (KeyError, OSError) as exc:
+        raise DMFTInputError(
+            f"{os.fspath(path)} is incomplete or damaged ({exc}); it does not follow "
+            f"{FEATURES_FORMAT} {FEATURES_VERSION[0]}.x"
+        ) from None
+    return FeaturesResult(config=FeaturesConfig.from_dict(config["config"]), per_seed=per_seed,
+                          maps=tuple(config.get("maps", ("rf",))),
+                          settings=config.get("settings", {}), theory=theory)

@@ -62,8 +62,9 @@ expected loss on a fresh sample given W_t (since W*W*ᵀ/d = I), up to quadratur
 per seed and reused at every step.
 
 Divergence: after each seed batch the observables are checked; at the first step t where any of
-them is non-finite or |Q| > `_checks.overflow_limit` (1e100 in float64; in any seed simulated so far), a partial :class:`Trajectory`
-of steps 0..t−1 (seeds simulated so far) is built and :class:`DivergenceError` is raised with it.
+them is non-finite or |Q| > ``_checks.overflow_limit`` (1e100 in float64) in any seed simulated
+so far, a partial :class:`Trajectory` of steps 0..t−1 (seeds simulated so far) is built and
+:class:`DivergenceError` is raised with it.
 """
 
 from __future__ import annotations

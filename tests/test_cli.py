@@ -60,7 +60,7 @@ def test_solve_simulate_compare_inspect(tmp_path, capsys):
     assert ("PASS" in out) or ("FAIL" in out)
     assert fig.stat().st_size > 10_000
     code, out, err = run(capsys, "inspect", str(th))
-    assert code == 0 and "dmft-trajectories 1.1" in out and "kind:            dmft" in out
+    assert code == 0 and "dmft-trajectories 1.2" in out and "kind:            dmft" in out
     assert "status:          ok" in out and "/kernels/C/value" in out
 
 
