@@ -28,6 +28,7 @@ from .._checks import (
     free_memory_bytes,
 )
 from ..observables import test_error as _test_error
+from ..observables import test_loss as _test_loss
 from ..problem import STREAM_DMFT, Problem, stream_key
 from ..result import Trajectory, estimate_from_replicas
 from ._factor import SCHUR_WARN_REL
@@ -197,14 +198,18 @@ def warn_noisy_response(traj, stacklevel=3) -> None:
 
 _TEST_ERROR = jax.jit(
     lambda pr, m, Q, a: jax.lax.map(lambda x: _test_error(pr, *x), (m, Q, a)))
+_TEST_LOSS = jax.jit(
+    lambda pr, m, Q, a: jax.lax.map(lambda x: _test_loss(pr, *x), (m, Q, a)))
 
 
-def replica_test_error(problem, m, Q, a):
-    """e_g(m, Q, a) for every replica, one replica at a time (lax.map): the quadrature's
-    working array grows with nodes × steps × p² (2 GB for all 16 replicas at once at T=100,
-    p=4, k=2). The problem's numbers are traced (Δ, the target's parameters)."""
+def replica_test_error(problem, m, Q, a, what="error"):
+    """e_g(m, Q, a) (or the test loss, ``what="loss"``) for every replica, one replica at a
+    time (lax.map): the quadrature's working array grows with nodes × steps × p² (2 GB for all
+    16 replicas at once at T=100, p=4, k=2). The problem's numbers are traced (Δ, the target's
+    parameters)."""
     pr = numeric_problem(problem, m.dtype)
-    return np.asarray(_TEST_ERROR(pr, jnp.asarray(m), jnp.asarray(Q), jnp.asarray(a)))
+    fn = _TEST_ERROR if what == "error" else _TEST_LOSS
+    return np.asarray(fn(pr, jnp.asarray(m), jnp.asarray(Q), jnp.asarray(a)))
 
 
 def assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas) -> Trajectory:
@@ -249,6 +254,8 @@ def assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas) -> T
         settings=settings,
         status="ok" if first_bad < 0 else "diverged",
         first_bad_step=first_bad,
+        test_loss=(estimate_from_replicas(replica_test_error(problem, m, Q, a, "loss"))
+                   if T and problem.loss_fn.classification else None),
     )
 
 
@@ -276,7 +283,7 @@ def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
     item = np.dtype(dtype).itemsize
     # per sample: z and the fixed regressors (shared in a grid); g, labels, padding weights,
     # pathwise tangents (per grid point)
-    shared_per = T1 * p + nb * (k + 2)
+    shared_per = T1 * p + nb * (k + 2) + (T1 if st.selection != "none" else 0)  # + u
     per = T1 * p + nb + (1 if npad > n_real else 0)
     if response == "pathwise":
         per += T1 * T1 * p * p
