@@ -131,6 +131,7 @@ def _fresh_sample_average(problem: Problem, m, Q, a, what: str):
 
     f = network_output(h, a[..., None, :], get_activation(problem.activation))  # (..., M)
     y = problem.target(hs) + jnp.sqrt(problem.noise) * xi  # (M,)
+    y = jnp.broadcast_to(y.astype(f.dtype), f.shape)
     if what == "class":
         return jnp.mean((jnp.sign(f) != y).astype(m.dtype), axis=-1)
     return jnp.mean(problem.loss_fn.fn(y, f), axis=-1)
