@@ -85,6 +85,8 @@ def test_minibatch_schedules_agree_with_simulation(schedule):
         se = np.sqrt(a.error**2 + b.error**2 + (C_FINITE / d) ** 2)
         z = (a.value - b.value) / se
         assert np.max(np.abs(z)) < 4.0, (name, np.max(np.abs(z)))
-    full = solve(make_problem("tanh_he3", **kw), samples=64_000, seed=0, progress=False)
+    # full batch as sgd:1 (= reuse exactly, tests/test_minibatch.py): b is traced, no recompile
+    full = solve(make_problem("tanh_he3", schedule="sgd:1", **kw), samples=64_000, seed=0,
+                 progress=False)
     zq = (th.Q.value - full.Q.value) / np.sqrt(th.Q.error**2 + full.Q.error**2 + 1e-30)
     assert np.max(np.abs(zq)) > 6.0, np.max(np.abs(zq))
