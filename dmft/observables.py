@@ -118,14 +118,16 @@ def _mc_nodes(k: int, p: int) -> np.ndarray:
 def _fresh_sample_average(problem: Problem, m, Q, a, what: str):
     """E over a fresh sample of ℓ(y, f) (``what="loss"``) or of [sign f ≠ y] (``"class"``),
     (h*, h) jointly Gaussian with moments (I, m, Q), on the fixed nodes ``_mc_nodes``:
-    h = m h* + (Q − m mᵀ)^{1/2} ζ (eigenvalues clipped at 0), y = g*(h*) + √Δ ξ. The node error
+    h = m h* + (Q − m mᵀ)^{1/2} ζ (symmetric square root, eigenvalues clipped at 0), y = g*(h*) + √Δ ξ. The node error
     (about 0.5/√MC_NODES ≈ 1.4e-3 on a classification error) is common to every evaluation."""
     k, p = problem.k, problem.p
     u = jnp.asarray(_mc_nodes(k, p), dtype=m.dtype)
     hs, zeta, xi = u[:, :k], u[:, k:k + p], u[:, k + p]
     S = Q - jnp.einsum("...jk,...lk->...jl", m, m)
     ev, V = jnp.linalg.eigh(0.5 * (S + jnp.swapaxes(S, -1, -2)))
-    root = V * jnp.sqrt(jnp.maximum(ev, 0.0))[..., None, :]  # S = root rootᵀ
+    # the symmetric square root V √Λ Vᵀ: continuous in S (V √Λ alone is not: near a degenerate
+    # S, e.g. Q⊥ = I at t = 0, rounding rotates V and maps the fixed nodes to another sample)
+    root = jnp.einsum("...jr,...r,...lr->...jl", V, jnp.sqrt(jnp.maximum(ev, 0.0)), V)
     h = jnp.einsum("Mk,...jk->...Mj", hs, m) + jnp.einsum("Mr,...jr->...Mj", zeta, root)
     from .problem import get_activation, network_output
 

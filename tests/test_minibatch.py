@@ -150,3 +150,19 @@ def test_classification_error_closed_form():
     np.testing.assert_allclose(err, exact, atol=4e-3)
     tl = np.asarray(test_loss(pr, m, Q))
     assert np.all(tl > 0) and tl[2] < tl[0] < tl[1] + 0.2
+
+
+def test_fresh_sample_average_is_continuous_in_Q():
+    """The node average must not jump under rounding-level changes of a degenerate Q (t = 0:
+    Q = I): the square root of Q − m mᵀ must be the symmetric one."""
+    from dmft.observables import test_error, test_loss
+
+    pr = make_problem("sign_z1z2z3", p=3, activation="erf", second_layer="ones",
+                      loss="logistic")
+    m = jnp.zeros((3, 3))
+    rng = np.random.default_rng(0)
+    for fn in (test_error, test_loss):
+        ref = float(fn(pr, m, jnp.eye(3)))
+        for _ in range(3):
+            e = rng.standard_normal((3, 3)) * 1e-15
+            assert abs(float(fn(pr, m, jnp.eye(3) + e + e.T)) - ref) < 1e-9
