@@ -8,9 +8,12 @@ from ._checks import DivergenceError as DivergenceError
 from ._checks import DMFTInputError as DMFTInputError
 from .flow import solve_flow as solve_flow
 from .observables import test_error as test_error
+from .observables import test_loss as test_loss
 from .online import solve_online as solve_online
 from .problem import ACTIVATIONS as ACTIVATIONS
+from .problem import LOSSES as LOSSES
 from .problem import TARGETS as TARGETS
+from .problem import Loss as Loss
 from .problem import Problem as Problem
 from .problem import Target as Target
 from .problem import custom_target as custom_target
