@@ -118,8 +118,9 @@ def _mc_nodes(k: int, p: int) -> np.ndarray:
 def _fresh_sample_average(problem: Problem, m, Q, a, what: str):
     """E over a fresh sample of ℓ(y, f) (``what="loss"``) or of [sign f ≠ y] (``"class"``),
     (h*, h) jointly Gaussian with moments (I, m, Q), on the fixed nodes ``_mc_nodes``:
-    h = m h* + (Q − m mᵀ)^{1/2} ζ (symmetric square root, eigenvalues clipped at 0), y = g*(h*) + √Δ ξ. The node error
-    (about 0.5/√MC_NODES ≈ 1.4e-3 on a classification error) is common to every evaluation."""
+    h = m h* + (Q − m mᵀ)^{1/2} ζ (symmetric square root, eigenvalues clipped at 0),
+    y = g*(h*) + √Δ ξ. The node error (about 0.5/√MC_NODES ≈ 1.4e-3 on a classification error)
+    is common to every evaluation."""
     k, p = problem.k, problem.p
     u = jnp.asarray(_mc_nodes(k, p), dtype=m.dtype)
     hs, zeta, xi = u[:, :k], u[:, k:k + p], u[:, k + p]
