@@ -57,6 +57,10 @@ CASES = {
                     schedule="sgd:0.5"),
     "sign_z1z2z3_logistic": dict(target="sign_z1z2z3", p=3, activation="erf", alpha=3.0,
                                  lr=0.5, steps=6, second_layer="ones", loss="logistic"),
+    # the same from a warm start (at m_0 = 0 the overlaps stay 0 and the error at 1/2)
+    "sign_z1z2z3_logistic_m0": dict(target="sign_z1z2z3", p=3, activation="erf", alpha=3.0,
+                                    lr=0.5, steps=6, second_layer="ones", loss="logistic",
+                                    m0=0.1),
 }
 
 
