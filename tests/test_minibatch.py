@@ -54,6 +54,7 @@ def test_new_fraction_does_not_recompile_and_changes_the_result(reuse):
     assert np.all(np.abs(a.m.value[1] - reuse.m.value[1]) < 6 * (a.m.error[1] + 1e-3))
 
 
+@pytest.mark.slow  # one more compile (~30 s on the shared CPU); the draws share z's block scheme
 def test_selection_is_chunk_invariant():
     a = _solve("sgd:0.5")
     b = _solve("sgd:0.5", chunk_size=128)
