@@ -458,6 +458,11 @@ class Problem(eqx.Module):
     def __check_init__(self):
         check_int("p", self.p, low=1, high=64)
         get_activation(self.activation)
+        if self.batch_fraction is not None:
+            raise DMFTInputError(
+                "`batch_fraction` is set from `schedule` ('sgd:b', 'epochs:B'); leave it None; "
+                f"got batch_fraction={self.batch_fraction!r}"
+            )
         lo = get_loss(self.loss)
         if lo.labels == "pm1":
             check_pm1_labels(self.target, self.noise, lo.name)
