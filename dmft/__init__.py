@@ -33,6 +33,9 @@ __version__ = _read_version()
 _LAZY = {
     "solve_flow": "flow",
     "test_error": "observables",
+    "test_loss": "observables",
+    "LOSSES": "problem",
+    "Loss": "problem",
     "solve_online": "online",
     "ACTIVATIONS": "problem",
     "TARGETS": "problem",

@@ -27,9 +27,12 @@ OBSERVABLES: dict[str, Entry] = {
                         r"$\hat L$"),
 }
 
-# Present only when the second layer is trained (problem lr_a > 0).
+# Present only when computed: a when the second layer is trained (lr_a > 0), test_loss for a
+# classification loss.
 OPTIONAL: dict[str, Entry] = {
     "a": Entry(("step", "unit"), "second layer a_t (trained with learning rate lr_a)", "$a_t$"),
+    "test_loss": Entry(("step",), "test loss E[loss(y, f)] on a fresh sample (classification "
+                       "losses, whose test_error is the classification error)", "test loss"),
 }
 
 # DMFT memory kernels, each (step, step_s, unit, unit2).

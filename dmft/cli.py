@@ -68,7 +68,12 @@ def add_problem_args(parser: argparse.ArgumentParser, defaults: dict | None = No
                    help="label-noise variance Δ")
     g.add_argument("--schedule", default=d["schedule"],
                    help="reuse (same batch every step), fresh (new batch every step), "
-                   "repeat:R (each batch used R steps in a row) or b0,b1,... (batch per step)")
+                   "repeat:R (each batch used R steps in a row), b0,b1,... (batch per step), "
+                   "or mini-batch SGD on one dataset: sgd:b (each sample in a step's "
+                   "mini-batch with probability b, 0 < b <= 1) or epochs:B (B disjoint "
+                   "mini-batches per epoch, integer B >= 1); mini-batch sums are rescaled by 1/b")
+    g.add_argument("--loss", default=d.get("loss", "square"),
+                   help="square ((y - f)^2/2) or logistic (log(1 + e^{-yf}), labels ±1)")
     g.add_argument("--lr-a", default=str(d.get("lr_a", 0.0)),
                    help="second-layer learning rate (0: fixed a), or one value per step")
     g.add_argument("--m0", default=d["m0"],
@@ -142,7 +147,8 @@ def problem_from_args(args):
             ) from None
     return make_problem(target, p=p, activation=args.activation, second_layer=second,
                         alpha=args.alpha, noise=args.label_noise, lr=lr, steps=steps,
-                        ridge=args.ridge, schedule=schedule, m0=m0, lr_a=lr_a)
+                        ridge=args.ridge, schedule=schedule, m0=m0, lr_a=lr_a,
+                        loss=getattr(args, "loss", "square"))
 
 
 DTYPES = ("float64", "float32")

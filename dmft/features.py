@@ -1,6 +1,6 @@
 """Wide two-layer networks after giant gradient steps: feature spectra and the ridge readout.
 
-A different regime from the DMFT of ``dmft.solve`` (docs/THEORY.md §5): the first layer is wide,
+A different regime from the DMFT of ``dmft.solve`` (docs/THEORY.md §7): the first layer is wide,
 p = κd units, trained by a few large full-batch GD steps on n₀ = α₀d samples (Ba et al. 2022,
 arXiv:2205.01445); the features are then frozen and a ridge readout is fitted on n₁ = α₁d fresh
 samples. For every seed we compute, for three feature maps on the *same* readout and test data,

@@ -29,6 +29,8 @@ import h5py
 import numpy as np
 
 from ._checks import DMFTInputError
+from ._table import KERNEL_DIMS as TABLE_KERNEL_DIMS
+from ._table import KERNELS, OBSERVABLES, OPTIONAL
 
 FORMAT = "dmft-trajectories"
 FORMAT_VERSION = (1, 2)  # (major, minor): a major bump breaks readers, a minor bump only adds
@@ -36,27 +38,15 @@ KINDS = ("dmft", "simulation", "online", "flow")
 # What /step holds, by kind (root attribute ``time_axis``, added in 1.1).
 TIME_AXIS = {"dmft": "step", "simulation": "step", "online": "tau", "flow": "tau_gf"}
 
-OBSERVABLE_DIMS = {
-    "m": ("step", "unit", "target_dir"),
-    "Q": ("step", "unit", "unit2"),
-    "test_error": ("step",),
-    "train_loss": ("step",),
-}
-KERNEL_DIMS = ("step", "step_s", "unit", "unit2")
-
-# present only when the second layer is trained (problem lr_a > 0); additive in format 1.x
-OPTIONAL_DIMS = {"a": ("step", "unit")}
+# names, dimensions and descriptions come from the one table (dmft/_table.py)
+OBSERVABLE_DIMS = {name: e.dims for name, e in OBSERVABLES.items()}
+KERNEL_DIMS = TABLE_KERNEL_DIMS
+# present only when computed (a: trained second layer; test_loss: classification losses);
+# additive in format 1.x
+OPTIONAL_DIMS = {name: e.dims for name, e in OPTIONAL.items()}
 
 _DESCRIPTIONS = {
-    "a": "second layer a_t (trained with learning rate lr_a)",
-    "m": "overlap m_t = W_t W*^T / d with the target directions",
-    "Q": "student Gram matrix Q_t = W_t W_t^T / d",
-    "test_error": "test error e_g(t) = E[(y - f)^2 / 2] on a fresh sample, label noise included",
-    "train_loss": "training loss (1/n) sum_nu (y_nu - f_nu)^2 / 2",
-    "Qperp": "orthogonal overlap kernel Qperp(t, s) = E[w_t w_s^T]",
-    "C": "noise kernel C(t, s) = alpha E[g_t g_s^T]",
-    "Gamma": "sample-side response Gamma(t, s) = alpha E[dg_t / dr_s]",
-    "R": "weight-side response R(t, s) = d theta_t / d force_s",
+    **{name: e.description for name, e in {**OBSERVABLES, **OPTIONAL, **KERNELS}.items()},
     "min_schur_eig": "smallest eigenvalue of the Schur complement when appending step t to the "
     "Cholesky factor of Qperp (before clipping)",
     "jitter": "largest eigenvalue shift added to make the Schur complement positive definite",
@@ -413,6 +403,11 @@ def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
         est = getattr(traj, name)
         g = f.create_group(name)
         description = _DESCRIPTIONS[name]
+        if name == "test_error" and getattr(problem, "loss", "square") != "square":
+            description = ("classification error P(sign f != y) on a fresh sample (loss "
+                           f"{problem.loss}); the expected loss is in test_loss")
+        elif name == "train_loss" and getattr(problem, "loss", "square") != "square":
+            description = f"training loss (1/n) sum_nu loss(y_nu, f_nu), loss {problem.loss}"
         if online and name == "train_loss":
             description = "online SGD never reuses a sample: identical to test_error"
         g.attrs["long_name"] = description
@@ -575,9 +570,9 @@ def read_config(path, attrs=None) -> dict:
 def _check_shapes(path, traj) -> None:
     """Every observable has the shape that the file's problem and step axis imply."""
     T1, p, k = len(traj.step), traj.problem.p, traj.problem.k
-    want = {"m": (T1, p, k), "Q": (T1, p, p), "test_error": (T1,), "train_loss": (T1,)}
-    if traj.a is not None:
-        want["a"] = (T1, p)
+    sizes = {"step": T1, "unit": p, "unit2": p, "target_dir": k}
+    want = {name: tuple(sizes[d] for d in dims) for name, dims in
+            {**OBSERVABLE_DIMS, **OPTIONAL_DIMS}.items() if getattr(traj, name) is not None}
     for name, shape in want.items():
         est = getattr(traj, name)
         for part in ("value", "error"):
@@ -598,7 +593,8 @@ def _read(path, attrs, problem, config):
             for name in OBSERVABLE_DIMS
         }
         names = list(OBSERVABLE_DIMS) + [n for n in OPTIONAL_DIMS if n in f]
-        a = Estimate(f["a"]["value"][()], f["a"]["error"][()]) if "a" in f else None
+        optional = {n: Estimate(f[n]["value"][()], f[n]["error"][()]) if n in f else None
+                    for n in OPTIONAL_DIMS}
         per_seed = None
         if any("per_seed" in f[name] for name in names):
             per_seed = {name: f[name]["per_seed"][()] for name in names if "per_seed" in f[name]}
@@ -620,8 +616,8 @@ def _read(path, attrs, problem, config):
         test_error=obs["test_error"],
         train_loss=obs["train_loss"],
         kernels=kernels,
-        a=a,
         per_seed=per_seed,
+        **optional,
         diagnostics=diagnostics,
         settings=config.get("settings", {}),
         status=_attr_str(attrs.get("status", "ok")),

@@ -136,6 +136,11 @@ def solve_online(
     check_problem(problem)
     dtype = jnp.dtype(check_dtype(dtype))
     check_x64(dtype)
+    if problem.loss != "square":
+        raise DMFTInputError(
+            f"`loss` must be 'square' for the online-SGD ODEs (not implemented for other "
+            f"losses yet); got loss={problem.loss!r}"
+        )
     horizon = check_real("horizon", horizon, low=0.0, low_open=True)
     n_out = check_int("n_out", n_out, low=2, high=1_000_000)
     samples = check_int("samples", samples, low=1000, high=10**9)

@@ -265,20 +265,138 @@ def network_output(h, a, act: Activation):
     return sum_last(act.fn(h) * jnp.broadcast_to(a, jnp.shape(h)))
 
 
-def loss(y, f):
-    """Square loss ℓ(y, f) = (y − f)²/2."""
-    return 0.5 * (y - f) ** 2
+@dataclasses.dataclass(frozen=True)
+class Loss:
+    """A per-sample loss ℓ(y, f) of the label y and the network output f.
+
+    Attributes:
+        name: registry name.
+        fn: ℓ(y, f), element-wise.
+        dfdf: ∂ℓ/∂f (y, f), element-wise; g = ∂ℓ/∂h = ∂ℓ/∂f · a ⊙ σ'(h) for every loss.
+        labels: ``"real"`` (any label) or ``"pm1"`` (labels must be ±1, no label noise).
+        quadratic: ℓ is (y − f)²/2, whose test error has the closed form of
+            :mod:`dmft.observables`; otherwise the test loss E[ℓ] is a Gaussian average
+            evaluated on fixed nodes.
+        classification: report the classification error P(sign f ≠ y) as the test error (and
+            E[ℓ] as the test loss); otherwise the test error is the test loss E[ℓ].
+        formula: human-readable definition.
+    """
+
+    name: str
+    fn: Callable
+    dfdf: Callable
+    labels: str
+    quadratic: bool
+    classification: bool
+    formula: str
 
 
-def loss_grad_h(h, y, a, act: Activation):
-    """g = ∂ℓ/∂h = (f − y) a ⊙ σ'(h), shape of ``h``."""
+LOSSES: dict[str, Loss] = {
+    "square": Loss("square", lambda y, f: 0.5 * (y - f) ** 2, lambda y, f: f - y, "real",
+                   True, False, "(y - f)^2 / 2"),
+    "logistic": Loss("logistic", lambda y, f: jnp.logaddexp(0.0, -y * f),
+                     lambda y, f: -y * jax.nn.sigmoid(-y * f), "pm1", False, True,
+                     "log(1 + exp(-y f)), y = ±1"),
+}
+
+
+def get_loss(name) -> Loss:
+    if isinstance(name, Loss):
+        return name
+    check_choice("loss", name, set(LOSSES))
+    return LOSSES[name]
+
+
+def loss(y, f, kind="square"):
+    """ℓ(y, f) of the loss ``kind`` (default the square loss (y − f)²/2)."""
+    return get_loss(kind).fn(y, f)
+
+
+def loss_grad_h(h, y, a, act: Activation, kind="square"):
+    """g = ∂ℓ/∂h = ∂ℓ/∂f (y, f) · a ⊙ σ'(h), shape of ``h``."""
     f = network_output(h, a, act)
-    return (f - y)[..., None] * jnp.broadcast_to(a, jnp.shape(h)) * act.deriv(h)
+    return get_loss(kind).dfdf(y, f)[..., None] * jnp.broadcast_to(a, jnp.shape(h)) * act.deriv(h)
+
+
+def loss_grad_f(h, y, a, act: Activation, kind="square"):
+    """∂ℓ/∂f at the fields ``h`` (the second layer's gradient is ∂ℓ/∂f · σ(h))."""
+    return get_loss(kind).dfdf(y, network_output(h, a, act))
+
+
+def check_pm1_labels(target: Target, noise, loss_name: str) -> None:
+    """Refuse a ±1-label loss for a target whose labels are not ±1 (checked on fixed
+    Gaussian points) or with label noise."""
+    z = np.random.default_rng(0).standard_normal((256, target.k))
+    try:
+        y = np.asarray(target(jnp.asarray(z)), dtype=np.float64)
+    except Exception:  # noqa: BLE001 - a user target failing here fails later anyway
+        return
+    bad = y[np.abs(np.abs(y) - 1.0) > 1e-12]
+    if bad.size:
+        raise DMFTInputError(
+            f"`loss`={loss_name!r} needs labels y = ±1, but target {target.name!r} "
+            f"({target.formula}) gives labels such as {float(bad[0]):.4g}; use a sign target "
+            "(e.g. sign_z1z2z3) or loss='square'"
+        )
+    if float(noise) != 0.0:
+        raise DMFTInputError(
+            f"`loss`={loss_name!r} needs labels y = ±1, so the label noise must be 0; got "
+            f"noise={float(noise)!r}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # The problem: frozen, validated at construction
 # --------------------------------------------------------------------------------------------
+
+def _parse_fraction(text: str, schedule) -> float:
+    try:
+        b = float(text)
+    except ValueError:
+        b = float("nan")
+    if not (0.0 < b <= 1.0):  # also refuses NaN
+        raise DMFTInputError(
+            f"`schedule` 'sgd:b' needs a mini-batch fraction b in (0, 1]; got schedule={schedule!r}"
+        )
+    return b
+
+
+def _parse_epoch(text: str, schedule) -> int:
+    try:
+        B = int(text)
+    except ValueError:
+        B = 0
+    if B < 1:
+        raise DMFTInputError(
+            f"`schedule` 'epochs:B' needs an integer number of mini-batches per epoch B >= 1; "
+            f"got schedule={schedule!r}"
+        )
+    return B
+
+
+def selection_kind(schedule: str) -> str:
+    """``"sgd"`` or ``"epochs"`` for the mini-batch schedules on one dataset, else ``"none"``."""
+    for kind in ("sgd", "epochs"):
+        if schedule.startswith(kind + ":"):
+            return kind
+    return "none"
+
+
+def minibatch_fraction(schedule: str) -> float:
+    """The expected fraction b of the dataset in a mini-batch (``sgd:b``; 1/B for
+    ``epochs:B``; 1 for the full-batch schedules)."""
+    kind = selection_kind(schedule)
+    if kind == "sgd":
+        return _parse_fraction(schedule[4:], schedule)
+    if kind == "epochs":
+        return 1.0 / _parse_epoch(schedule[7:], schedule)
+    return 1.0
+
+
+def epoch_length(schedule: str) -> int:
+    """B for ``epochs:B`` (steps per epoch), else 1."""
+    return _parse_epoch(schedule[7:], schedule) if selection_kind(schedule) == "epochs" else 1
+
 
 def parse_schedule(schedule, steps: int) -> str:
     """Canonical schedule string: ``reuse``, ``fresh``, ``repeat:R`` or ``list:b0,...,b_{T-1}``.
@@ -296,6 +414,14 @@ def parse_schedule(schedule, steps: int) -> str:
         schedule = "list:" + ",".join(str(b) for b in labels)
     if schedule in ("reuse", "fresh"):
         return schedule
+    if schedule.startswith("sgd:"):
+        b = _parse_fraction(schedule[4:], schedule)
+        return f"sgd:{int(b)}" if b == 1.0 else f"sgd:{b!r}"
+    if schedule.startswith("epochs:"):
+        text = schedule[7:].strip()
+        if not text.isdigit():  # refuse 2.5, 2.0, -1: B is an integer
+            _parse_epoch("0", schedule)
+        return f"epochs:{_parse_epoch(text, schedule)}"
     if schedule.startswith("repeat:"):
         try:
             r = int(schedule.split(":", 1)[1])
@@ -318,8 +444,8 @@ def parse_schedule(schedule, steps: int) -> str:
             )
         return schedule
     raise DMFTInputError(
-        f"`schedule` must be one of 'reuse', 'fresh', 'repeat:R' (R >= 1) or a list of batch "
-        f"labels; got schedule={schedule!r}"
+        f"`schedule` must be one of 'reuse', 'fresh', 'repeat:R' (R >= 1), 'sgd:b' (0 < b <= 1), "
+        f"'epochs:B' (integer B >= 1) or a list of batch labels; got schedule={schedule!r}"
     )
 
 
@@ -327,10 +453,11 @@ def batch_index(schedule: str, steps: int) -> np.ndarray:
     """Batch used at each time t = 0..T (t = T: the batch the train loss is measured on).
 
     Labels are renumbered 0, 1, ... in order of first use. ``fresh`` uses batch t at time t,
-    ``repeat:R`` batch t // R, ``reuse`` batch 0; a list uses its last label at t = T.
+    ``repeat:R`` batch t // R, ``reuse``, ``sgd:b`` and ``epochs:B`` batch 0 (mini-batches of
+    one dataset); a list uses its last label at t = T.
     """
     T1 = steps + 1
-    if schedule == "reuse":
+    if schedule == "reuse" or selection_kind(schedule) != "none":  # one dataset
         raw = np.zeros(T1, int)
     elif schedule == "fresh":
         raw = np.arange(T1)
@@ -359,11 +486,15 @@ class Problem(eqx.Module):
         lr: learning rate per step, shape (T,).
         ridge: λ, the GD step is W ← (1 − η_t λ) W − η_t ∇L.
         schedule: ``reuse`` (same batch every step), ``fresh`` (new batch every step),
-            ``repeat:R`` (each fresh batch used for R consecutive steps) or ``list:b0,...``
-            (step t uses batch b_t); see :func:`batch_index`.
+            ``repeat:R`` (each fresh batch used for R consecutive steps), ``list:b0,...``
+            (step t uses batch b_t; see :func:`batch_index`), or mini-batch SGD on the one
+            dataset: ``sgd:b`` (Bernoulli(b) selection) or ``epochs:B`` (a fresh random
+            partition into B mini-batches per epoch); see :func:`make_problem`.
         m0: initial overlaps m_0, shape (p, k).
         qperp0: initial orthogonal Gram Q⊥_0, shape (p, p), positive definite.
         lr_a: second-layer learning rate per step, shape (T,) (None or zeros: a fixed).
+        loss: name of the loss ℓ (see ``LOSSES``).
+        batch_fraction: leave None (b is read from ``schedule``).
     """
 
     p: int = eqx.field(static=True)
@@ -378,6 +509,10 @@ class Problem(eqx.Module):
     m0: np.ndarray
     qperp0: np.ndarray
     lr_a: np.ndarray = None
+    loss: str = eqx.field(static=True, default="square")
+    # b, the mini-batch fraction, as a number: None (derived from ``schedule``) except in the
+    # solver's numeric copy (see dmft.solver._structure.numeric_problem), where it is traced.
+    batch_fraction: np.ndarray = None
 
     def __check_init__(self):
         check_int("p", self.p, low=1, high=64)
@@ -388,6 +523,14 @@ class Problem(eqx.Module):
                 f"{type(self.target).__name__}"
             )
         get_target(self.target)  # a user-built Target is checked once
+        if self.batch_fraction is not None:
+            raise DMFTInputError(
+                "`batch_fraction` is set from `schedule` ('sgd:b', 'epochs:B'); leave it None; "
+                f"got batch_fraction={self.batch_fraction!r}"
+            )
+        lo = get_loss(self.loss)
+        if lo.labels == "pm1":
+            check_pm1_labels(self.target, self.noise, lo.name)
         check_real("alpha", self.alpha, low=0.0, low_open=True)
         check_real("noise", self.noise, low=0.0)
         check_real("ridge", self.ridge, low=0.0)
@@ -447,6 +590,25 @@ class Problem(eqx.Module):
     def act(self) -> Activation:
         return get_activation(self.activation)
 
+    @property
+    def loss_fn(self) -> Loss:
+        return get_loss(self.loss)
+
+    @property
+    def selection(self) -> str:
+        """``"sgd"``, ``"epochs"`` (mini-batches of one dataset) or ``"none"``."""
+        return selection_kind(self.schedule)
+
+    @property
+    def fraction(self) -> float:
+        """The mini-batch fraction b (1/B for ``epochs:B``, 1 for full-batch schedules)."""
+        return minibatch_fraction(self.schedule)
+
+    @property
+    def epoch_length(self) -> int:
+        """B for ``epochs:B``, else 1."""
+        return epoch_length(self.schedule)
+
     def to_dict(self) -> dict:
         """A JSON-serialisable description, enough to rebuild a registered-target problem."""
         return {
@@ -465,6 +627,7 @@ class Problem(eqx.Module):
             "m0": np.asarray(self.m0).tolist(),
             "qperp0": np.asarray(self.qperp0).tolist(),
             "lr_a": self.second_layer_lr.tolist(),
+            "loss": self.loss,
         }
 
     def to_json(self) -> str:
@@ -492,6 +655,7 @@ class Problem(eqx.Module):
             m0=d["m0"],
             qperp0=d["qperp0"],
             lr_a=d.get("lr_a", 0.0),
+            loss=d.get("loss", "square"),
         )
 
 
@@ -510,6 +674,7 @@ def make_problem(
     m0=None,
     qperp0=None,
     lr_a=0.0,
+    loss: str = "square",
 ) -> Problem:
     """Build a validated :class:`Problem` from names and defaults.
 
@@ -523,11 +688,19 @@ def make_problem(
         lr: a scalar η (used at every step) or a length-``steps`` schedule η_t.
         steps: number of GD steps T >= 1.
         ridge: λ >= 0.
-        schedule: ``reuse``, ``fresh``, ``repeat:R`` or a length-``steps`` list of batch labels.
+        schedule: ``reuse``, ``fresh``, ``repeat:R``, a length-``steps`` list of batch labels,
+            or mini-batches of the one dataset: ``sgd:b`` (each sample in the step's mini-batch
+            independently with probability b, 0 < b <= 1) or ``epochs:B`` (each epoch of B steps
+            visits every sample once, in B disjoint mini-batches of a fresh random partition).
+            The mini-batch sum is rescaled by 1/b (b = 1/B for epochs): the expected step is
+            the full-batch GD step, and ``sgd:1`` = ``epochs:1`` = ``reuse``.
         m0: p×k initial overlaps (default 0); a scalar fills all entries.
         qperp0: p×p initial orthogonal Gram (default identity); a scalar q gives q·I.
         lr_a: learning rate of the second layer (scalar or per step; 0 keeps it fixed). The
-            update is a ← a − η_a (1/d) Σ_ν ∂ℓ_ν/∂a = a − η_a α E[(f − y) σ(h)] as d → ∞.
+            update is a ← a − η_a (1/d) Σ_ν ∂ℓ_ν/∂a = a − η_a α E[∂ℓ/∂f σ(h)] as d → ∞ (with
+            mini-batches: the mini-batch sum rescaled by 1/b, as for the first layer).
+        loss: ``square`` (y − f)²/2 or ``logistic`` log(1 + e^{−yf}) (labels must be ±1, no
+            label noise).
     """
     tgt = get_target(target)
     p = check_int("p", p, low=1, high=64)
@@ -557,6 +730,7 @@ def make_problem(
         m0=check_array("m0", m0, (p, tgt.k)),
         qperp0=check_array("qperp0", qperp0, (p, p)),
         lr_a=lr_a_arr,
+        loss=get_loss(loss).name,
     )
 
 

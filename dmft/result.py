@@ -53,6 +53,9 @@ class Trajectory:
         settings: run settings (seed, samples, replicas, d, seeds, dtype, ...).
         status: ``"ok"`` or ``"diverged"``.
         first_bad_step: the first step with a non-finite value, or -1.
+        test_loss: E[ℓ] on a fresh sample, shape (T+1,), for a classification loss
+            (logistic), whose ``test_error`` is the classification error P(sign f ≠ y); None
+            otherwise (the test error is then the test loss). Not saved by ``dmft.io`` yet.
     """
 
     kind: str
@@ -69,6 +72,7 @@ class Trajectory:
     settings: dict = dataclasses.field(default_factory=dict)
     status: str = "ok"
     first_bad_step: int = -1
+    test_loss: Estimate | None = None
 
     @property
     def steps(self) -> int:

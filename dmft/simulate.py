@@ -17,6 +17,11 @@ is never stored).
 Structure: one jitted function runs the T-step ``lax.scan`` for one seed and is ``vmap``-ed over a
 batch of seeds; a Python loop (with a tqdm bar) runs the seed batches.
 
+Mini-batches of one dataset (``sgd:b``, ``epochs:B``): the dataset is held like "reuse"; step t
+multiplies each sample's gradient by s_ν,t / b (the mini-batch indicator over the expected
+fraction, b = 1/B for epochs), see ``_minibatch_scale``: the update is W ← (1 − ηλ) W −
+(η/b) Σ_{ν in the mini-batch} g_ν x_νᵀ/√d. The train loss is over the whole dataset.
+
 Schedules: step t uses the batch with label b_t = ``dmft.problem.batch_index(schedule)[t]``
 (reuse: 0; fresh: t; repeat:R: t // R; a list: its labels, renumbered in order of first use).
 "reuse" keeps its one batch in memory; every other schedule draws the batch of step t from its
@@ -27,8 +32,9 @@ Keys (``dmft.problem.KEY_SCHEME``, simulation part): per-seed key
 ``ks = fold_in(stream_key(seed, STREAM_SIM), s)`` for seed index s; W* from ``fold_in(ks, 0)``,
 W⊥_0 from ``fold_in(ks, 1)``, the training batch with label b from ``fold_in(fold_in(ks, 2), b)``
 (b_0 = 0 for every schedule, so step 0 of all schedules sees the same batch), the test set from
-``fold_in(ks, 3)``; inside a batch, input row i comes from ``fold_in(fold_in(., 0), i)`` and the
-label noise from ``fold_in(., 1)``.
+``fold_in(ks, 3)``, the mini-batch selection of step t (sgd) or epoch e (epochs) from
+``fold_in(fold_in(ks, 4), t or e)``; inside a batch, input row i comes from
+``fold_in(fold_in(., 0), i)`` and the label noise from ``fold_in(., 1)``.
 Results therefore do not depend on ``seed_batch`` (up to the rounding of batched matmuls, ~1e-15
 relative), and the same ``seed`` (with the same ``seed_batch``, which by default depends only
 on the sizes and the machine's physical memory) gives bitwise the same result on one machine.
@@ -101,6 +107,7 @@ from .problem import (
     batch_index,
     get_activation,
     loss,
+    loss_grad_f,
     loss_grad_h,
     network_output,
 )
@@ -110,7 +117,7 @@ from .result import Estimate, Trajectory, estimate_from_replicas
 __all__ = ["simulate"]
 
 # fold_in constants of the per-seed key
-_K_WSTAR, _K_W0, _K_DATA, _K_TEST = 0, 1, 2, 3
+_K_WSTAR, _K_W0, _K_DATA, _K_TEST, _K_SELECT = 0, 1, 2, 3, 4
 # fold_in constants inside a data batch key
 _K_X, _K_NOISE = 0, 1
 
@@ -193,6 +200,30 @@ def _draw_data(problem: Problem, wstar, key, n: int, dtype, draw_dtype=None):
     return x, y
 
 
+def _minibatch_scale(problem: Problem, key, t, n: int, dtype):
+    """s_ν,t / b for the n samples at step t (``sgd:b``, ``epochs:B``), from the per-seed key.
+
+    ``sgd:b``: s_ν,t = [u_ν,t < b], u uniform from ``fold_in(fold_in(key, 4), t)``.
+    ``epochs:B``: epoch e = ⌊t/B⌋ draws a random permutation of the n samples from
+    ``fold_in(fold_in(key, 4), e)``; position i of the permutation goes to mini-batch
+    ⌊i B / n⌋, so the B mini-batches are disjoint, cover the dataset and differ in size by at
+    most one; step t uses mini-batch t mod B. b = 1/B.
+    """
+    kind, b = problem.selection, problem.fraction
+    ks = jax.random.fold_in(key, _K_SELECT)
+    if kind == "sgd":
+        if b >= 1.0:
+            return jnp.ones((n,), dtype)
+        s = jax.random.uniform(jax.random.fold_in(ks, t), (n,)) < b
+    else:
+        B = problem.epoch_length
+        perm = jax.random.permutation(jax.random.fold_in(ks, t // B), n)
+        slot_of_position = (jnp.arange(n) * B) // n
+        slot = jnp.zeros((n,), slot_of_position.dtype).at[perm].set(slot_of_position)
+        s = slot == t % B
+    return s.astype(dtype) / jnp.asarray(b, dtype)
+
+
 def _batch_key(key, b):
     """Key of training batch label ``b`` (the label of step t is ``batch_index(schedule)[t]``)."""
     return jax.random.fold_in(jax.random.fold_in(key, _K_DATA), b)
@@ -230,7 +261,7 @@ def _run_one_seed(
     wstar, w0 = _init_weights(problem, d, key, dtype, draw_dtype)
     # batch label of each time t = 0..T (reuse: all 0; fresh: t; repeat:R: t // R; list: b_t)
     labels = jnp.asarray(batch_index(problem.schedule, steps))
-    reuse = problem.schedule == "reuse"
+    reuse = problem.schedule == "reuse" or problem.selection != "none"  # one dataset in memory
     if reuse:
         x_reuse, y_reuse = _draw_data(problem, wstar, _batch_key(key, 0), n, dtype, draw_dtype)
 
@@ -245,14 +276,22 @@ def _run_one_seed(
             problem, wstar, jax.random.fold_in(key, _K_TEST), n_test, dtype, draw_dtype
         )
 
+    lk = problem.loss
+    classify = problem.loss_fn.classification
+
     def observe(w, a, x, y):
         h = (x @ w.T) / sqrt_d  # (n, p)
-        train = jnp.mean(loss(y, network_output(h, a, act)))
+        # the train loss is over the whole dataset (every sample, selected at this step or not)
+        train = jnp.mean(loss(y, network_output(h, a, act), lk))
         m = (w @ wstar.T) / d
         q = (w @ w.T) / d
         if sample_test:
             h_test = (x_test @ w.T) / sqrt_d
-            test = jnp.mean(loss(y_test, network_output(h_test, a, act)))
+            f_test = network_output(h_test, a, act)
+            if classify:  # classification error P(sign f ≠ y)
+                test = jnp.mean((jnp.sign(f_test) != y_test).astype(dtype))
+            else:
+                test = jnp.mean(loss(y_test, f_test, lk))
         else:
             test = jnp.zeros((), dtype)
         return h, (m, q, train, test, a[0])
@@ -262,11 +301,15 @@ def _run_one_seed(
         t, dec, eta, eta_a = inputs
         x, y = batch(t)
         h, obs = observe(w, a, x, y)
-        g = loss_grad_h(h, y, a, act)  # (n, p)
+        g = loss_grad_h(h, y, a, act, lk)  # (n, p)
+        dl = loss_grad_f(h, y, a, act, lk)  # (n,): ∂ℓ/∂f
+        if problem.selection != "none":  # mini-batch sum rescaled by 1/b
+            scale = _minibatch_scale(problem, key, t, x.shape[0], dtype)
+            g = g * scale[:, None]
+            dl = dl * scale
         w_next = dec * w - eta * ((g.T @ x) / sqrt_d)
-        # second layer (trained when lr_a > 0): a ← a − η_a (1/d) Σ_ν (f_ν − y_ν) σ(h_ν)
-        resid = network_output(h, a, act) - y
-        a_next = a - eta_a * (resid @ act.fn(h))[None, :] / d
+        # second layer (trained when lr_a > 0): a ← a − η_a (1/d) Σ_ν ∂ℓ_ν/∂f σ(h_ν)
+        a_next = a - eta_a * (dl @ act.fn(h))[None, :] / d
         return (w_next, a_next), obs
 
     (w_final, a_final), obs = jax.lax.scan(step, (w0, a0), (jnp.arange(steps), decay, lr, lr_a))
@@ -385,6 +428,7 @@ def _trajectory(problem, per_seed, settings, status="ok", first_bad_step=-1) -> 
         settings=settings,
         status=status,
         first_bad_step=first_bad_step,
+        test_loss=Estimate(*est["test_loss"]) if "test_loss" in est else None,
     )
 
 
@@ -469,6 +513,8 @@ def simulate(
     chunks: dict[str, list[np.ndarray]] = {
         name: [] for name in (*OBSERVABLES, *OPTIONAL)
     }
+    if problem.loss_fn.classification and not sample_test:
+        chunks["test_loss"] = []
     with tqdm(total=seeds, unit="seed", disable=None if progress is None else not progress) as bar:
         for lo in range(0, seeds, seed_batch):
             ids = jnp.arange(lo, min(lo + seed_batch, seeds), dtype=jnp.int32)
@@ -486,6 +532,12 @@ def simulate(
             chunks["train_loss"].append(np.asarray(train))
             chunks["test_error"].append(np.asarray(test))
             chunks["a"].append(np.asarray(a))
+            if "test_loss" in chunks:
+                s, t1 = m.shape[:2]
+                chunks["test_loss"].append(test_error_map(
+                    numbers, m.reshape((s * t1,) + m.shape[2:]),
+                    q.reshape((s * t1,) + q.shape[2:]), a.reshape((s * t1,) + a.shape[2:]),
+                    what="loss").reshape(s, t1))
             bar.update(len(ids))
             # earlier batches were clean (else we raised), so only the new one needs checking
             bad = _first_bad_step({k: v[-1] for k, v in chunks.items()})

@@ -184,3 +184,22 @@ def test_usage_errors_exit_2(capsys, argv):
 def test_help(capsys, cmd):
     code, out, err = run(capsys, cmd, "--help")
     assert code == 0 and "usage: dmft" in out
+
+
+def test_minibatch_and_logistic_flags(tmp_path, capsys):
+    """Issue 12: --schedule sgd:b / epochs:B and --loss logistic run; bad values exit 1 with
+    one line naming the flag."""
+    for extra in (("--schedule", "sgd:0.25"), ("--schedule", "epochs:4")):
+        code, out, err = run(capsys, *SOLVE, *extra, "--out", str(tmp_path / "a.h5"))
+        assert code == 0, err
+    code, out, err = run(capsys, "solve", "--target", "sign_z1z2z3", "--p", "3", "--activation",
+                         "erf", "--loss", "logistic", "--samples", "800", "--replicas", "4",
+                         "--steps", "2", "--no-progress", "--out", str(tmp_path / "l.h5"))
+    assert code == 0, err
+    for bad in ("sgd:0", "sgd:1.5", "epochs:0", "epochs:2.5", "sgd:-1"):
+        code, out, err = run(capsys, *SOLVE, "--schedule", bad, "--out", str(tmp_path / "b.h5"))
+        assert code == 1
+        assert_one_line_error(err, "schedule")
+    code, out, err = run(capsys, *SOLVE, "--loss", "logistic", "--out", str(tmp_path / "c.h5"))
+    assert code == 1
+    assert_one_line_error(err, "loss", "±1")

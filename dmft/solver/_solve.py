@@ -200,14 +200,16 @@ def warn_noisy_response(traj, stacklevel=3) -> None:
         )
 
 
-def replica_test_error(problem, m, Q, a):
-    """e_g(m, Q, a) for every replica (R, T, ...), mapped one (replica, step) at a time: the
-    quadrature's working array grows with nodes × p² (2 GB for all 16 replicas at once at
-    T=100, p=4, k=2). The problem's numbers are traced (a new Δ does not recompile)."""
+def replica_test_error(problem, m, Q, a, what="error"):
+    """e_g(m, Q, a) (or the test loss, ``what="loss"``) for every replica (R, T, ...), mapped
+    one (replica, step) at a time: the quadrature's working array grows with nodes × p² (2 GB
+    for all 16 replicas at once at T=100, p=4, k=2). The problem's numbers are traced (a new Δ
+    does not recompile)."""
     R, T = m.shape[:2]
     pr = numeric_problem(problem, m.dtype)
     flat = test_error_map(pr, m.reshape((R * T,) + m.shape[2:]),
-                          Q.reshape((R * T,) + Q.shape[2:]), a.reshape((R * T,) + a.shape[2:]))
+                          Q.reshape((R * T,) + Q.shape[2:]), a.reshape((R * T,) + a.shape[2:]),
+                          what=what)
     return flat.reshape(R, T)
 
 
@@ -248,6 +250,8 @@ def assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas) -> T
         settings=settings,
         status="ok" if first_bad < 0 else "diverged",
         first_bad_step=first_bad,
+        test_loss=(estimate_from_replicas(replica_test_error(problem, m, Q, a, "loss"))
+                   if T and problem.loss_fn.classification else None),
     )
 
 
@@ -275,7 +279,7 @@ def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
     item = np.dtype(dtype).itemsize
     # per sample: z and the fixed regressors (shared in a grid); g, labels, padding weights,
     # pathwise tangents (per grid point)
-    shared_per = T1 * p + nb * (k + 2)
+    shared_per = T1 * p + nb * (k + 2) + (T1 if st.selection != "none" else 0)  # + u
     per = T1 * p + nb + (1 if npad > n_real else 0)
     if response == "pathwise":
         per += T1 * T1 * p * p
