@@ -154,3 +154,18 @@ def test_io_load_points_a_sweep_file_to_load_sweep(grid, tmp_path):
     path = save_sweep(grid[2], tmp_path / "s.h5")
     with pytest.raises(DMFTInputError, match="load_sweep"):
         io.load(path)
+
+
+def test_sweep_over_the_minibatch_fraction():
+    """b of sgd:b is a number: one compiled grid, each point equal to its own solve."""
+    pr = make_problem("he3", p=2, steps=3, lr=0.5, alpha=2.0, schedule="sgd:0.5")
+    res = dmft.sweep(pr, {"batch_fraction": [0.25, 1.0]}, SAMPLES, replicas=REPLICAS, seed=2,
+                     progress=False)
+    for i, b in enumerate((0.25, 1.0)):
+        one = dmft.solve(make_problem("he3", p=2, steps=3, lr=0.5, alpha=2.0,
+                                      schedule=f"sgd:{b}"), SAMPLES, replicas=REPLICAS,
+                         seed=2, progress=False)
+        np.testing.assert_allclose(res.Q.value[i], one.Q.value, rtol=1e-12, atol=1e-14)
+    with pytest.raises(DMFTInputError, match="batch_fraction"):
+        dmft.sweep(make_problem("he3", steps=3), {"batch_fraction": [0.5]}, SAMPLES,
+                   replicas=REPLICAS)
