@@ -32,8 +32,11 @@ def overflow_limit(dtype) -> float:
     return min(1e100, math.sqrt(float(jnp.finfo(dtype).max)))
 
 
-def make_step(st: Structure, act):
-    """``step(problem, state, t) -> (state, outputs)`` for one replica; ``problem`` traced."""
+def make_step(st: Structure, act, shard=None):
+    """``step(problem, state, t) -> (state, outputs)`` for one replica; ``problem`` traced.
+
+    ``shard`` (``_sharding.Shard``, multi-device only): its ``sum`` adds the per-step sums over
+    the devices that hold the replica's samples."""
     p, k, T1, chunk = st.p, st.k, st.T1, st.chunk
     dtype = st.dtype
     q_overflow = overflow_limit(dtype)
@@ -131,6 +134,8 @@ def make_step(st: Structure, act):
         acc0.update(regression.extra_zeros(dtype))
         nc = st.npad // chunk
         (acc, ghist, Kall), _ = jax.lax.scan(chunk_fn, (acc0, state.g, state.K), jnp.arange(nc))
+        if shard is not None:
+            acc = shard.sum(acc)
         state = eqx.tree_at(lambda s: (s.g, s.K), state, (ghist, Kall),
                             is_leaf=lambda x: x is None)
         acc["gz"] = flat_to_blocks(acc["mz"], T1, p)
@@ -203,17 +208,19 @@ def make_step(st: Structure, act):
 TRACE_COUNT = [0]
 
 
-def _sweep_one(st: Structure, problem, keys, meter):
+def _sweep_one(st: Structure, problem, keys, meter, shard=None):
     """All replicas of one problem: draw, initialise, run steps 0..T while finite.
 
     Returns (steps run, final state (leading replica axis), per-step outputs stacked over time).
-    A step with a non-finite output is the last one run.
+    A step with a non-finite output is the last one run. ``shard``: this device's part of a
+    multi-device sweep (``_sharding.Shard``); ``None`` is the one-device sweep.
     """
     TRACE_COUNT[0] += 1
     act = problem.act
-    step_r = jax.vmap(make_step(st, act), in_axes=(None, 0, None))  # replicas
-    draws = jax.vmap(lambda kk: draw_replica(st, kk))(keys)
-    state = jax.vmap(lambda dr: init_state(st, problem, dr))(draws)
+    step_r = jax.vmap(make_step(st, act, shard), in_axes=(None, 0, None))  # replicas
+    draws = jax.vmap(lambda kk: draw_replica(st, kk, shard))(keys)
+    first_row = 0 if shard is None else shard.first_row
+    state = jax.vmap(lambda dr: init_state(st, problem, dr, first_row))(draws)
     shapes = jax.eval_shape(step_r, problem, state, jnp.asarray(0))[1]
     outs0 = jax.tree.map(lambda sd: jnp.zeros((st.T1,) + sd.shape, sd.dtype), shapes)
     T1 = st.T1
@@ -227,7 +234,10 @@ def _sweep_one(st: Structure, problem, keys, meter):
         state, o = step_r(problem, state, t)
         outs = jax.tree.map(lambda buf, v: buf.at[t].set(v), outs, o)
         mstate = meter.step(mstate, (t + 1) / T1)
-        return t + 1, jnp.all(o["finite"]), state, outs, mstate
+        ok = jnp.all(o["finite"])
+        if shard is not None:  # every device runs the same steps (stops when any replica does)
+            ok = shard.all(ok)
+        return t + 1, ok, state, outs, mstate
 
     mstate = meter.init()
     t, _, state, outs, mstate = jax.lax.while_loop(
