@@ -75,6 +75,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from ._checks import (
@@ -97,6 +99,8 @@ from .problem import (
 )
 from .problem import stream_key as _stream_key
 from .result import Estimate, Trajectory, estimate_from_replicas
+from ._devices import device_free_memory, global_array, replicated, resolve_devices, run_info
+from ._devices import to_host
 
 __all__ = ["simulate"]
 
@@ -290,6 +294,24 @@ def _run_seed_batch(problem, root, seed_ids, d, n, dtype, sample_test, n_test, d
 
 
 @eqx.filter_jit
+def _run_seed_batch_sharded(mesh, dyn, static, root_data, seed_ids, d, n, dtype, sample_test,
+                            n_test):
+    """:func:`_run_seed_batch` with the seeds spread over the 1-D device mesh ``mesh``: each
+    device runs its seeds (a vmap), no communication (``shard_map``; the per-device program
+    is the one-device one)."""
+
+    def local(dyn, rd, ids):
+        problem = eqx.combine(dyn, static)
+        root = jax.random.wrap_key_data(rd)
+        return jax.vmap(lambda s: _run_one_seed(
+            problem, jax.random.fold_in(root, s), d, n, dtype, sample_test, n_test, None))(ids)
+
+    f = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P("seed")), out_specs=P("seed"),
+                      check_vma=False)
+    return f(dyn, root_data, seed_ids)
+
+
+@eqx.filter_jit
 def _exact_test_error(problem, m, q, a):
     """Quadrature test error for m (N, p, k), Q (N, p, p), a (N, p), one entry at a time
     (bounded memory)."""
@@ -403,6 +425,7 @@ def simulate(
     n_test: int = 10_000,
     dtype="float64",
     progress: bool | None = None,
+    devices=None,
 ) -> Trajectory:
     """Simulate GD on the problem at finite dimension ``d`` over independent seeds.
 
@@ -420,6 +443,12 @@ def simulate(
         n_test: test-set size for ``test_error="sample"``, >= 1.
         dtype: working dtype, ``"float64"`` (needs JAX x64) or ``"float32"``.
         progress: tqdm bar over seeds; ``None`` shows it only on a terminal.
+        devices: ``None`` (default: every device of the default backend, every process's
+            under ``jax.distributed``), an int n (the first n) or a list of devices. The seeds
+            of a batch are spread over the devices (``seed_batch`` is then rounded up to a
+            multiple of the device count; a last short batch also computes a few extra seeds,
+            dropped). Results do not depend on it (as for ``seed_batch``). One device runs the
+            one-device code unchanged.
 
     Returns:
         A :class:`~dmft.result.Trajectory` of kind ``"simulation"`` over steps 0..T: mean over
@@ -442,8 +471,16 @@ def simulate(
             d, n, seeds, sample_test, n_test, np.dtype(dtype).itemsize
         )
     seed_batch = min(seed_batch, seeds)
+    devs = resolve_devices(devices)
+    ndev = len(devs)
+    seed_batch = -(-seed_batch // ndev) * ndev  # a multiple of the device count
     x_bytes = np.dtype(dtype).itemsize * n * d * seed_batch  # the data matrices held at once
-    free, where = free_memory_bytes()
+    if ndev == 1:
+        free, where = free_memory_bytes()
+    else:  # per device; CPU devices share the host's memory
+        free, where, shared = device_free_memory(devs)
+        nloc = sum(dv.process_index == jax.process_index() for dv in devs)
+        x_bytes = x_bytes // ndev * (nloc if shared else 1)
     if free is not None and x_bytes > free:
         raise DMFTInputError(
             f"`d`={d} is too large for this machine: with alpha={problem.alpha:g} (n={n}) and "
@@ -461,20 +498,33 @@ def simulate(
         n_test=n_test,
         dtype=dtype,
         key_scheme="dmft-keys-v1",
+        **run_info(devs),
     )
 
     start = time.perf_counter()
     numbers = traced_numbers(problem)
     root = _stream_key(seed, STREAM_SIM)
+    if ndev > 1:
+        mesh = Mesh(np.array(devs, dtype=object), ("seed",))
+        dyn, static = eqx.partition(numbers, eqx.is_array)
+        dyn = replicated(dyn, mesh)
+        root_data = global_array(jax.random.key_data(root), mesh, P())
     chunks: dict[str, list[np.ndarray]] = {
         "m": [], "Q": [], "test_error": [], "train_loss": [], "a": []
     }
     with tqdm(total=seeds, unit="seed", disable=None if progress is None else not progress) as bar:
         for lo in range(0, seeds, seed_batch):
             ids = jnp.arange(lo, min(lo + seed_batch, seeds), dtype=jnp.int32)
-            m, q, train, test, a = _run_seed_batch(
-                numbers, root, ids, d, n, dtype, sample_test, n_test
-            )
+            if ndev == 1:
+                m, q, train, test, a = _run_seed_batch(
+                    numbers, root, ids, d, n, dtype, sample_test, n_test
+                )
+            else:  # a full batch (a multiple of the devices); the extra seeds are dropped
+                ids_all = global_array(np.arange(lo, lo + seed_batch, dtype=np.int32), mesh,
+                                       P("seed"))
+                out = to_host(_run_seed_batch_sharded(
+                    mesh, dyn, static, root_data, ids_all, d, n, dtype, sample_test, n_test))
+                m, q, train, test, a = (jnp.asarray(x[: len(ids)]) for x in out)
             if not sample_test:
                 s, t1 = m.shape[:2]
                 test = _exact_test_error(

@@ -340,7 +340,8 @@ def check_memory(problem, samples, replicas, chunk_size, response, dtype, grid=1
         avail, where, shared = device_free_memory(devices)
         if shared:  # one host memory for all of this process's devices
             nloc = sum(d.process_index == jax.process_index() for d in devices)
-            need = {key: v * nloc for key, v in need.items()}
+            need = {"state": need["state"] * nloc,
+                    "peak": (need["peak"] - RUNTIME_BYTES) * nloc + RUNTIME_BYTES}
     if avail is None:
         return
     what = (f"samples={samples}, steps={problem.steps}, p={problem.p}, response={response!r}, "

@@ -1,0 +1,72 @@
+"""The small solves and simulations that tests/test_devices.py runs on 1, 2 and 4 devices
+(in a subprocess with forced host devices, see tests/_multidevice_worker.py)."""
+
+import warnings
+
+from dmft.problem import make_problem
+from dmft.simulate import simulate
+from dmft.solver import solve
+
+
+def _solve(ndev, **kw):
+    pr = make_problem("tanh_he3", activation="erf", p=2, steps=3, schedule=kw.pop("schedule"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # Γ noise at these tiny sizes
+        res = solve(pr, seed=3, progress=False, keep_replicas=True, devices=ndev, **kw)
+    out = {k: res.per_seed[k] for k in ("m", "Q", "train_loss")}
+    out.update({k: res.kernels[k].value for k in ("C", "Gamma", "R")})
+    out["devices"] = res.settings["devices"]
+    out["processes"] = res.settings["processes"]
+    return out
+
+
+def _simulate(ndev):
+    pr = make_problem("tanh_he3", p=2, activation="relu", lr=0.3, steps=3)
+    res = simulate(pr, d=40, seeds=5, seed=2, seed_batch=3, progress=False, devices=ndev)
+    out = {k: res.per_seed[k] for k in ("m", "Q", "train_loss", "test_error")}
+    out["devices"] = res.settings["devices"]
+    out["processes"] = res.settings["processes"]
+    return out
+
+
+def cases():
+    """name → run(device count) → dict of arrays."""
+    return {
+        # 4 replicas: replica sharding only (mesh (D, 1))
+        "replicas": lambda n: _solve(n, samples=4 * 120, replicas=4, schedule="reuse"),
+        # 3 replicas: each replica's samples over the devices (mesh (1, D)), chunks, padding,
+        # the regressors' Gram summed over devices (general schedule)
+        "samples": lambda n: _solve(n, samples=3 * 150, replicas=3, schedule="repeat:2",
+                                    chunk_size=40),
+        "simulate": _simulate,
+    }
+
+
+def fits_only_when_sharded():
+    """Free memory per device set (fake accelerator devices) between the per-device state of
+    the "replicas" case on 4 devices and on 1: refused on 1 device, run on 4."""
+    from dmft._checks import DMFTInputError
+    from dmft.solver import _solve, memory_estimate
+
+    pr = make_problem("tanh_he3", activation="erf", p=2, steps=3, schedule="reuse")
+    kw = dict(samples=4 * 120, replicas=4)
+    one = memory_estimate(pr, **kw)
+    four = memory_estimate(pr, devices=4, **kw)
+    budget = (four["peak"] + one["state"]) // 2
+    assert four["peak"] < budget < one["state"]
+    saved = _solve.free_memory_bytes, _solve.device_free_memory
+    _solve.free_memory_bytes = lambda: (budget, "fake accelerator")
+    _solve.device_free_memory = lambda devs: (budget, "fake accelerator", False)
+    try:
+        try:
+            _solve.solve(pr, seed=3, progress=False, devices=1, **kw)
+            refused = 0
+        except DMFTInputError:
+            refused = 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = _solve.solve(pr, seed=3, progress=False, devices=4, **kw)
+    finally:
+        _solve.free_memory_bytes, _solve.device_free_memory = saved
+    return {"fit/refused_1": refused, "fit/ran_4": int(res.settings["devices"] == 4),
+            "fit/state_1": one["state"], "fit/state_4": four["state"]}

@@ -1,0 +1,107 @@
+"""The solver and the simulator on several devices and several processes (issue #11).
+
+Multi-device runs need ``--xla_force_host_platform_device_count`` set before JAX is imported,
+and this test process has imported it already (conftest), so they run in subprocesses
+(tests/_multidevice_worker.py, cases in tests/_device_cases.py) with the flag in the
+subprocess's environment only. Tolerance: 1e-11 relative to each array's largest entry (the
+layouts change only the order of float sums; measured differences are ~1e-15).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+WORKER = os.path.join(HERE, "_multidevice_worker.py")
+RTOL = 1e-11
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("XLA_FLAGS", None)
+    env["DMFT_NO_COMPILE_CACHE"] = "1"
+    return env
+
+
+def _run(args, timeout=600):
+    return subprocess.Popen([sys.executable, WORKER] + args, env=_env(), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait(procs, timeout=600):
+    for p in procs:
+        out, _ = p.communicate(timeout=timeout)
+        assert p.returncode == 0, out[-4000:]
+
+
+def _max_rel_diff(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    assert a.shape == b.shape
+    return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(a)))))
+
+
+def _compare(res, ndev_a, res_b, ndev_b):
+    """max relative difference per array between device counts a (in res) and b (in res_b)."""
+    diffs = {}
+    for key in res:
+        name, n, what = key.split("/")
+        if name == "fit" or n != str(ndev_a) or what in ("devices", "processes"):
+            continue
+        diffs[f"{name}/{what}"] = _max_rel_diff(res[key], res_b[f"{name}/{ndev_b}/{what}"])
+    return diffs
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("devices") / "one.npz")
+    _wait([_run([path, "1,2,4"])])
+    return dict(np.load(path))
+
+
+@pytest.mark.parametrize("ndev", [2, 4])
+def test_same_results_on_1_2_4_devices(one_process, ndev):
+    """Replica sharding (4 replicas), sample sharding of each replica (3 replicas: mesh
+    (1, D), chunks and padding rows) and the simulator's seeds: the same numbers on 1, 2 and 4
+    devices; settings record the device count."""
+    res = one_process
+    diffs = _compare(res, ndev, res, 1)
+    assert diffs and max(diffs.values()) < RTOL, diffs
+    for name in ("replicas", "samples", "simulate"):
+        assert int(res[f"{name}/{ndev}/devices"]) == ndev
+        assert int(res[f"{name}/{ndev}/processes"]) == 1
+
+
+def test_sharded_solve_fits_where_one_device_does_not(one_process):
+    """With the free memory per device between the per-device state on 4 devices and on 1,
+    the solve is refused on one device and runs on four; the state falls ~ 1/devices."""
+    res = one_process
+    assert int(res["fit/refused_1"]) == 1 and int(res["fit/ran_4"]) == 1
+    ratio = float(res["fit/state_1"]) / float(res["fit/state_4"])
+    assert 3.9 < ratio <= 4.0
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one(one_process, tmp_path):
+    """Two processes on localhost (jax.distributed, gloo CPU collectives), two host devices
+    each: the 4 global devices give the single-process one-device numbers; the sample-sharded
+    case reduces its sums across the two processes."""
+    path = str(tmp_path / "two.npz")
+    port = str(_free_port())
+    _wait([_run([path, "4", str(i), "2", port]) for i in range(2)])
+    two = dict(np.load(path))
+    diffs = _compare(two, 4, one_process, 1)
+    assert diffs and max(diffs.values()) < RTOL, diffs
+    for name in ("replicas", "samples", "simulate"):
+        assert int(two[f"{name}/4/devices"]) == 4
+        assert int(two[f"{name}/4/processes"]) == 2
