@@ -33,8 +33,13 @@ from _device_cases import cases  # noqa: E402  (tests/ is on sys.path: the scrip
 
 out = {}
 for ndev in counts:
+    dev_arg = ndev
+    if multi:  # interleave the processes' devices: a replica's samples span both processes
+        devs = jax.devices()
+        dev_arg = [d for pair in zip(devs[:ndev // 2], devs[ndev // 2 : ndev]) for d in pair]
+        assert len({d.process_index for d in dev_arg[:2]}) == 2
     for name, run in cases().items():
-        res = run(ndev)
+        res = run(dev_arg)
         for key, val in res.items():
             out[f"{name}/{ndev}/{key}"] = np.asarray(val)
 if not multi and 4 in counts:

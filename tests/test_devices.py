@@ -50,8 +50,10 @@ def _compare(res, ndev_a, res_b, ndev_b):
     """max relative difference per array between device counts a (in res) and b (in res_b)."""
     diffs = {}
     for key in res:
+        if key.startswith("fit/"):
+            continue
         name, n, what = key.split("/")
-        if name == "fit" or n != str(ndev_a) or what in ("devices", "processes"):
+        if n != str(ndev_a) or what in ("devices", "processes"):
             continue
         diffs[f"{name}/{what}"] = _max_rel_diff(res[key], res_b[f"{name}/{ndev_b}/{what}"])
     return diffs
@@ -66,13 +68,13 @@ def one_process(tmp_path_factory):
 
 @pytest.mark.parametrize("ndev", [2, 4])
 def test_same_results_on_1_2_4_devices(one_process, ndev):
-    """Replica sharding (4 replicas), sample sharding of each replica (3 replicas: mesh
-    (1, D), chunks and padding rows) and the simulator's seeds: the same numbers on 1, 2 and 4
-    devices; settings record the device count."""
+    """Replica sharding (2 replicas on 2 devices), replica and sample sharding (mesh (2, 2) on
+    4 devices; chunks and padding rows) and the simulator's seeds: the same numbers on 1, 2
+    and 4 devices; settings record the device count."""
     res = one_process
     diffs = _compare(res, ndev, res, 1)
     assert diffs and max(diffs.values()) < RTOL, diffs
-    for name in ("replicas", "samples", "simulate"):
+    for name in ("solve", "simulate"):
         assert int(res[f"{name}/{ndev}/devices"]) == ndev
         assert int(res[f"{name}/{ndev}/processes"]) == 1
 
@@ -83,7 +85,7 @@ def test_sharded_solve_fits_where_one_device_does_not(one_process):
     res = one_process
     assert int(res["fit/refused_1"]) == 1 and int(res["fit/ran_4"]) == 1
     ratio = float(res["fit/state_1"]) / float(res["fit/state_4"])
-    assert 3.9 < ratio <= 4.0
+    assert 3.0 < ratio <= 4.0  # 3.4 here: kernels replicated over sample shards, padding
 
 
 def _free_port():
@@ -102,6 +104,6 @@ def test_two_processes_equal_one(one_process, tmp_path):
     two = dict(np.load(path))
     diffs = _compare(two, 4, one_process, 1)
     assert diffs and max(diffs.values()) < RTOL, diffs
-    for name in ("replicas", "samples", "simulate"):
+    for name in ("solve", "simulate"):
         assert int(two[f"{name}/4/devices"]) == 4
         assert int(two[f"{name}/4/processes"]) == 2
