@@ -1,7 +1,14 @@
 """The small solves and simulations that tests/test_devices.py runs on 1, 2 and 4 devices
 (in a subprocess with forced host devices, see tests/_multidevice_worker.py)."""
 
+import os
+import tempfile
 import warnings
+
+import h5py
+import jax
+
+from dmft.io import save
 
 from dmft.problem import make_problem
 from dmft.simulate import simulate
@@ -15,17 +22,26 @@ def _solve(ndev, **kw):
         res = solve(pr, seed=3, progress=False, keep_replicas=True, devices=ndev, **kw)
     out = {k: res.per_seed[k] for k in ("m", "Q", "train_loss")}
     out.update({k: res.kernels[k].value for k in ("C", "Gamma", "R")})
-    out["devices"] = res.settings["devices"]
-    out["processes"] = res.settings["processes"]
-    return out
+    return _record(res, out)
 
 
 def _simulate(ndev):
     pr = make_problem("tanh_he3", p=2, activation="relu", lr=0.3, steps=3)
     res = simulate(pr, d=40, seeds=5, seed=2, seed_batch=3, progress=False, devices=ndev)
     out = {k: res.per_seed[k] for k in ("m", "Q", "train_loss", "test_error")}
+    return _record(res, out)
+
+
+def _record(res, out):
+    """Settings, and the HDF5 file's /config attributes, record devices and processes."""
     out["devices"] = res.settings["devices"]
     out["processes"] = res.settings["processes"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, f"run{jax.process_index()}.h5")
+        save(res, path)
+        with h5py.File(path, "r") as f:
+            out["h5_devices"] = f["config"].attrs["settings.devices"]
+            out["h5_processes"] = f["config"].attrs["settings.processes"]
     return out
 
 
@@ -38,7 +54,22 @@ def cases():
         "solve": lambda n: _solve(n, samples=2 * 150, replicas=2, schedule="repeat:2",
                                   chunk_size=40),
         "simulate": _simulate,
+        # grid points over devices (3 points: padded to 4 on 4 devices); 1 and 4 devices of
+        # one process only (a list of devices, the two-process form, is skipped)
+        "sweep": lambda n: _sweep(n) if n in (1, 4) else None,
     }
+
+
+def _sweep(ndev):
+    from dmft.sweep import sweep
+
+    pr = make_problem("tanh_he3", activation="erf", p=2, steps=3, schedule="reuse")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = sweep(pr, over={"lr": [0.2, 0.3, 0.5]}, samples=2 * 120, replicas=2, seed=3,
+                    progress=False, devices=ndev)
+    return {"m": res.m.value, "Q": res.Q.value, "devices": res.settings["devices"],
+            "processes": res.settings["processes"]}
 
 
 def fits_only_when_sharded():

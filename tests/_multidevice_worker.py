@@ -40,6 +40,8 @@ for ndev in counts:
         assert len({d.process_index for d in dev_arg[:2]}) == 2
     for name, run in cases().items():
         res = run(dev_arg)
+        if res is None:
+            continue
         for key, val in res.items():
             out[f"{name}/{ndev}/{key}"] = np.asarray(val)
 if not multi and 4 in counts:

@@ -53,7 +53,7 @@ def _compare(res, ndev_a, res_b, ndev_b):
         if key.startswith("fit/"):
             continue
         name, n, what = key.split("/")
-        if n != str(ndev_a) or what in ("devices", "processes"):
+        if n != str(ndev_a) or what.endswith(("devices", "processes")):
             continue
         diffs[f"{name}/{what}"] = _max_rel_diff(res[key], res_b[f"{name}/{ndev_b}/{what}"])
     return diffs
@@ -69,14 +69,18 @@ def one_process(tmp_path_factory):
 @pytest.mark.parametrize("ndev", [2, 4])
 def test_same_results_on_1_2_4_devices(one_process, ndev):
     """Replica sharding (2 replicas on 2 devices), replica and sample sharding (mesh (2, 2) on
-    4 devices; chunks and padding rows) and the simulator's seeds: the same numbers on 1, 2
-    and 4 devices; settings record the device count."""
+    4 devices; chunks and padding rows), the simulator's seeds and a sweep's grid points (4
+    devices): the same numbers on 1, 2 and 4 devices; settings and the HDF5 /config record the
+    device count."""
     res = one_process
     diffs = _compare(res, ndev, res, 1)
     assert diffs and max(diffs.values()) < RTOL, diffs
+    if ndev == 4:
+        assert int(res["sweep/4/devices"]) == 4 and "sweep/4/m" in diffs
     for name in ("solve", "simulate"):
-        assert int(res[f"{name}/{ndev}/devices"]) == ndev
-        assert int(res[f"{name}/{ndev}/processes"]) == 1
+        for prefix in ("", "h5_"):
+            assert int(res[f"{name}/{ndev}/{prefix}devices"]) == ndev
+            assert int(res[f"{name}/{ndev}/{prefix}processes"]) == 1
 
 
 def test_sharded_solve_fits_where_one_device_does_not(one_process):
@@ -105,5 +109,23 @@ def test_two_processes_equal_one(one_process, tmp_path):
     diffs = _compare(two, 4, one_process, 1)
     assert diffs and max(diffs.values()) < RTOL, diffs
     for name in ("solve", "simulate"):
-        assert int(two[f"{name}/4/devices"]) == 4
-        assert int(two[f"{name}/4/processes"]) == 2
+        for prefix in ("", "h5_"):
+            assert int(two[f"{name}/4/{prefix}devices"]) == 4
+            assert int(two[f"{name}/4/{prefix}processes"]) == 2
+
+
+def test_devices_argument_checked():
+    """`devices` is None, a count in [1, available] or a list of distinct devices."""
+    import jax
+
+    from dmft._checks import DMFTInputError
+    from dmft._devices import resolve_devices
+
+    assert resolve_devices(None) == jax.devices()
+    assert resolve_devices(1) == jax.devices()[:1]
+    assert resolve_devices(jax.devices()[:1]) == jax.devices()[:1]
+    for bad in (0, len(jax.devices()) + 1, "gpu", [], [0], True):
+        with pytest.raises(DMFTInputError, match="`devices`"):
+            resolve_devices(bad)
+    with pytest.raises(DMFTInputError, match="twice"):
+        resolve_devices(jax.devices()[:1] * 2)

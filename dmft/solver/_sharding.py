@@ -164,3 +164,27 @@ def run_sweep_sharded(st_local: Structure, devs, problem, keys, meter):
     dyn, static = eqx.partition(problem, eqx.is_array)
     kd = global_array(jax.random.key_data(keys), mesh, P("replica"))
     return _run(st_local, mesh, replicated(dyn, mesh), static, kd, meter)
+
+
+@eqx.filter_jit
+def _run_grid(st: Structure, mesh: Mesh, dyn, static, key_data, meter):
+    def local(dyn, kd):
+        problems = eqx.combine(dyn, static)
+        keys = jax.random.wrap_key_data(kd)
+        with full_precision():
+            return jax.vmap(lambda pr: _sweep_one(st, pr, keys, meter))(problems)
+
+    f = jax.shard_map(local, mesh=mesh, in_specs=(P("grid"), P()), out_specs=P("grid"),
+                      check_vma=False)
+    return f(dyn, key_data)
+
+
+def run_grid_sharded(st: Structure, devs, problems, keys, meter):
+    """``_step.run_grid`` with the grid points (leading axis of ``problems``, a multiple of the
+    device count) spread over ``devs``: each device runs its points' whole sweeps, all
+    replicas, the same keys (no communication)."""
+    mesh = Mesh(np.array(devs, dtype=object), ("grid",))
+    dyn, static = eqx.partition(problems, eqx.is_array)
+    dyn = jax.tree.map(lambda x: global_array(x, mesh, P("grid")), dyn)
+    kd = global_array(jax.random.key_data(keys), mesh, P())
+    return _run_grid(st, mesh, dyn, static, kd, meter)

@@ -133,7 +133,8 @@ def solve(
             count does not divide into ``replicas`` (see ``dmft/solver/_sharding.py``); the
             resident memory per device falls as 1/devices. One device runs the one-device
             sweep unchanged; other counts give the same result up to float summation order
-            (~1e-13 in float64). The progress bar is shown on one device only.
+            (~1e-13 in float64). With several devices each device of process 0 ticks its
+            own progress bar (they advance together).
 
     Returns:
         A :class:`~dmft.result.Trajectory` of kind ``"dmft"`` with kernels and diagnostics.
