@@ -60,6 +60,11 @@ expected loss on a fresh sample given W_t (since W*W*ᵀ/d = I), up to quadratur
 ``"sample"`` is the mean loss on ``n_test`` fresh labelled samples (with label noise) drawn once
 per seed and reused at every step.
 
+Devices (``devices=``; see :mod:`dmft._devices`): the seeds of a batch are spread over the
+devices (``shard_map`` over a 1-D mesh "seed"; each device runs the one-device program on its
+seeds, no communication), under ``jax.distributed`` over every process's devices. One device
+runs the one-device code unchanged. The data matrix of one seed is not split across devices.
+
 Divergence: after each seed batch the observables are checked; at the first step t where any of
 them is non-finite or |Q| > 1e100 (in any seed simulated so far), a partial :class:`Trajectory`
 of steps 0..t−1 (seeds simulated so far) is built and :class:`DivergenceError` is raised with it.
