@@ -47,6 +47,15 @@ def _record(res, out):
     return out
 
 
+def _simulate_rows(ndev):
+    pr = make_problem("tanh_he3", p=2, activation="relu", lr=0.3, steps=3, schedule="fresh",
+                      lr_a=0.2)
+    res = simulate(pr, d=40, seeds=2, seed=2, seed_batch=1, test_error="sample", n_test=30,
+                   progress=False, devices=ndev)
+    out = {k: res.per_seed[k] for k in ("m", "Q", "train_loss", "test_error", "a")}
+    return _record(res, out)
+
+
 def cases():
     """name → run(device count) → dict of arrays."""
     return {
@@ -56,6 +65,9 @@ def cases():
         "solve": lambda n: _solve(n, samples=2 * 150, replicas=2, schedule="repeat:2",
                                   chunk_size=40),
         "simulate": _simulate,
+        # seed_batch=1: each seed's data rows over all devices (mesh (1, D)); fresh batches,
+        # a sampled test set, a trained second layer
+        "simulate_rows": _simulate_rows,
         # grid points over devices (3 points: padded to 4 on 4 devices); 1 and 4 devices of
         # one process only (a list of devices, the two-process form, is skipped)
         "sweep": lambda n: _sweep(n) if n in (1, 4) else None,

@@ -71,14 +71,14 @@ def test_same_results_on_1_2_4_devices(one_process, ndev):
     """Replica sharding (2 replicas on 2 devices), replica and sample sharding (mesh (2, 2) on
     4 devices; chunks and padding rows), the simulator's seeds and a sweep's grid points (4
     devices): the same numbers on 1, 2 and 4 devices; settings and the HDF5 /config record the
-    device count."""
+    device count; the simulator with seed_batch=1 (each seed's data rows over the devices)."""
     res = one_process
     diffs = _compare(res, ndev, res, 1)
     print(f"{ndev} vs 1 device(s), max relative |diff|:", diffs)
     assert diffs and max(diffs.values()) < RTOL, diffs
     if ndev == 4:
         assert int(res["sweep/4/devices"]) == 4 and "sweep/m" in diffs
-    for name in ("solve", "simulate"):
+    for name in ("solve", "simulate", "simulate_rows"):
         for prefix in ("", "h5_"):
             assert int(res[f"{name}/{ndev}/{prefix}devices"]) == ndev
             assert int(res[f"{name}/{ndev}/{prefix}processes"]) == 1
@@ -110,7 +110,7 @@ def test_two_processes_equal_one(one_process, tmp_path):
     diffs = _compare(two, 4, one_process, 1)
     print("2 processes x 2 devices vs 1 device, max relative |diff|:", diffs)
     assert diffs and max(diffs.values()) < RTOL, diffs
-    for name in ("solve", "simulate"):
+    for name in ("solve", "simulate", "simulate_rows"):
         for prefix in ("", "h5_"):
             assert int(two[f"{name}/4/{prefix}devices"]) == 4
             assert int(two[f"{name}/4/{prefix}processes"]) == 2
