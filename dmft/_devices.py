@@ -8,9 +8,8 @@ compiled SPMD program runs on all of them.
 
 from __future__ import annotations
 
-import numpy as np
-
 import jax
+import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P

@@ -97,6 +97,14 @@ from ._checks import (
     check_x64,
     free_memory_bytes,
 )
+from ._devices import (
+    device_free_memory,
+    global_array,
+    replicated,
+    resolve_devices,
+    run_info,
+    to_host,
+)
 from .observables import test_error as _quadrature_test_error
 from .problem import (
     STREAM_SIM,
@@ -109,8 +117,6 @@ from .problem import (
 )
 from .problem import stream_key as _stream_key
 from .result import Estimate, Trajectory, estimate_from_replicas
-from ._devices import device_free_memory, global_array, replicated, resolve_devices, run_info
-from ._devices import to_host
 
 __all__ = ["simulate"]
 

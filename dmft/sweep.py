@@ -232,6 +232,7 @@ def sweep(
 
 def _solve_points(problem, points, samples, seed, replicas, chunk_size, response, dtype,
                   progress, grid_batch, devices=None):
+    from .solver._sharding import run_grid_sharded
     from .solver._solve import (
         check_memory,
         finish,
@@ -240,7 +241,6 @@ def _solve_points(problem, points, samples, seed, replicas, chunk_size, response
         show_progress,
         validate,
     )
-    from .solver._sharding import run_grid_sharded
     from .solver._step import progress_meter, run_grid
     from .solver._structure import numeric_problem
 

@@ -10,7 +10,6 @@ import h5py
 import jax
 
 from dmft.io import save
-
 from dmft.problem import make_problem
 from dmft.simulate import simulate
 from dmft.solver import solve

@@ -33,8 +33,8 @@ from ..observables import test_error as _test_error
 from ..problem import STREAM_DMFT, Problem, stream_key
 from ..result import Trajectory, estimate_from_replicas
 from ._factor import SCHUR_WARN_REL
-from ._state import DRAW_BLOCK
 from ._sharding import local_structure, mesh_shape, run_sweep_sharded
+from ._state import DRAW_BLOCK
 from ._step import progress_meter, run_sweep
 from ._structure import Structure, make_structure, numeric_problem
 

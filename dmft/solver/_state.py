@@ -10,7 +10,6 @@ no memory beyond the histories and one block. The draws do not depend on the pro
 
 from __future__ import annotations
 
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
