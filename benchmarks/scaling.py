@@ -12,7 +12,12 @@ split too, mesh (2, 2)). Per device it prints
   arguments + outputs + temporaries, which hold the histories), a measurement independent of
   the estimate;
 
-and the wall time of a warm solve (compiled beforehand). Forced host devices share the host's
+and the wall time of a warm solve (compiled beforehand). ``est`` falls exactly as 1/devices;
+``xla`` also holds transients: the draw blocks (constant in N; larger for sample shards, which
+draw whole blocks), and, measured here, a buffer of ~0.6x the resident state whenever a device
+holds a single replica (also on one device with replicas=1 through the internals, so an XLA
+buffer-assignment effect of the size-1 replica vmap, not of sharding; not investigated
+further: prefer >= 2 replicas per device). Forced host devices share the host's
 cores, so on the CPU the time shows the overhead of sharding, not a speed-up. When a GPU is
 the default backend, the one-GPU numbers are printed too.
 """
