@@ -26,9 +26,15 @@ def _solve(ndev, **kw):
 
 
 def _simulate(ndev):
-    pr = make_problem("tanh_he3", p=2, activation="relu", lr=0.3, steps=3)
-    res = simulate(pr, d=40, seeds=5, seed=2, seed_batch=3, progress=False, devices=ndev)
-    out = {k: res.per_seed[k] for k in ("m", "Q", "train_loss", "test_error")}
+    # seed_batch=2: on 2 devices one seed each (mesh (2, 1)); on 4, each seed's data rows over
+    # 2 devices too (mesh (2, 2)); a last short batch (3 seeds); fresh batches, a sampled test
+    # set, a trained second layer
+    pr = make_problem("tanh_he3", p=2, activation="relu", lr=0.3, steps=3, schedule="fresh",
+                      lr_a=0.2)
+    res = simulate(pr, d=40, seeds=3, seed=2, seed_batch=2, test_error="sample", n_test=30,
+                   progress=False, devices=ndev)
+    out = {k: res.per_seed[k] for k in ("m", "Q", "train_loss", "test_error", "a")}
+    out["row_shards"] = res.settings.get("row_shards", 1)
     return _record(res, out)
 
 
@@ -46,15 +52,6 @@ def _record(res, out):
     return out
 
 
-def _simulate_rows(ndev):
-    pr = make_problem("tanh_he3", p=2, activation="relu", lr=0.3, steps=3, schedule="fresh",
-                      lr_a=0.2)
-    res = simulate(pr, d=40, seeds=2, seed=2, seed_batch=1, test_error="sample", n_test=30,
-                   progress=False, devices=ndev)
-    out = {k: res.per_seed[k] for k in ("m", "Q", "train_loss", "test_error", "a")}
-    return _record(res, out)
-
-
 def cases():
     """name → run(device count) → dict of arrays."""
     return {
@@ -64,9 +61,6 @@ def cases():
         "solve": lambda n: _solve(n, samples=2 * 150, replicas=2, schedule="repeat:2",
                                   chunk_size=40),
         "simulate": _simulate,
-        # seed_batch=1: each seed's data rows over all devices (mesh (1, D)); fresh batches,
-        # a sampled test set, a trained second layer
-        "simulate_rows": _simulate_rows,
         # grid points over devices (3 points: padded to 4 on 4 devices); 1 and 4 devices of
         # one process only (a list of devices, the two-process form, is skipped)
         "sweep": lambda n: _sweep(n) if n in (1, 4) else None,

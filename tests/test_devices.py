@@ -53,7 +53,7 @@ def _compare(res, ndev_a, res_b, ndev_b):
         if key.startswith("fit/"):
             continue
         name, n, what = key.split("/")
-        if n != str(ndev_a) or what.endswith(("devices", "processes")):
+        if n != str(ndev_a) or what.endswith(("devices", "processes", "row_shards")):
             continue
         diffs[f"{name}/{what}"] = _max_rel_diff(res[key], res_b[f"{name}/{ndev_b}/{what}"])
     return diffs
@@ -71,14 +71,15 @@ def test_same_results_on_1_2_4_devices(one_process, ndev):
     """Replica sharding (2 replicas on 2 devices), replica and sample sharding (mesh (2, 2) on
     4 devices; chunks and padding rows), the simulator's seeds and a sweep's grid points (4
     devices): the same numbers on 1, 2 and 4 devices; settings and the HDF5 /config record the
-    device count; the simulator with seed_batch=1 (each seed's data rows over the devices)."""
+    device count; the simulator's seeds over 2 devices, and seeds and rows (mesh (2, 2)) over 4."""
     res = one_process
+    assert int(res[f"simulate/{ndev}/row_shards"]) == ndev // 2
     diffs = _compare(res, ndev, res, 1)
     print(f"{ndev} vs 1 device(s), max relative |diff|:", diffs)
     assert diffs and max(diffs.values()) < RTOL, diffs
     if ndev == 4:
         assert int(res["sweep/4/devices"]) == 4 and "sweep/m" in diffs
-    for name in ("solve", "simulate", "simulate_rows"):
+    for name in ("solve", "simulate"):
         for prefix in ("", "h5_"):
             assert int(res[f"{name}/{ndev}/{prefix}devices"]) == ndev
             assert int(res[f"{name}/{ndev}/{prefix}processes"]) == 1
@@ -107,10 +108,11 @@ def test_two_processes_equal_one(one_process, tmp_path):
     port = str(_free_port())
     _wait([_run([path, "4", str(i), "2", port]) for i in range(2)])
     two = dict(np.load(path))
+    assert int(two["simulate/4/row_shards"]) == 2
     diffs = _compare(two, 4, one_process, 1)
     print("2 processes x 2 devices vs 1 device, max relative |diff|:", diffs)
     assert diffs and max(diffs.values()) < RTOL, diffs
-    for name in ("solve", "simulate", "simulate_rows"):
+    for name in ("solve", "simulate"):
         for prefix in ("", "h5_"):
             assert int(two[f"{name}/4/{prefix}devices"]) == 4
             assert int(two[f"{name}/4/{prefix}processes"]) == 2
