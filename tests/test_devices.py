@@ -25,6 +25,7 @@ def _env():
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("XLA_FLAGS", None)
+    env["JAX_PLATFORMS"] = "cpu"  # forced host devices, also on a machine with a GPU
     env["DMFT_NO_COMPILE_CACHE"] = "1"
     return env
 
