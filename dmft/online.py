@@ -67,16 +67,26 @@ import sys
 import time
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import DivergenceError, DMFTInputError, check_int, check_real
+from ._checks import (
+    DivergenceError,
+    DMFTInputError,
+    check_dtype,
+    check_int,
+    check_problem,
+    check_real,
+    check_x64,
+    mark_blowup,
+)
 from .observables import test_error as _test_error
 from .problem import Problem, get_activation, loss_grad_h, stream_key
 from .result import Estimate, Trajectory, estimate_from_replicas
 
-STREAM_ONLINE = 4  # named PRNG stream (problem.py holds 1-3)
+STREAM_ONLINE = 4  # named PRNG stream (problem.py holds 1, 2; 3 is reserved)
 OVERFLOW = 1e8  # |m| or |Q| above this counts as a divergence
 SOLVER = "Tsit5"
 _CLIP_REL = 1e-12  # eigenvalue floor of Q − m mᵀ, relative to max(1, its largest eigenvalue)
@@ -95,6 +105,7 @@ def solve_online(
     moment_match: bool = True,
     max_steps: int = 100_000,
     progress: bool | None = None,
+    dtype="float64",
 ) -> Trajectory:
     """Integrate the d → ∞ online-SGD ODEs for (m, Q) over τ ∈ [0, horizon].
 
@@ -111,6 +122,8 @@ def solve_online(
         moment_match: whiten each sample set (exact mean 0, covariance I); see module docs.
         max_steps: cap on the integrator's steps.
         progress: diffrax's tqdm meter; ``None`` shows it only on a terminal.
+        dtype: ``"float64"`` (default; needs JAX x64, refused otherwise, as in
+            :func:`dmft.solve`) or ``"float32"``.
 
     Returns:
         A :class:`~dmft.result.Trajectory` of kind ``"online"`` whose ``step`` holds τ (floats).
@@ -120,8 +133,14 @@ def solve_online(
         DivergenceError: (m, Q) became non-finite or exceeded 1e8; ``.partial`` holds the save
             times before it and the message gives τ.
     """
-    if not isinstance(problem, Problem):
-        raise DMFTInputError(f"`problem` must be a dmft.Problem; got {type(problem).__name__}")
+    check_problem(problem)
+    dtype = jnp.dtype(check_dtype(dtype))
+    check_x64(dtype)
+    if problem.loss != "square":
+        raise DMFTInputError(
+            f"`loss` must be 'square' for the online-SGD ODEs (not implemented for other "
+            f"losses yet); got loss={problem.loss!r}"
+        )
     horizon = check_real("horizon", horizon, low=0.0, low_open=True)
     n_out = check_int("n_out", n_out, low=2, high=1_000_000)
     samples = check_int("samples", samples, low=1000, high=10**9)
@@ -138,7 +157,6 @@ def solve_online(
         )
     eta = float(lr[0])
     p, k = problem.p, problem.k
-    dtype = jnp.result_type(float)
 
     root = stream_key(seed, STREAM_ONLINE)
     keys = jax.vmap(lambda r: jax.random.fold_in(root, r))(jnp.arange(replicas))
@@ -153,10 +171,11 @@ def solve_online(
     ts = jnp.linspace(0.0, horizon, n_out, dtype=dtype)
     if progress is None:
         progress = sys.stderr.isatty()
-    run = _compiled(problem.activation, problem.target, p, k, rtol, atol, max_steps,
-                    bool(progress))
+    meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
     t_start = time.perf_counter()
-    ms, Qs, t_saved, ok, stopped = jax.device_get(run(y0, Z, params, a, ts))
+    ms, Qs, t_saved, ok, stopped = jax.device_get(_run(
+        _Field(problem.activation, problem.target), y0, Z, params, a, ts,
+        jnp.asarray([rtol, atol], dtype), max_steps, meter))
     elapsed = time.perf_counter() - t_start
     ts = np.asarray(ts)
     # Saved entries: the grid times reached, then the final time (t1, or where an event stopped
@@ -192,7 +211,7 @@ def solve_online(
             f"{reason})",
             partial=traj,
         )
-    return traj
+    return mark_blowup(traj, stacklevel=2)
 
 
 def _draw(key, n: int, dim: int, moment_match: bool, dtype):
@@ -236,52 +255,47 @@ def online_field(m, Q, Z, eta, ridge, noise, a, act, target):
     return dm, 0.5 * (dQ + dQ.T)
 
 
-_CACHE: dict = {}
+class _Field(eqx.Module):
+    """The replica-vmapped vector field and the blow-up event (activation/target static)."""
 
+    act_name: str = eqx.field(static=True)
+    target: object = eqx.field(static=True)
 
-def _compiled(act_name, target, p, k, rtol, atol, max_steps, progress):
-    key = (act_name, target.name, id(target.fn), p, k, rtol, atol, max_steps, progress)
-    if key in _CACHE:
-        return _CACHE[key]
-    if len(_CACHE) >= 32:
-        _CACHE.pop(next(iter(_CACHE)))
-    act = get_activation(act_name)
-    field_r = jax.vmap(online_field, in_axes=(0, 0, 0, None, None, None, None, None, None))
-
-    def vector_field(t, y, args):
+    def __call__(self, t, y, args):
         Z, params, a = args
-        return field_r(y[0], y[1], Z, params[0], params[1], params[2], a, act, target)
+        field_r = jax.vmap(online_field, in_axes=(0, 0, 0, None, None, None, None, None, None))
+        return field_r(y[0], y[1], Z, params[0], params[1], params[2], a,
+                       get_activation(self.act_name), self.target)
 
-    def blown_up(t, y, args, **kwargs):
-        big = jnp.maximum(jnp.max(jnp.abs(y[0])), jnp.max(jnp.abs(y[1])))
-        return ~(big <= OVERFLOW)  # also true for NaN
 
-    meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
+def _blown_up(t, y, args, **kwargs):
+    big = jnp.maximum(jnp.max(jnp.abs(y[0])), jnp.max(jnp.abs(y[1])))
+    return ~(big <= OVERFLOW)  # also true for NaN
 
-    @jax.jit
-    def run(y0, Z, params, a, ts):
-        sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(vector_field),
-            diffrax.Tsit5(),
-            t0=ts[0],
-            t1=ts[-1],
-            dt0=None,
-            y0=y0,
-            args=(Z, params, a),
-            saveat=diffrax.SaveAt(ts=ts, t1=True),
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-            event=diffrax.Event(blown_up),
-            max_steps=max_steps,
-            throw=False,
-            progress_meter=meter,
-        )
-        ms, Qs = sol.ys
-        ok = sol.result == diffrax.RESULTS.successful
-        stopped = sol.result == diffrax.RESULTS.event_occurred
-        return ms, Qs, sol.ts, ok, stopped
 
-    _CACHE[key] = run
-    return run
+@eqx.filter_jit
+def _run(field, y0, Z, params, a, ts, tol, max_steps, meter):
+    """The diffrax solve; numbers (η, λ, Δ, a, tolerances, save times) are traced, so only a
+    new activation, target, size, ``max_steps`` or progress setting compiles again."""
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(field),
+        diffrax.Tsit5(),
+        t0=ts[0],
+        t1=ts[-1],
+        dt0=None,
+        y0=y0,
+        args=(Z, params, a),
+        saveat=diffrax.SaveAt(ts=ts, t1=True),
+        stepsize_controller=diffrax.PIDController(rtol=tol[0], atol=tol[1]),
+        event=diffrax.Event(_blown_up),
+        max_steps=max_steps,
+        throw=False,
+        progress_meter=meter,
+    )
+    ms, Qs = sol.ys
+    ok = sol.result == diffrax.RESULTS.successful
+    stopped = sol.result == diffrax.RESULTS.event_occurred
+    return ms, Qs, sol.ts, ok, stopped
 
 
 def _assemble(problem, ts, ms, Qs, settings) -> Trajectory:

@@ -27,9 +27,9 @@ def _solve(ndev, **kw):
 
 def _simulate(ndev):
     # seed_batch=2: on 2 devices one seed each (mesh (2, 1)); on 4, each seed's data rows over
-    # 2 devices too (mesh (2, 2)); a last short batch (3 seeds); fresh batches, a sampled test
-    # set, a trained second layer
-    pr = make_problem("tanh_he3", p=2, activation="relu", lr=0.3, steps=3, schedule="fresh",
+    # 2 devices too (mesh (2, 2)); a last short batch (3 seeds); epochs:2 (the selection of
+    # each device's rows), a sampled test set, a trained second layer
+    pr = make_problem("tanh_he3", p=2, activation="relu", lr=0.3, steps=3, schedule="epochs:2",
                       lr_a=0.2)
     res = simulate(pr, d=40, seeds=3, seed=2, seed_batch=2, test_error="sample", n_test=30,
                    progress=False, devices=ndev)
@@ -58,7 +58,7 @@ def cases():
         # 2 replicas: on 2 devices replica sharding (mesh (2, 1)); on 4, each replica's samples
         # over 2 devices too (mesh (2, 2)); chunks, padding rows, the regressors' Gram summed
         # over devices (general schedule)
-        "solve": lambda n: _solve(n, samples=2 * 150, replicas=2, schedule="repeat:2",
+        "solve": lambda n: _solve(n, samples=2 * 150, replicas=2, schedule="sgd:0.5",
                                   chunk_size=40),
         "simulate": _simulate,
         # grid points over devices (3 points: padded to 4 on 4 devices); 1 and 4 devices of
@@ -68,7 +68,7 @@ def cases():
 
 
 def _sweep(ndev):
-    from dmft.sweep import sweep
+    from dmft import sweep
 
     pr = make_problem("tanh_he3", activation="erf", p=2, steps=3, schedule="reuse")
     with warnings.catch_warnings():
@@ -85,7 +85,7 @@ def fits_only_when_sharded():
     from dmft._checks import DMFTInputError
     from dmft.solver import _solve, memory_estimate
 
-    pr = make_problem("tanh_he3", activation="erf", p=2, steps=3, schedule="repeat:2")
+    pr = make_problem("tanh_he3", activation="erf", p=2, steps=3, schedule="sgd:0.5")
     kw = dict(samples=2 * 150, replicas=2, chunk_size=40)
     one = memory_estimate(pr, **kw)
     four = memory_estimate(pr, devices=4, **kw)

@@ -60,12 +60,21 @@ def test_sweep_point_equals_solve(grid):
                                            getattr(tr, name).error, rtol=1e-9, atol=1e-13)
 
 
-def test_sweep_grid_batches_and_schedules(grid):
-    """Splitting the grid into batches (padded to one shape) changes nothing; a per-step η
-    schedule is an axis value."""
+def test_sweep_grid_batches_and_schedules(grid, monkeypatch):
+    """When memory is short the grid is split into batches (the last padded to the same
+    shape), which changes nothing; a per-step η schedule is an axis value."""
+    import dmft._sweep as sweep_mod
+    from dmft.solver import memory_estimate
+
     pr, over, res = grid
-    res2 = dmft.sweep(pr, over, SAMPLES, replicas=REPLICAS, seed=7, progress=False,
-                      grid_batch=4)
+    need4 = memory_estimate(pr, SAMPLES, replicas=REPLICAS, grid=4)["peak"]
+    from dmft.solver import _solve
+
+    for mod in (sweep_mod, _solve):
+        monkeypatch.setattr(mod, "free_memory_bytes", lambda: (need4 + 1, "test device"))
+    res2 = dmft.sweep(pr, over, SAMPLES, replicas=REPLICAS, seed=7, progress=False)
+    monkeypatch.undo()
+    assert res2.settings["grid_batch"] == 3  # 6 points: 6 does not fit, 3 does
     np.testing.assert_allclose(res2.m.value, res.m.value, rtol=1e-12, atol=1e-14)
     sched = dmft.sweep(pr, {"lr": [[0.1, 0.1, 0.1], [0.4, 0.4, 0.4]]}, SAMPLES,
                        replicas=REPLICAS, seed=7, progress=False)
@@ -136,3 +145,12 @@ def test_sweep_file_roundtrip_xarray_and_plot(grid, tmp_path):
                       SAMPLES, replicas=REPLICAS, seed=7, progress=False)
     fig = plot_sweep(line, "test_error")
     assert len(fig.axes) == 1
+
+
+def test_io_load_points_a_sweep_file_to_load_sweep(grid, tmp_path):
+    from dmft import io
+    from dmft.sweep_io import save_sweep
+
+    path = save_sweep(grid[2], tmp_path / "s.h5")
+    with pytest.raises(DMFTInputError, match="load_sweep"):
+        io.load(path)

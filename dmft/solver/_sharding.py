@@ -94,12 +94,13 @@ class Shard:
         """True on every device iff ``ok`` is True on every device."""
         return jax.lax.pmin(ok.astype(jnp.int32), AXES) > 0
 
-    def _rows(self, key, tail):
+    def _rows(self, key, tail, sampler=jax.random.normal):
         return draw_rows_shard(key, self.st.n_real, self.st.npad, self.first_row, tail,
-                               self.st.dtype)
+                               self.st.dtype, sampler)
 
 
-def draw_rows_shard(key, n: int, n_loc: int, first_row, tail: tuple, dtype):
+def draw_rows_shard(key, n: int, n_loc: int, first_row, tail: tuple, dtype,
+                    sampler=jax.random.normal):
     """Rows ``first_row .. first_row + n_loc - 1`` of ``_state._draw_rows(key, n, ...)``.
 
     Row i of the replica is row i mod B of the block i // B (B = DRAW_BLOCK) drawn from
@@ -114,7 +115,7 @@ def draw_rows_shard(key, n: int, n_loc: int, first_row, tail: tuple, dtype):
     i = jnp.arange(B)
 
     def rolled(b):
-        blk = jax.random.normal(jax.random.fold_in(key, b), (B,) + tail, draw).astype(dtype)
+        blk = sampler(jax.random.fold_in(key, b), (B,) + tail, draw).astype(dtype)
         return jnp.roll(blk, -off, axis=0)
 
     def window(w, cur, nxt):

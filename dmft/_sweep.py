@@ -24,12 +24,13 @@ import numpy as np
 
 from ._checks import DivergenceError, DMFTInputError, check_choice, check_int, free_memory_bytes
 from ._devices import device_free_memory, resolve_devices, run_info, to_host
+from ._table import OBSERVABLES
 from .problem import Problem
 from .result import Estimate, Trajectory
 
 # the numeric fields a sweep may vary, with their per-point shape (T = steps)
 SWEEPABLE = ("alpha", "lr", "ridge", "noise", "m0", "qperp0", "second_layer", "lr_a")
-OBS = ("m", "Q", "test_error", "train_loss")
+OBS = tuple(OBSERVABLES)
 
 
 def _point_value(problem: Problem, name: str, value):
@@ -222,9 +223,11 @@ def sweep(
     est = _stack(trajs, shape, T1, problem.p, problem.k)
     status = np.array([tr.status for tr in trajs]).reshape(shape)
     bad = np.array([tr.first_bad_step for tr in trajs]).reshape(shape)
-    if np.any(status != "ok"):
-        warnings.warn(f"{int(np.sum(status != 'ok'))} of {len(trajs)} grid points diverged; "
-                      "their values after first_bad_step are NaN", RuntimeWarning, stacklevel=2)
+    n_bad = int(np.sum(status != "ok"))
+    if n_bad:
+        warnings.warn(f"{n_bad} of {len(trajs)} grid points diverged (values after "
+                      "first_bad_step are NaN) or blew up (status 'blew_up')", RuntimeWarning,
+                      stacklevel=2)
     return SweepResult(method="dmft" if method == "dmft" else "simulation", problem=problem,
                        axes=names, coords=coords, step=np.arange(T1), status=status,
                        first_bad_step=bad, points=trajs, settings=settings, **est)
