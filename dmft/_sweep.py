@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from ._checks import DivergenceError, DMFTInputError, check_choice, check_int, free_memory_bytes
+from ._devices import device_free_memory, resolve_devices, run_info, to_host
 from ._table import OBSERVABLES
 from .problem import Problem, parse_schedule
 from .result import Estimate, Trajectory
@@ -188,6 +189,7 @@ def sweep(
     d: int | None = None,
     seeds: int = 16,
     grid_batch: int | None = None,
+    devices=None,
 ) -> SweepResult:
     """Solve (or simulate) ``problem`` on the outer product of the axes in ``over``.
 
@@ -203,6 +205,11 @@ def sweep(
         d, seeds: the simulator's dimension and seeds (``method="simulate"`` only).
         grid_batch: points solved at once; ``None`` chooses the largest batch whose estimated
             peak memory fits in the free memory (``memory_estimate(..., grid=...)``).
+        devices: as :func:`dmft.solve` (default: every device). ``method="dmft"``: the points
+            of a grid batch are spread over the devices (``grid_batch`` rounded up to a
+            multiple of their count, per-device memory ``grid=grid_batch / devices``); each
+            point runs on one device, so the numbers do not depend on the device count.
+            ``method="simulate"``: passed to :func:`dmft.simulate` (seeds over devices).
 
     Returns:
         A :class:`SweepResult`.
@@ -214,12 +221,12 @@ def sweep(
     if method == "simulate":
         if d is None:
             raise DMFTInputError("`d` is required for method='simulate' (e.g. d=1000)")
-        trajs, settings = _simulate_points(points, d, seeds, seed, dtype, progress)
+        trajs, settings = _simulate_points(points, d, seeds, seed, dtype, progress, devices)
     else:
         if d is not None:
             raise DMFTInputError("`d` is a simulator setting; it is not used by method='dmft'")
         trajs, settings = _solve_points(problem, points, samples, seed, replicas, chunk_size,
-                                        response, dtype, progress, grid_batch)
+                                        response, dtype, progress, grid_batch, devices)
     settings["wall_time_s"] = time.perf_counter() - t0
     T1 = problem.steps + 1
     est = _stack(trajs, shape, T1, problem.p, problem.k)
@@ -236,7 +243,8 @@ def sweep(
 
 
 def _solve_points(problem, points, samples, seed, replicas, chunk_size, response, dtype,
-                  progress, grid_batch):
+                  progress, grid_batch, devices=None):
+    from .solver._sharding import run_grid_sharded
     from .solver._solve import (
         check_memory,
         finish,
@@ -249,6 +257,8 @@ def _solve_points(problem, points, samples, seed, replicas, chunk_size, response
     from .solver._structure import numeric_problem
 
     st = validate(problem, samples, seed, replicas, chunk_size, response, dtype)
+    devs = resolve_devices(devices)
+    ndev = len(devs)
     n = len(points)
     if grid_batch is None:
         avail, _ = free_memory_bytes()
@@ -259,10 +269,18 @@ def _solve_points(problem, points, samples, seed, replicas, chunk_size, response
                     response=response, dtype=st.dtype, grid=grid_batch)["peak"] > avail:
                 grid_batch = (grid_batch + 1) // 2
     grid_batch = min(check_int("grid_batch", grid_batch, low=1), n)
-    check_memory(problem, samples, replicas, chunk_size, response, st.dtype, grid=grid_batch)
+    if ndev > 1:  # per device: grid_batch / ndev points (CPU devices share the host's memory)
+        grid_batch = -(-grid_batch // ndev) * ndev
+        shared = device_free_memory(devs)[2]
+        nloc = sum(dv.process_index == jax.process_index() for dv in devs) if shared else 1
+        check_memory(problem, samples, replicas, chunk_size, response, st.dtype,
+                     grid=grid_batch // ndev * nloc)
+    else:
+        check_memory(problem, samples, replicas, chunk_size, response, st.dtype,
+                     grid=grid_batch)
     keys = replica_keys(seed, replicas)
     numbers = [numeric_problem(pr, st.dtype) for pr in points]
-    meter = progress_meter(show_progress(progress))
+    meter = progress_meter(show_progress(progress) and jax.process_index() == 0)
     trajs = []
     for lo in range(0, n, grid_batch):
         batch = numbers[lo:lo + grid_batch]
@@ -270,12 +288,15 @@ def _solve_points(problem, points, samples, seed, replicas, chunk_size, response
         batch = batch + [batch[-1]] * (grid_batch - real)  # same shape: no recompile
         stacked = jax.tree.map(lambda *xs: np.stack(xs), *batch)
         t1 = time.perf_counter()
-        n_run, state, outs = jax.device_get(run_grid(st, stacked, keys, meter))
+        if ndev == 1:
+            n_run, state, outs = jax.device_get(run_grid(st, stacked, keys, meter))
+        else:
+            n_run, state, outs = to_host(run_grid_sharded(st, devs, stacked, keys, meter))
         elapsed = time.perf_counter() - t1
         for i in range(real):
             settings = dict(samples=samples, replicas=replicas, seed=seed,
                             chunk_size=chunk_size, response=response, dtype=st.dtype_name,
-                            wall_time_s=elapsed / real)
+                            wall_time_s=elapsed / real, **run_info(devs))
             one = jax.tree.map(lambda x, i=i: x[i], (state, outs))
             try:
                 with warnings.catch_warnings():
@@ -285,17 +306,20 @@ def _solve_points(problem, points, samples, seed, replicas, chunk_size, response
                 tr = exc.partial
             trajs.append(tr)
     return trajs, dict(samples=samples, replicas=replicas, seed=seed, chunk_size=chunk_size,
-                       response=response, dtype=st.dtype_name, grid_batch=grid_batch)
+                       response=response, dtype=st.dtype_name, grid_batch=grid_batch,
+                       **run_info(devs))
 
 
-def _simulate_points(points, d, seeds, seed, dtype, progress):
+def _simulate_points(points, d, seeds, seed, dtype, progress, devices=None):
     from .simulate import simulate
 
     trajs = []
     for pr in points:
         try:
-            tr = simulate(pr, d, seeds, seed=seed, dtype=dtype, progress=progress)
+            tr = simulate(pr, d, seeds, seed=seed, dtype=dtype, progress=progress,
+                          devices=devices)
         except DivergenceError as exc:
             tr = exc.partial
         trajs.append(tr)
-    return trajs, dict(d=d, seeds=seeds, seed=seed, dtype=np.dtype(dtype).name)
+    return trajs, dict(d=d, seeds=seeds, seed=seed, dtype=np.dtype(dtype).name,
+                       **{k: trajs[0].settings[k] for k in ("devices", "processes")})

@@ -67,6 +67,16 @@ expected loss on a fresh sample given W_t (since W*W*ᵀ/d = I), up to quadratur
 ``"sample"`` is the mean loss on ``n_test`` fresh labelled samples (with label noise) drawn once
 per seed and reused at every step.
 
+Devices (``devices=``; see :mod:`dmft._devices`): the seeds of a batch are spread over the
+devices (``shard_map`` over a 1-D mesh "seed"; each device runs the one-device program on its
+seeds, no communication), under ``jax.distributed`` over every process's devices. One device
+runs the one-device code unchanged. When ``seed_batch`` does not divide into the devices
+(e.g. ``seed_batch=1`` at large d), the devices form a mesh (gcd(seed_batch, D), D / gcd): the
+rows of each seed's data matrices (training batches and test set) are split over the second
+axis (row i is still drawn from its own key, so the data do not change), and the products
+summed over rows (Gᵀ X, the losses, the second layer's gradient) are ``psum``-ed over it. The
+weights W (p × d) are replicated; each device holds ⌈n / row shards⌉ rows of X.
+
 Divergence: after each seed batch the observables are checked; at the first step t where any of
 them is non-finite or |Q| > ``_checks.overflow_limit`` (1e100 in float64) in any seed simulated
 so far, a partial :class:`Trajectory` of steps 0..t−1 (seeds simulated so far) is built and
@@ -83,6 +93,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from ._checks import (
@@ -97,6 +109,14 @@ from ._checks import (
     mark_blowup,
     overflow_limit,
     step0_causes,
+)
+from ._devices import (
+    device_free_memory,
+    global_array,
+    replicated,
+    resolve_devices,
+    run_info,
+    to_host,
 )
 from ._table import OBSERVABLES, OPTIONAL
 from .observables import test_error_map
@@ -189,15 +209,69 @@ def _normal_rows(key, n: int, d: int, dtype, draw_dtype):
     return jax.lax.fori_loop(0, n_blocks, body, jnp.zeros((n, d), dtype))
 
 
-def _draw_data(problem: Problem, wstar, key, n: int, dtype, draw_dtype=None):
-    """n samples x ~ N(0, I_d) (rows of X) and labels y = g*(W* x/√d) + √Δ ξ from ``key``."""
+def _draw_data(problem: Problem, wstar, key, n: int, dtype, draw_dtype=None, rows=None):
+    """n samples x ~ N(0, I_d) (rows of X) and labels y = g*(W* x/√d) + √Δ ξ from ``key``.
+
+    ``rows`` (a :class:`_RowShard`, several devices only): only this device's rows, zero
+    beyond n (the caller weights them out)."""
     d = wstar.shape[1]
-    x = _normal_rows(jax.random.fold_in(key, _K_X), n, d, dtype, draw_dtype)
+    if rows is None:
+        x = _normal_rows(jax.random.fold_in(key, _K_X), n, d, dtype, draw_dtype)
+    else:
+        x = rows.normal_rows(jax.random.fold_in(key, _K_X), n, d, dtype, draw_dtype)
     hstar = (x @ wstar.T) / math.sqrt(d)  # (n, k)
     xi = _normal(jax.random.fold_in(key, _K_NOISE), (n,), dtype, draw_dtype)
+    if rows is not None:
+        xi = rows.local(xi, n)
     noise_sd = jnp.sqrt(jnp.asarray(problem.noise, dtype))
     y = problem.target(hstar).astype(dtype) + noise_sd * xi
     return x, y
+
+
+class _RowShard:
+    """This device's rows of every data matrix of a seed (rows split over the mesh axis
+    "row", inside ``shard_map``): a matrix of n rows is held as blocks of ⌈n / shards⌉ rows,
+    the last padded with zero rows; sums over rows are ``psum``-ed over the axis."""
+
+    def __init__(self, shards: int):
+        self.shards = shards
+        self.index = jax.lax.axis_index("row")
+
+    def size(self, n: int) -> int:
+        return -(-n // self.shards)
+
+    def first(self, n: int):
+        return self.index * self.size(n)
+
+    def weights(self, n: int, dtype):
+        return (self.first(n) + jnp.arange(self.size(n)) < n).astype(dtype)
+
+    def local(self, v, n: int):
+        """This device's entries of a length-n vector (zero padding)."""
+        size = self.size(n)
+        v = jnp.concatenate([v, jnp.zeros((size * self.shards - n,), v.dtype)])
+        return jax.lax.dynamic_slice_in_dim(v, self.first(n), size)
+
+    def normal_rows(self, key, n: int, d: int, dtype, draw_dtype):
+        """This device's rows of :func:`_normal_rows` (row i from ``fold_in(key, i)``)."""
+        size = self.size(n)
+        rows = max(1, min(size, _ROW_BLOCK_ENTRIES // d))
+        first = self.first(n)
+
+        def draw_row(i):
+            return _normal(jax.random.fold_in(key, i), (d,), dtype, draw_dtype)
+
+        def body(b, x):
+            start = jnp.minimum(b * rows, size - rows)
+            ids = first + start + jnp.arange(rows)
+            block = jax.vmap(draw_row)(ids)
+            block = jnp.where((ids < n)[:, None], block, jnp.zeros((), dtype))
+            return jax.lax.dynamic_update_slice(x, block, (start, 0))
+
+        return jax.lax.fori_loop(0, -(-size // rows), body, jnp.zeros((size, d), dtype))
+
+    def sum(self, x):
+        return jax.lax.psum(x, "row")
 
 
 def _minibatch_scale(problem: Problem, key, t, n: int, dtype):
@@ -243,12 +317,14 @@ def _init_seed(problem: Problem, d: int, key, dtype="float64", n: int | None = N
 
 
 def _run_one_seed(
-    problem: Problem, key, d: int, n: int, dtype: str, sample_test: bool, n_test: int, draw_dtype
+    problem: Problem, key, d: int, n: int, dtype: str, sample_test: bool, n_test: int, draw_dtype,
+    rows=None,
 ):
     """All observables of one seed over steps 0..T (T = problem.steps); never stores W(t).
 
     ``draw_dtype`` (None = ``dtype``) is the dtype the normals are drawn in before the cast to
-    ``dtype``; only used to measure float32 arithmetic on exactly the float64 data.
+    ``dtype``; only used to measure float32 arithmetic on exactly the float64 data. ``rows``
+    (a :class:`_RowShard`): the data's rows are split over devices, their sums added across.
     """
     act = get_activation(problem.activation)
     sqrt_d = math.sqrt(d)
@@ -263,35 +339,42 @@ def _run_one_seed(
     labels = jnp.asarray(batch_index(problem.schedule, steps))
     reuse = problem.schedule == "reuse" or problem.selection != "none"  # one dataset in memory
     if reuse:
-        x_reuse, y_reuse = _draw_data(problem, wstar, _batch_key(key, 0), n, dtype, draw_dtype)
+        x_reuse, y_reuse = _draw_data(problem, wstar, _batch_key(key, 0), n, dtype, draw_dtype,
+                                      rows)
 
     def batch(t):
         if reuse:
             return x_reuse, y_reuse
         # drawn from its label's key at every step: a batch used again is redrawn identically
-        return _draw_data(problem, wstar, _batch_key(key, labels[t]), n, dtype, draw_dtype)
+        return _draw_data(problem, wstar, _batch_key(key, labels[t]), n, dtype, draw_dtype,
+                          rows)
 
     if sample_test:
         x_test, y_test = _draw_data(
-            problem, wstar, jax.random.fold_in(key, _K_TEST), n_test, dtype, draw_dtype
+            problem, wstar, jax.random.fold_in(key, _K_TEST), n_test, dtype, draw_dtype, rows
         )
 
     lk = problem.loss
     classify = problem.loss_fn.classification
 
+    def mean_rows(v, count):  # mean over the rows of a data matrix of ``count`` rows
+        if rows is None:
+            return jnp.mean(v)
+        return rows.sum(jnp.sum(v * rows.weights(count, v.dtype))) / count
+
     def observe(w, a, x, y):
         h = (x @ w.T) / sqrt_d  # (n, p)
         # the train loss is over the whole dataset (every sample, selected at this step or not)
-        train = jnp.mean(loss(y, network_output(h, a, act), lk))
+        train = mean_rows(loss(y, network_output(h, a, act), lk), n)
         m = (w @ wstar.T) / d
         q = (w @ w.T) / d
         if sample_test:
             h_test = (x_test @ w.T) / sqrt_d
             f_test = network_output(h_test, a, act)
             if classify:  # classification error P(sign f ≠ y)
-                test = jnp.mean((jnp.sign(f_test) != y_test).astype(dtype))
+                test = mean_rows((jnp.sign(f_test) != y_test).astype(dtype), n_test)
             else:
-                test = jnp.mean(loss(y_test, f_test, lk))
+                test = mean_rows(loss(y_test, f_test, lk), n_test)
         else:
             test = jnp.zeros((), dtype)
         return h, (m, q, train, test, a[0])
@@ -304,12 +387,19 @@ def _run_one_seed(
         g = loss_grad_h(h, y, a, act, lk)  # (n, p)
         dl = loss_grad_f(h, y, a, act, lk)  # (n,): ∂ℓ/∂f
         if problem.selection != "none":  # mini-batch sum rescaled by 1/b
-            scale = _minibatch_scale(problem, key, t, x.shape[0], dtype)
+            scale = _minibatch_scale(problem, key, t, n, dtype)
+            if rows is not None:  # this device's samples of the selection
+                scale = rows.local(scale, n)
             g = g * scale[:, None]
             dl = dl * scale
-        w_next = dec * w - eta * ((g.T @ x) / sqrt_d)
         # second layer (trained when lr_a > 0): a ← a − η_a (1/d) Σ_ν ∂ℓ_ν/∂f σ(h_ν)
-        a_next = a - eta_a * (dl @ act.fn(h))[None, :] / d
+        if rows is None:
+            w_next = dec * w - eta * ((g.T @ x) / sqrt_d)
+            a_next = a - eta_a * (dl @ act.fn(h))[None, :] / d
+        else:  # padding rows of x are zero; their ∂ℓ/∂f are weighted out
+            gx, ra = rows.sum((g.T @ x, (dl * rows.weights(n, dtype)) @ act.fn(h)))
+            w_next = dec * w - eta * (gx / sqrt_d)
+            a_next = a - eta_a * ra[None, :] / d
         return (w_next, a_next), obs
 
     (w_final, a_final), obs = jax.lax.scan(step, (w0, a0), (jnp.arange(steps), decay, lr, lr_a))
@@ -339,6 +429,27 @@ def _run_seed_batch(problem, root, seed_ids, d, n, dtype, sample_test, n_test, d
         return _run_one_seed(problem, key, d, n, dtype, sample_test, n_test, draw_dtype)
 
     return jax.vmap(one)(seed_ids)
+
+
+@eqx.filter_jit
+def _run_seed_batch_sharded(mesh, dyn, static, root_data, seed_ids, d, n, dtype, sample_test,
+                            n_test):
+    """:func:`_run_seed_batch` with the seeds spread over the mesh axis "seed" of ``mesh``
+    (each device runs its seeds, a vmap) and the rows of their data over the axis "row" (the
+    row sums, X's gradient product and the losses, ``psum``-ed over it) (``shard_map``)."""
+    row_shards = mesh.shape["row"]
+
+    def local(dyn, rd, ids):
+        problem = eqx.combine(dyn, static)
+        root = jax.random.wrap_key_data(rd)
+        rows = _RowShard(row_shards) if row_shards > 1 else None
+        return jax.vmap(lambda s: _run_one_seed(
+            problem, jax.random.fold_in(root, s), d, n, dtype, sample_test, n_test, None,
+            rows))(ids)
+
+    f = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P("seed")), out_specs=P("seed"),
+                      check_vma=False)
+    return f(dyn, root_data, seed_ids)
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,6 +554,7 @@ def simulate(
     n_test: int = 10_000,
     dtype="float64",
     progress: bool | None = None,
+    devices=None,
 ) -> Trajectory:
     """Simulate GD on the problem at finite dimension ``d`` over independent seeds.
 
@@ -460,6 +572,13 @@ def simulate(
         n_test: test-set size for ``test_error="sample"``, >= 1.
         dtype: working dtype, ``"float64"`` (needs JAX x64) or ``"float32"``.
         progress: tqdm bar over seeds; ``None`` shows it only on a terminal.
+        devices: ``None`` (default: every device of the default backend, every process's
+            under ``jax.distributed``), an int n (the first n) or a list of devices. The seeds
+            of a batch are spread over the devices (a ``seed_batch`` >= the device count is
+            rounded up to a multiple of it; a last short batch also computes a few extra
+            seeds, dropped); a smaller one splits the rows of each seed's data over devices
+            (module docstring). Results do not depend on it (as for ``seed_batch``, ~1e-15).
+            One device runs the one-device code unchanged.
 
     Returns:
         A :class:`~dmft.result.Trajectory` of kind ``"simulation"`` over steps 0..T: mean over
@@ -486,8 +605,21 @@ def simulate(
             d, n, seeds, sample_test, n_test, np.dtype(dtype).itemsize
         )
     seed_batch = min(seed_batch, seeds)
+    devs = resolve_devices(devices)
+    ndev = len(devs)
+    if seed_batch >= ndev:
+        seed_batch = -(-seed_batch // ndev) * ndev  # a multiple of the device count
+    # mesh (seed groups, row shards): the rows of a seed's data are split when seed_batch
+    # does not divide into the devices (e.g. seed_batch=1: X of one seed over all devices)
+    seed_groups = math.gcd(seed_batch, ndev)
+    row_shards = ndev // seed_groups
     x_bytes = np.dtype(dtype).itemsize * n * d * seed_batch  # the data matrices held at once
-    free, where = free_memory_bytes()
+    if ndev == 1:
+        free, where = free_memory_bytes()
+    else:  # per device; CPU devices share the host's memory
+        free, where, shared = device_free_memory(devs)
+        nloc = sum(dv.process_index == jax.process_index() for dv in devs)
+        x_bytes = x_bytes // ndev * (nloc if shared else 1)
     if free is not None and x_bytes > free:
         raise DMFTInputError(
             f"`d`={d} is too large for this machine: with alpha={problem.alpha:g} (n={n}) and "
@@ -505,11 +637,20 @@ def simulate(
         n_test=n_test,
         dtype=dtype,
         key_scheme=KEY_SCHEME,
+        **run_info(devs),
     )
+    if ndev > 1:
+        settings["row_shards"] = row_shards
 
     start = time.perf_counter()
     numbers = traced_numbers(problem)
     root = _stream_key(seed, STREAM_SIM)
+    if ndev > 1:
+        mesh = Mesh(np.array(devs, dtype=object).reshape(seed_groups, row_shards),
+                    ("seed", "row"))
+        dyn, static = eqx.partition(numbers, eqx.is_array)
+        dyn = replicated(dyn, mesh)
+        root_data = global_array(jax.random.key_data(root), mesh, P())
     chunks: dict[str, list[np.ndarray]] = {
         name: [] for name in (*OBSERVABLES, *OPTIONAL)
     }
@@ -518,9 +659,16 @@ def simulate(
     with tqdm(total=seeds, unit="seed", disable=None if progress is None else not progress) as bar:
         for lo in range(0, seeds, seed_batch):
             ids = jnp.arange(lo, min(lo + seed_batch, seeds), dtype=jnp.int32)
-            m, q, train, test, a = _run_seed_batch(
-                numbers, root, ids, d, n, dtype, sample_test, n_test
-            )
+            if ndev == 1:
+                m, q, train, test, a = _run_seed_batch(
+                    numbers, root, ids, d, n, dtype, sample_test, n_test
+                )
+            else:  # a full batch (a multiple of the devices); the extra seeds are dropped
+                ids_all = global_array(np.arange(lo, lo + seed_batch, dtype=np.int32), mesh,
+                                       P("seed"))
+                out = to_host(_run_seed_batch_sharded(
+                    mesh, dyn, static, root_data, ids_all, d, n, dtype, sample_test, n_test))
+                m, q, train, test, a = (jnp.asarray(x[: len(ids)]) for x in out)
             if not sample_test:
                 s, t1 = m.shape[:2]
                 test = test_error_map(

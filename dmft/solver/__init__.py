@@ -13,7 +13,9 @@ Modules, one concept each:
 - ``_estimators``: the control-variate regression (per schedule) and the response (Stein or
   pathwise) as small strategy Modules;
 - ``_step``: one step and the compiled sweep (``eqx.filter_jit``);
-- ``_solve``: the public :func:`solve`, :func:`memory_estimate` and the assembly of results.
+- ``_solve``: the public :func:`solve`, :func:`memory_estimate` and the assembly of results;
+- ``_sharding``: several devices and hosts (replicas and a replica's samples over a device
+  mesh, ``shard_map``).
 
 ``benchmarks/dmft_floor.py`` compares the sweep with a lower bound (drawing the normals plus
 one pass over the live histories per step).

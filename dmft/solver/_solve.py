@@ -11,6 +11,7 @@ O(samples·T·p) histories (z and g), which are the only per-sample state.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import warnings
@@ -31,11 +32,13 @@ from .._checks import (
     mark_blowup,
     step0_causes,
 )
+from .._devices import device_free_memory, resolve_devices, run_info, to_host
 from .._table import KERNELS
 from ..observables import test_error_map
 from ..problem import STREAM_DMFT, Problem, stream_key
 from ..result import Trajectory, estimate_from_replicas
 from ._factor import SCHUR_WARN_REL
+from ._sharding import local_structure, mesh_shape, run_sweep_sharded
 from ._state import DRAW_BLOCK
 from ._step import progress_meter, run_sweep
 from ._structure import Structure, make_structure, numeric_problem
@@ -103,6 +106,7 @@ def solve(
     dtype="float64",
     progress: bool | None = None,
     keep_replicas: bool = False,
+    devices=None,
 ) -> Trajectory:
     """Solve the discrete-time DMFT forward in time.
 
@@ -127,6 +131,14 @@ def solve(
         progress: progress bar over steps; ``None`` shows it only on a terminal.
         keep_replicas: also return the per-replica trajectories in ``per_seed`` (leading
             replica axis), e.g. for estimates that combine several solves replica by replica.
+        devices: ``None`` (default: every device of the default backend, i.e. every process's
+            under ``jax.distributed``), an int n (the first n) or a list of devices. Replicas
+            are spread over the devices, and the samples of a replica too when the device
+            count does not divide into ``replicas`` (see ``dmft/solver/_sharding.py``); the
+            resident memory per device falls as 1/devices. One device runs the one-device
+            sweep unchanged; other counts give the same result up to float summation order
+            (~1e-13 in float64). With several devices each device of process 0 ticks its
+            own progress bar (they advance together).
 
     Returns:
         A :class:`~dmft.result.Trajectory` of kind ``"dmft"`` with kernels and diagnostics.
@@ -136,17 +148,27 @@ def solve(
         DivergenceError: a non-finite value appeared; ``.partial`` holds the steps before it.
     """
     st = validate(problem, samples, seed, replicas, chunk_size, response, dtype)
-    check_memory(problem, samples, replicas, chunk_size, response, st.dtype)
+    devs = resolve_devices(devices)
+    check_memory(problem, samples, replicas, chunk_size, response, st.dtype, devices=devs)
     keys = replica_keys(seed, replicas)
     t_start = time.perf_counter()
-    n_run, state, outs = run_sweep(st, numeric_problem(problem, st.dtype), keys,
-                                   progress_meter(show_progress(progress)))
-    n_run = int(n_run)  # waits for the sweep
+    meter = progress_meter(show_progress(progress) and jax.process_index() == 0)
+    if len(devs) == 1:  # the one-device sweep, as before devices existed
+        with contextlib.ExitStack() as ctx:
+            if devs[0] != jax.devices()[0]:
+                ctx.enter_context(jax.default_device(devs[0]))
+            n_run, state, outs = run_sweep(st, numeric_problem(problem, st.dtype), keys, meter)
+    else:
+        st_local = local_structure(st, chunk_size, mesh_shape(replicas, len(devs))[1])
+        n_run, state, outs = run_sweep_sharded(st_local, devs, numeric_problem(
+            problem, st.dtype), keys, meter)
+    n_run, state, outs = to_host((n_run, state, outs))  # waits for the sweep
+    n_run = int(n_run)
     elapsed = time.perf_counter() - t_start
     settings = dict(samples=samples, replicas=replicas, seed=seed, chunk_size=chunk_size,
-                    response=response, dtype=st.dtype_name, wall_time_s=elapsed)
-    return finish(problem, jax.device_get(state), jax.device_get(outs), n_run, settings,
-                  keep_replicas)
+                    response=response, dtype=st.dtype_name, wall_time_s=elapsed,
+                    **run_info(devs))
+    return finish(problem, state, outs, n_run, settings, keep_replicas)
 
 
 def finish(problem, state, outs, n_run, settings, keep_replicas, stacklevel=3) -> Trajectory:
@@ -257,8 +279,9 @@ def assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas) -> T
 
 def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
                     chunk_size: int | None = None, response: str = "stein",
-                    dtype="float64", grid: int = 1) -> dict:
-    """Memory a :func:`solve` (or a ``grid``-point batch of :func:`dmft.sweep`) needs, in bytes.
+                    dtype="float64", grid: int = 1, devices: int = 1) -> dict:
+    """Memory a :func:`solve` (or a ``grid``-point batch of :func:`dmft.sweep`) needs, in bytes,
+    on each of ``devices`` devices (an int; replicas and samples sharded as :func:`solve` does).
 
     Returns a dict with
         ``state``: exactly the arrays this solver keeps resident for the whole sweep
@@ -271,16 +294,24 @@ def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
             of the kernels, and 0.3 GB of runtime. Peak RSS above the interpreter's, measured
             (estimated), float64: (T, N, p) = (7, 1e6, 2): 0.69 (0.70) GB; (28, 1e5, 2): 0.43
             (0.47) GB; (100, 1e5, 4): 1.68 (1.86) GB.
+        ``devices``: the device count. With several devices both are per device: each holds
+            replicas / D_r replicas of ⌈N_r / D_s⌉ (padded) rows (mesh (D_r, D_s), see
+            ``dmft/solver/_sharding.py``), so ``state`` falls as 1/devices up to the kernels
+            (replicated over a replica's sample shards) and the rounding of rows. The runtime
+            term is counted once per device.
     """
     n_real = samples // replicas
     chunk = n_real if chunk_size is None else min(chunk_size, n_real)
     st = make_structure(problem, n_real, chunk, response, dtype)
+    dr, ds = mesh_shape(replicas, devices)
+    replicas = replicas // dr
+    st = local_structure(st, chunk_size, ds)
     T1, p, k, nb, npad = st.T1, st.p, st.k, st.nb, st.npad
     item = np.dtype(dtype).itemsize
     # per sample: z and the fixed regressors (shared in a grid); g, labels, padding weights,
     # pathwise tangents (per grid point)
     shared_per = T1 * p + nb * (k + 2) + (T1 if st.selection != "none" else 0)  # + u
-    per = T1 * p + nb + (1 if npad > n_real else 0)
+    per = T1 * p + nb + (1 if st.padded else 0)
     if response == "pathwise":
         per += T1 * T1 * p * p
     # per replica: Q⊥, C, Γ, R; R0; m; a; L and L⁻¹; the regression's Gram factor(s), β and c
@@ -297,20 +328,35 @@ def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
     return {"state": int(state), "peak": int(peak)}
 
 
-def check_memory(problem, samples, replicas, chunk_size, response, dtype, grid=1) -> None:
-    """Refuse a solve whose resident arrays cannot fit; warn when the estimated peak may not."""
+def check_memory(problem, samples, replicas, chunk_size, response, dtype, grid=1,
+                 devices=None) -> None:
+    """Refuse a solve whose resident arrays cannot fit; warn when the estimated peak may not.
+
+    With several ``devices`` (a list) the need is per device, compared with each device's free
+    memory; CPU devices share the host's memory, which must then hold this process's devices'
+    share together."""
+    ndev = 1 if devices is None else len(devices)
     need = memory_estimate(problem, samples, replicas=replicas, chunk_size=chunk_size,
-                           response=response, dtype=dtype, grid=grid)
-    avail, where = free_memory_bytes()
+                           response=response, dtype=dtype, grid=grid, devices=ndev)
+    if ndev == 1:
+        avail, where = free_memory_bytes()
+    else:
+        avail, where, shared = device_free_memory(devices)
+        if shared:  # one host memory for all of this process's devices
+            nloc = sum(d.process_index == jax.process_index() for d in devices)
+            need = {"state": need["state"] * nloc,
+                    "peak": (need["peak"] - RUNTIME_BYTES) * nloc + RUNTIME_BYTES}
     if avail is None:
         return
     what = (f"samples={samples}, steps={problem.steps}, p={problem.p}, response={response!r}, "
-            f"dtype={np.dtype(dtype).name}" + (f", grid batch={grid}" if grid > 1 else ""))
+            f"dtype={np.dtype(dtype).name}" + (f", grid batch={grid}" if grid > 1 else "")
+            + (f", per device of {ndev}" if ndev > 1 else ""))
     if need["state"] > avail:
         raise DMFTInputError(
             f"`samples` too large for this machine: {what} keeps {need['state'] / 1e9:.2f} GB "
             f"resident (histories N (T+1) p x 2 and kernels), but {avail / 1e9:.2f} GB is free "
-            f"on {where}; use fewer samples (several solves with other seeds can be pooled)"
+            f"on {where}; use fewer samples (several solves with other seeds can be pooled), "
+            "more devices (`devices=`)"
             + (", dtype='float32'" if np.dtype(dtype).itemsize == 8 else "")
             + (" or response='stein'" if response == "pathwise" else "")
         )

@@ -96,30 +96,36 @@ def _draw_rows(key, n: int, n_alloc: int, tail: tuple, dtype, sampler=jax.random
     return out
 
 
-def draw_samples(key, n: int, n_alloc: int, T1: int, p: int, k: int, nb: int, dtype):
+def draw_samples(key, n: int, n_alloc: int, T1: int, p: int, k: int, nb: int, dtype,
+                 rows=None):
     """A replica's standard normals, drawn from its key before any chunking, into arrays of
     ``n_alloc`` >= n rows (zero padding).
 
     z: (n_alloc, T1 p), flat over (time, unit); one teacher field h* and label noise ξ per
     sample and batch: (n_alloc, nb, k), (n_alloc, nb). Batch 0's draw does not depend on nb,
-    so step 0 is the same for every schedule.
+    so step 0 is the same for every schedule. ``rows(key, tail)`` draws the rows this device
+    holds (default: all of them, :func:`_draw_rows`; a sample shard: ``_sharding``).
     """
+    if rows is None:
+        def rows(kk, tail):
+            return _draw_rows(kk, n, n_alloc, tail, dtype)
     kz, kh, kx = jax.random.split(key, 3)
-    z = _draw_rows(kz, n, n_alloc, (T1 * p,), dtype)
-    hs = _draw_rows(kh, n, n_alloc, (1, k), dtype)
-    xi = _draw_rows(kx, n, n_alloc, (1,), dtype)
+    z = rows(kz, (T1 * p,))
+    hs = rows(kh, (1, k))
+    xi = rows(kx, (1,))
     if nb > 1:
         kh2, kx2 = jax.random.fold_in(kh, 1 << 30), jax.random.fold_in(kx, 1 << 30)
-        hs = jnp.concatenate([hs, _draw_rows(kh2, n, n_alloc, (nb - 1, k), dtype)], axis=1)
-        xi = jnp.concatenate([xi, _draw_rows(kx2, n, n_alloc, (nb - 1,), dtype)], axis=1)
+        hs = jnp.concatenate([hs, rows(kh2, (nb - 1, k))], axis=1)
+        xi = jnp.concatenate([xi, rows(kx2, (nb - 1,))], axis=1)
     return z, hs, xi
 
 
-def regressor_gram(z, hs, xi, n_real: int):
+def regressor_gram(z, hs, xi, n_real: int, first_row=0):
     """Σ_b x_b x_bᵀ over the first ``n_real`` rows (the rest are zero padding),
-    x = [1, h*_0..h*_{nb-1}, ξ_0..ξ_{nb-1}, z_0, ..., z_T], by blocks."""
+    x = [1, h*_0..h*_{nb-1}, ξ_0..ξ_{nb-1}, z_0, ..., z_T], by blocks. The rows held here are
+    the replica's rows ``first_row, first_row + 1, ...`` (0 unless sample-sharded)."""
     n = z.shape[0]
-    one = (jnp.arange(n) < n_real).astype(z.dtype)[:, None]
+    one = (jnp.arange(n) + first_row < n_real).astype(z.dtype)[:, None]
     F = jnp.concatenate([one, hs.reshape(n, -1), xi], axis=1)
     zf = z.reshape(n, -1)
     Fz = jnp.matmul(F.T, zf, precision=HIGHEST)
@@ -127,15 +133,27 @@ def regressor_gram(z, hs, xi, n_real: int):
                       [Fz.T, jnp.matmul(zf.T, zf, precision=HIGHEST)]])
 
 
-def draw_replica(st: Structure, key):
-    """The problem-independent part of a replica: normals and the regressors' Gram."""
-    z, hs, xi = draw_samples(key, st.n_real, st.npad, st.T1, st.p, st.k, st.nb, st.dtype)
+def draw_replica(st: Structure, key, shard=None):
+    """The problem-independent part of a replica: normals and the regressors' Gram.
+
+    ``shard`` (sample-sharded replicas only, see ``_sharding.SampleShard``): this device's rows
+    and the sum over the replica's devices."""
+    rows = None if shard is None else shard.rows
+    z, hs, xi = draw_samples(key, st.n_real, st.npad, st.T1, st.p, st.k, st.nb, st.dtype,
+                             rows=rows)
     out = {"z": z, "hs": hs, "xi": xi}
     if st.selection != "none":
-        out["u"] = _draw_rows(jax.random.fold_in(key, SELECTION_FOLD), st.n_real, st.npad,
-                              (st.T1,), st.dtype, sampler=jax.random.uniform)
+        ku = jax.random.fold_in(key, SELECTION_FOLD)
+        if rows is None:
+            out["u"] = _draw_rows(ku, st.n_real, st.npad, (st.T1,), st.dtype,
+                                  sampler=jax.random.uniform)
+        else:
+            out["u"] = rows(ku, (st.T1,), sampler=jax.random.uniform)
     if st.mode != "fresh":
-        G = regressor_gram(z, hs, xi, st.n_real)
+        if shard is None:
+            G = regressor_gram(z, hs, xi, st.n_real)
+        else:
+            G = shard.sum(regressor_gram(z, hs, xi, st.n_real, shard.first_row))
         if st.mode == "reuse":
             LG = jnp.linalg.cholesky(G)
             out["LG"] = LG
@@ -146,14 +164,15 @@ def draw_replica(st: Structure, key):
     return out
 
 
-def init_state(st: Structure, problem, draws) -> SweepState:
-    """The state of one replica at t = 0, from its draws and the (traced) problem numbers."""
+def init_state(st: Structure, problem, draws, first_row=0) -> SweepState:
+    """The state of one replica at t = 0, from its draws and the (traced) problem numbers.
+
+    ``first_row``: the replica's row index of this device's first row (sample shards)."""
     p, k, T1, dtype = st.p, st.k, st.T1, st.dtype
     z, hs, xi = draws["z"], draws["hs"], draws["xi"]
     Tp = T1 * p
     # labels of every batch, computed once: y_b = g*(h*_b) + √Δ ξ_b
     y = problem.target(hs).astype(dtype) + jnp.sqrt(problem.noise) * xi  # (npad, nb)
-    pad = st.npad - st.n_real
     D = None if st.mode == "fresh" else 1 + st.nb * (k + 1) + Tp
     return SweepState(
         z=z,
@@ -169,8 +188,8 @@ def init_state(st: Structure, problem, draws) -> SweepState:
         R0=jnp.zeros((T1, p, p), dtype).at[0].set(jnp.eye(p, dtype=dtype)),
         m=jnp.zeros((T1, p, k), dtype).at[0].set(problem.m0),
         a=jnp.broadcast_to(problem.second_layer, (T1, p)),
-        w=(jnp.concatenate([jnp.ones((st.n_real,), dtype), jnp.zeros((pad,), dtype)])
-           if pad else None),
+        w=((jnp.arange(st.npad) + first_row < st.n_real).astype(dtype) if st.padded
+           else None),
         K=jnp.zeros((st.npad, T1, T1, p, p), dtype) if st.pathwise else None,
         u=draws.get("u"),
         LG=draws.get("LG"),

@@ -45,12 +45,14 @@ def selection_scale(st: Structure, u, b, t):
     return s.astype(u.dtype) / b
 
 
-def make_step(st: Structure, act, loss_kind: str = "square"):
+def make_step(st: Structure, act, loss_kind: str = "square", shard=None):
     """``step(problem, state, t) -> (state, outputs)`` for one replica; ``problem`` traced.
 
     Mini-batches of one dataset (``sgd:b``, ``epochs:B``; docs/THEORY.md §5): every quantity
     the DMFT builds from g_t (the reaction history, the regression, C, Γ, the drift, the second
     layer) uses the effective gradient g̃_t = (s_t/b) g_t; the train loss uses all samples.
+    ``shard`` (``_sharding.Shard``, multi-device only): its ``sum`` adds the per-step sums over
+    the devices that hold the replica's samples.
     """
     p, k, T1, chunk = st.p, st.k, st.T1, st.chunk
     dtype = st.dtype
@@ -156,6 +158,8 @@ def make_step(st: Structure, act, loss_kind: str = "square"):
         acc0.update(regression.extra_zeros(dtype))
         nc = st.npad // chunk
         (acc, ghist, Kall), _ = jax.lax.scan(chunk_fn, (acc0, state.g, state.K), jnp.arange(nc))
+        if shard is not None:
+            acc = shard.sum(acc)
         state = eqx.tree_at(lambda s: (s.g, s.K), state, (ghist, Kall),
                             is_leaf=lambda x: x is None)
         acc["gz"] = flat_to_blocks(acc["mz"], T1, p)
@@ -228,17 +232,19 @@ def make_step(st: Structure, act, loss_kind: str = "square"):
 TRACE_COUNT = [0]
 
 
-def _sweep_one(st: Structure, problem, keys, meter):
+def _sweep_one(st: Structure, problem, keys, meter, shard=None):
     """All replicas of one problem: draw, initialise, run steps 0..T while finite.
 
     Returns (steps run, final state (leading replica axis), per-step outputs stacked over time).
-    A step with a non-finite output is the last one run.
+    A step with a non-finite output is the last one run. ``shard``: this device's part of a
+    multi-device sweep (``_sharding.Shard``); ``None`` is the one-device sweep.
     """
     TRACE_COUNT[0] += 1
     act = problem.act
-    step_r = jax.vmap(make_step(st, act, problem.loss), in_axes=(None, 0, None))  # replicas
-    draws = jax.vmap(lambda kk: draw_replica(st, kk))(keys)
-    state = jax.vmap(lambda dr: init_state(st, problem, dr))(draws)
+    step_r = jax.vmap(make_step(st, act, problem.loss, shard), in_axes=(None, 0, None))
+    draws = jax.vmap(lambda kk: draw_replica(st, kk, shard))(keys)
+    first_row = 0 if shard is None else shard.first_row
+    state = jax.vmap(lambda dr: init_state(st, problem, dr, first_row))(draws)
     shapes = jax.eval_shape(step_r, problem, state, jnp.asarray(0))[1]
     outs0 = jax.tree.map(lambda sd: jnp.zeros((st.T1,) + sd.shape, sd.dtype), shapes)
     T1 = st.T1
@@ -252,7 +258,10 @@ def _sweep_one(st: Structure, problem, keys, meter):
         state, o = step_r(problem, state, t)
         outs = jax.tree.map(lambda buf, v: buf.at[t].set(v), outs, o)
         mstate = meter.step(mstate, (t + 1) / T1)
-        return t + 1, jnp.all(o["finite"]), state, outs, mstate
+        ok = jnp.all(o["finite"])
+        if shard is not None:  # every device runs the same steps (stops when any replica does)
+            ok = shard.all(ok)
+        return t + 1, ok, state, outs, mstate
 
     mstate = meter.init()
     t, _, state, outs, mstate = jax.lax.while_loop(

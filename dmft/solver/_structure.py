@@ -36,6 +36,9 @@ class Structure:
     response: str
     dtype_name: str
     bt: tuple
+    # sample shards of a replica (dmft/solver/_sharding.py): each device holds ``npad`` rows,
+    # the replica ``npad * sample_shards`` >= n_real; 1 = the whole replica on one device
+    sample_shards: int = 1
     # mini-batches of one dataset: "none", "sgd" (b traced) or "epochs" (B = ``epoch``, static)
     selection: str = "none"
     epoch: int = 1
@@ -58,7 +61,7 @@ class Structure:
 
     @property
     def padded(self) -> bool:
-        return self.n_real % self.chunk != 0
+        return self.npad * self.sample_shards != self.n_real
 
     @property
     def n_regress(self) -> int:

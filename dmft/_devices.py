@@ -1,0 +1,96 @@
+"""Which devices a run uses, on one host or several (``jax.distributed``), and their memory.
+
+Shared by the solver (``dmft/solver/_sharding.py``) and the simulator. Nothing here launches
+processes: a multi-host run is the same script started once per host (e.g. by ``srun``) after
+``jax.distributed.initialize()``; ``jax.devices()`` then lists every process's devices and the
+compiled SPMD program runs on all of them.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ._checks import DMFTInputError, free_memory_bytes
+
+
+def resolve_devices(devices) -> list:
+    """``devices`` → a list of JAX devices.
+
+    ``None``: every device of the default backend (``jax.devices()``: this host's, or every
+    process's under ``jax.distributed``); an int n: the first n of them; a list of devices.
+    """
+    every = jax.devices()
+    if devices is None:
+        return list(every)
+    if isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
+        n = int(devices)
+        if not 1 <= n <= len(every):
+            raise DMFTInputError(
+                f"`devices` must be an integer in [1, {len(every)}] (the devices of the "
+                f"{every[0].platform} backend) or a list of devices; got devices={devices!r}")
+        return list(every[:n])
+    try:
+        devs = list(devices)
+    except TypeError:
+        devs = None
+    if not devs or not all(isinstance(d, jax.Device) for d in devs):
+        raise DMFTInputError(
+            "`devices` must be None (all devices), an integer count or a non-empty list of "
+            f"jax devices; got devices={devices!r}")
+    if len(set(devs)) != len(devs):
+        raise DMFTInputError(f"`devices` lists a device twice; got devices={devs!r}")
+    if process_count_of(devs) != jax.process_count():
+        raise DMFTInputError(
+            f"`devices` must include devices of every one of the {jax.process_count()} processes "
+            "(each process runs the same program on its own devices)")
+    return devs
+
+
+def process_count_of(devs) -> int:
+    return len({d.process_index for d in devs})
+
+
+def device_free_memory(devs) -> tuple[int | None, str, bool]:
+    """(free bytes per device, where, shared): the smallest free memory of this process's
+    devices in ``devs``; ``shared`` is True when they are CPU devices, which share the host's
+    memory (then the host must hold all of this process's devices' arrays)."""
+    local = [d for d in devs if d.process_index == jax.process_index()]
+    if local[0].platform == "cpu":
+        avail, where = free_memory_bytes()
+        return avail, where, True
+    frees = []
+    for d in local:
+        try:
+            st = d.memory_stats() or {}
+            frees.append(int(st["bytes_limit"] - st.get("bytes_in_use", 0)))
+        except (KeyError, TypeError, AttributeError, NotImplementedError):
+            return None, str(d), False
+    i = int(np.argmin(frees))
+    return frees[i], str(local[i]), False
+
+
+def global_array(x, mesh, spec):
+    """A host array (the same on every process) as a global array with ``spec`` on ``mesh``."""
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, NamedSharding(mesh, spec), lambda i: x[i])
+
+
+def replicated(tree, mesh):
+    """Every array leaf of ``tree`` replicated on ``mesh`` (global arrays, multi-host safe)."""
+    return jax.tree.map(lambda x: global_array(x, mesh, P()), tree)
+
+
+def to_host(tree):
+    """Global arrays → numpy on every process (an all-gather across processes when needed)."""
+    if jax.process_count() > 1:
+        return multihost_utils.process_allgather(tree, tiled=True)
+    return jax.device_get(tree)
+
+
+def run_info(devs) -> dict:
+    """What a run records in its settings: devices and processes used."""
+    return {"devices": len(devs), "processes": process_count_of(devs)}
