@@ -10,8 +10,9 @@ neighbouring points share their Monte Carlo noise). ‖m_T‖ ± SE as in the ot
 exceeds 100 (or that diverges) is a blow-up and is left blank in the heat map.
 
 The simulator is run at three points of each diagram, picked from the DMFT: "learned" (the
-largest ‖m_T‖/SE without blow-up), "not learned" (the smallest) and "boundary" (‖m_T‖/SE
-closest to 4). VERDICT: |z| = |DMFT − sim| / √(SE_DMFT² + SE_sim²) at every simulated point.
+largest ‖m_T‖/SE without blow-up), "not learned" (the smallest ‖m_T‖ below 4 SE) and
+"boundary" (‖m_T‖/SE closest to 4). VERDICT: |z| = |DMFT − sim| / √(SE_DMFT² + SE_sim²) at
+every simulated point.
 
 Usage: python validation/claims/phase_diagram.py [--quick] [--samples N] [--d D] [--seeds S]
 Writes <out>/phase_diagram.png and <out>/phase_diagram.json (default out: figures/claims).
@@ -90,7 +91,9 @@ def pick_points(v, e, bu):
     """Grid indices of the 'learned', 'not learned' and 'boundary' points (valid points only)."""
     z = np.where(bu, np.nan, v[..., -1] / np.maximum(e[..., -1], 1e-300))
     learned = np.unravel_index(np.nanargmax(z), z.shape)
-    not_learned = np.unravel_index(np.nanargmin(z), z.shape)
+    # not learned: the smallest ‖m_T‖ among the points below 4 SE (the smallest z would pick a
+    # noisy point next to the blow-up, a weak test)
+    not_learned = np.unravel_index(np.nanargmin(np.where(z < 4, v[..., -1], np.nan)), z.shape)
     zb = np.abs(z - 4.0)
     zb[learned], zb[not_learned] = np.nan, np.nan
     boundary = np.unravel_index(np.nanargmin(zb), z.shape)
@@ -119,6 +122,11 @@ def figure(a, results, analysed, sims, png):
         pts = [({"alpha": s["alpha"], "lr": s["lr"]}, Estimate(s["sim"][0], s["sim"][1]))
                for s in sims if s["schedule"] == sch]
         plot_sweep(masked(res, bu), "m_norm", ax=ax, sims=pts)
+        # colour scale: up to the largest significant ‖m_T‖ + SE; the noisy large values next to
+        # the blow-up (not significant) saturate instead of washing out the map
+        sig = ~bu & (v[..., -1] > 4 * e[..., -1])
+        if np.any(sig):
+            ax.collections[0].set_clim(0.0, float(np.max((v[..., -1] + e[..., -1])[sig])))
         alphas, lrs = res.coords
         ia, il = np.nonzero(bu)
         ax.plot(lrs[il], alphas[ia], "x", color="0.35", ms=6, label="blow-up / diverged")
@@ -126,9 +134,10 @@ def figure(a, results, analysed, sims, png):
         ax.plot(lrs[il], alphas[ia], ".", color="w", ms=3, label="‖m_T‖ > 4 SE")
         ax.set_xlabel("learning rate η")
         ax.set_ylabel("α = n/d")
-        ax.set_title(f"he3, {sch}, p=2 ReLU, T={a.steps}: DMFT ‖m_T‖ ({a.samples:,} samples); "
-                     f"sim d={a.d}×{a.seeds}", fontsize=8)
-        ax.legend(fontsize=7, loc="lower left", framealpha=0.6)
+        ax.set_title(f"he3, {sch}, p=2 ReLU, T={a.steps}: DMFT ‖m_T‖ ({a.samples:,} samples)\n"
+                     f"squares: simulation d={a.d}, {a.seeds} seeds; colours capped at the "
+                     "largest significant value", fontsize=8)
+        ax.legend(fontsize=7, loc="upper right", framealpha=0.6)
     save_png(fig, png)
     plt.close(fig)
 
@@ -136,10 +145,12 @@ def figure(a, results, analysed, sims, png):
 def main(argv=None) -> int:
     a = parse(argv)
     t0 = time.perf_counter()
-    lrs = [float(f"{x:.3g}") for x in np.geomspace(a.lr_min, a.lr_max, a.n_lr)]
-    alphas = [float(f"{x:.3g}") for x in np.geomspace(a.alpha_min, a.alpha_max, a.n_alpha)]
-    print(f"[phase_diagram] he3, p=2 relu, T={a.steps}, schedules {SCHEDULES}; eta {lrs}; "
-          f"alpha {alphas}; DMFT samples={a.samples}; sim d={a.d} x {a.seeds} seeds", flush=True)
+    # exact log grids (plot_sweep draws log-spaced axes on a log scale); printed to 3 digits
+    lrs = [float(x) for x in np.geomspace(a.lr_min, a.lr_max, a.n_lr)]
+    alphas = [float(x) for x in np.geomspace(a.alpha_min, a.alpha_max, a.n_alpha)]
+    print(f"[phase_diagram] he3, p=2 relu, T={a.steps}, schedules {SCHEDULES}; eta "
+          f"{[float(f'{x:.3g}') for x in lrs]}; alpha {[float(f'{x:.3g}') for x in alphas]}; "
+          f"DMFT samples={a.samples}; sim d={a.d} x {a.seeds} seeds", flush=True)
     results, analysed, timing = {}, {}, {}
     for sch in SCHEDULES:
         t1 = time.perf_counter()
@@ -169,8 +180,8 @@ def main(argv=None) -> int:
                 else:
                     cells.append(f"{v[i, j, -1]:.3f}" + ("*" if v[i, j, -1] > 4 * e[i, j, -1]
                                                           else ""))
-            rows.append([f"{al:g}"] + cells)
-        print_table(["alpha\\eta"] + [f"{lr:g}" for lr in lrs], rows)
+            rows.append([f"{al:.3g}"] + cells)
+        print_table(["alpha\\eta"] + [f"{lr:.3g}" for lr in lrs], rows)
 
     sims = []
     for sch in SCHEDULES:
@@ -188,12 +199,12 @@ def main(argv=None) -> int:
                              dmft=[dv, de], sim=list(sim_t), z=z, status=status, seconds=sec,
                              sim_norm=sv, sim_se=se, sim_seed_norm=fv, sim_seed_norm_se=fe,
                              dmft_norm=v[i, j], dmft_se=e[i, j]))
-            print(f"  SIM {sch:8s} {kind:11s} alpha={al:<5g} eta={lr:<6g} {status} {sec:5.1f}s "
+            print(f"  SIM {sch:8s} {kind:11s} alpha={al:<5.3g} eta={lr:<6.3g} {status} {sec:5.1f}s "
                   f"||m_T|| DMFT {fmt(dv, de)} sim {fmt(*sim_t)} z={z:+.2f}", flush=True)
 
     print("\nsimulator (norm of seed-mean m ± SE) vs DMFT at t = T")
     print_table(["schedule", "point", "alpha", "eta", "DMFT", "sim", "sim floor", "z"],
-                [[s["schedule"], s["kind"], f"{s['alpha']:g}", f"{s['lr']:g}", fmt(*s["dmft"]),
+                [[s["schedule"], s["kind"], f"{s['alpha']:.3g}", f"{s['lr']:.3g}", fmt(*s["dmft"]),
                   fmt(*s["sim"]), fmt(s["sim_seed_norm"][-1], s["sim_seed_norm_se"][-1]),
                   f"{s['z']:+.2f}"] for s in sims])
     zs = np.array([abs(s["z"]) for s in sims])
