@@ -79,15 +79,23 @@ def run_sweep(problem, over, samples, seed, replicas=16):
     Returns (sweep result, [(traj, status, seconds) per point in C order over the axes]): a
     diverged point keeps its partial trajectory (up to its first bad step) and the status
     "diverged at step k", as ``run_dmft`` gives; seconds is the sweep's time over its points.
+    The studies' own blow-up test (``blowup``: mean diag Q > 100) applies as for ``run_dmft``.
     """
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # "k of n grid points diverged": reported per point
         warnings.simplefilter("ignore", RuntimeWarning)
         res = dmft.sweep(problem, over, samples, seed=seed, replicas=replicas, progress=False)
     sec = (time.perf_counter() - t0) / len(res.points)
-    runs = [(tr, "ok" if tr.status == "ok" else f"diverged at step {tr.first_bad_step}", sec)
-            for tr in res.points]
-    return res, runs
+    return res, [(tr, _status(tr), sec) for tr in res.points]
+
+
+def _status(tr):
+    """A sweep point's status in run_dmft's words ("ok", "diverged at step k"); other states
+    (e.g. "blew_up" where the package marks blow-ups) keep their name and step."""
+    if tr.status == "ok":
+        return "ok"
+    word = "diverged" if tr.status == "diverged" else str(tr.status)
+    return f"{word} at step {tr.first_bad_step}"
 
 
 def run_sim(problem, d, seeds, seed):
