@@ -1,14 +1,20 @@
-"""The ``dmft`` command line: solve, simulate, compare, targets, inspect.
+"""The ``dmft`` command line: solve, simulate, sweep, plot-sweep, compare, features, targets,
+inspect.
 
 Exit codes: 0 success; 1 a user error or a diverged run, reported as ONE line ``error: ...`` on
-stderr (no traceback); 2 a command-line usage error (argparse). ``compare --strict`` returns 3
-when the verdict fails.
+stderr (no traceback) that names the flag, the value and what is allowed, and says what was
+saved (an unexpected exception is also one line, exit 1; ``DMFT_TRACEBACK=1`` shows its
+traceback); 2 a command-line usage error (argparse); 130 interrupted (Ctrl-C), with one line
+saying that nothing was written. ``compare --strict`` returns 3 when the verdict fails. Every input,
+``--out`` included (a writable folder, not a directory, a name that fits, free space), is checked
+before any compute.
 
 Examples::
 
     dmft solve --target tanh_he3 --samples 200000 --out runs/dmft.h5
     dmft simulate --target tanh_he3 --d 2000 --seeds 16 --out runs/sim.h5
     dmft compare runs/dmft.h5 runs/sim.h5 --out figures/tanh_he3.png
+    dmft features --target tanh_he3 --d 500 --seeds 8 --out runs/features.h5 --figure f.png
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shlex
 import sys
 import warnings
@@ -61,7 +68,12 @@ def add_problem_args(parser: argparse.ArgumentParser, defaults: dict | None = No
                    help="label-noise variance Δ")
     g.add_argument("--schedule", default=d["schedule"],
                    help="reuse (same batch every step), fresh (new batch every step), "
-                   "repeat:R (each batch used R steps in a row) or b0,b1,... (batch per step)")
+                   "repeat:R (each batch used R steps in a row), b0,b1,... (batch per step), "
+                   "or mini-batch SGD on one dataset: sgd:b (each sample in a step's "
+                   "mini-batch with probability b, 0 < b <= 1) or epochs:B (B disjoint "
+                   "mini-batches per epoch, integer B >= 1); mini-batch sums are rescaled by 1/b")
+    g.add_argument("--loss", default=d.get("loss", "square"),
+                   help="square ((y - f)^2/2) or logistic (log(1 + e^{-yf}), labels ±1)")
     g.add_argument("--lr-a", default=str(d.get("lr_a", 0.0)),
                    help="second-layer learning rate (0: fixed a), or one value per step")
     g.add_argument("--m0", default=d["m0"],
@@ -125,7 +137,8 @@ def problem_from_args(args):
             f"`lr_a` must have one value or steps={steps} values; got {len(lr_a)} values"
         )
     schedule = args.schedule
-    if schedule not in ("reuse", "fresh") and "," in str(schedule):
+    if (schedule not in ("reuse", "fresh") and "," in str(schedule)
+            and not str(schedule).startswith(("list:", "repeat:"))):
         try:
             schedule = [int(v) for v in schedule.split(",")]
         except ValueError:
@@ -134,7 +147,8 @@ def problem_from_args(args):
             ) from None
     return make_problem(target, p=p, activation=args.activation, second_layer=second,
                         alpha=args.alpha, noise=args.label_noise, lr=lr, steps=steps,
-                        ridge=args.ridge, schedule=schedule, m0=m0, lr_a=lr_a)
+                        ridge=args.ridge, schedule=schedule, m0=m0, lr_a=lr_a,
+                        loss=getattr(args, "loss", "square"))
 
 
 DTYPES = ("float64", "float32")
@@ -168,10 +182,29 @@ def _print_config(title: str, problem, settings: dict) -> None:
     sys.stdout.flush()
 
 
-def _check_out(path: str, name: str = "out") -> str:
-    if not path.endswith((".h5", ".hdf5")):
-        raise DMFTInputError(f"`{name}` must be an .h5 file name; got {name}={path!r}")
-    return path
+def _check_out(path: str, name: str = "out", need_bytes: int = 0) -> str:
+    """--out: an .h5 name in a writable folder, not a directory, short enough, with room for
+    the file and its partial twin (checked before any compute)."""
+    from .io import check_output_path
+
+    return check_output_path(path, name=name, need_bytes=need_bytes, partial=True)
+
+
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff",
+                   ".webp", ".svgz")
+DPI_RANGE = (10, 1200)
+
+
+def _check_figure_args(args) -> None:
+    """compare/runner: --out a figure name matplotlib can write, --dpi in DPI_RANGE."""
+    check_int("dpi", args.dpi, low=DPI_RANGE[0], high=DPI_RANGE[1])
+    if args.out:
+        from .io import check_output_path
+
+        check_output_path(args.out, name="out", suffixes=FIGURE_SUFFIXES)
+
+
+_WRITTEN: list[str] = []  # files written by the running command (for the Ctrl-C message)
 
 
 def save_or_partial(run, out: str, command_line: str | None):
@@ -181,16 +214,28 @@ def save_or_partial(run, out: str, command_line: str | None):
     the DivergenceError is re-raised with that path in its message.
     """
     from . import io
+    from ._checks import mark_blowup
 
     try:
         traj = run()
     except DivergenceError as exc:
         if exc.partial is None:
-            raise
+            raise DivergenceError(exc.step, exc.quantity, causes=exc.causes,
+                                  saved="; nothing was written") from None
         ppath = io.partial_path(out)
-        io.save(exc.partial, ppath, command_line=command_line)
-        raise DivergenceError(exc.step, exc.quantity, path=ppath, partial=exc.partial) from None
+        try:
+            io.save(exc.partial, ppath, command_line=command_line)
+            _WRITTEN.append(ppath)
+        except (DMFTInputError, OSError) as save_exc:
+            raise DivergenceError(
+                exc.step, exc.quantity, causes=exc.causes,
+                saved=f"; the partial results could NOT be saved ({_one_line(save_exc)})",
+            ) from None
+        raise DivergenceError(exc.step, exc.quantity, path=ppath, partial=exc.partial,
+                              causes=exc.causes) from None
+    mark_blowup(traj, stacklevel=3)  # the simulator marks itself; the solver may not yet
     io.save(traj, out, command_line=command_line)
+    _WRITTEN.append(out)
     return traj
 
 
@@ -203,10 +248,13 @@ def _cmd_solve(args) -> int:
     from .solver import solve
 
     problem = problem_from_args(args)
-    out = _check_out(args.out)
     samples = check_int("samples", args.samples, low=2)
     check_int("seed", args.seed, low=0)
     check_choice("dtype", args.dtype, set(DTYPES))
+    from .io import estimate_file_bytes
+
+    out = _check_out(args.out, need_bytes=estimate_file_bytes("dmft", problem.steps, problem.p,
+                                                              problem.k))
     settings = dict(samples=samples, seed=args.seed, replicas=args.replicas,
                     chunk_size=args.chunk_size, response=args.response, dtype=args.dtype)
     _print_config("dmft solve", problem, settings)
@@ -216,15 +264,24 @@ def _cmd_solve(args) -> int:
                       dtype=args.dtype, progress=_progress(args)),
         out, args.command_line)
     print(f"wall time: {traj.settings.get('wall_time_s', float('nan')):.2f} s")
-    print(f"wrote {out}")
+    print(f"wrote {out}" + _status_note(traj))
     return 0
+
+
+def _status_note(traj) -> str:
+    if traj.status == "ok":
+        return ""
+    return f" (status {traj.status!r} from step {traj.first_bad_step}; see the warning)"
 
 
 def _cmd_simulate(args) -> int:
     problem = problem_from_args(args)
-    out = _check_out(args.out)
     d = check_int("d", args.d, low=1)
     seeds = check_int("seeds", args.seeds, low=1)
+    from .io import estimate_file_bytes
+
+    out = _check_out(args.out, need_bytes=estimate_file_bytes(
+        "simulation", problem.steps, problem.p, problem.k, seeds))
     check_int("seed", args.seed, low=0)
     if args.seed_batch is not None:
         check_int("seed_batch", args.seed_batch, low=1)
@@ -238,34 +295,113 @@ def _cmd_simulate(args) -> int:
     settings = dict(d=d, seeds=seeds, seed=args.seed, seed_batch=args.seed_batch,
                     test_error=args.test_error, dtype=args.dtype)
     _print_config("dmft simulate", problem, settings)
-    save_or_partial(
+    traj = save_or_partial(
         lambda: simulate(problem, d, seeds, seed=args.seed, seed_batch=args.seed_batch,
                          test_error=args.test_error, dtype=args.dtype,
                          progress=_progress(args)),
         out, args.command_line)
-    print(f"wrote {out}")
+    print(f"wrote {out}" + _status_note(traj))
     return 0
 
 
 def _cmd_compare(args) -> int:
     from . import io
+    from ._checks import check_real
     from .compare import zscore_table
 
+    check_real("threshold", args.threshold, low=0.0, low_open=True)
+    check_real("sys_error", args.sys_error, low=0.0)
+    _check_figure_args(args)
     theory = io.load(_existing(args.theory, "theory"))
     sim = io.load(_existing(args.sim, "sim"))
     table = zscore_table(theory, sim, threshold=args.threshold, sys_error=args.sys_error,
-                         check_problem=not args.allow_different)
+                         check_problem=not args.allow_different,
+                         allow_flag="--allow-different")
     print(table)
     if args.out:
         from .plot import plot_comparison, save_figure
 
         fig = plot_comparison(theory, sim)
-        save_figure(fig, args.out, dpi=args.dpi)
         import matplotlib.pyplot as plt
 
-        plt.close(fig)
+        try:
+            save_figure(fig, args.out, dpi=args.dpi)
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise DMFTInputError(
+                f"cannot write the figure --out={args.out!r}: {_one_line(exc)}; nothing was "
+                "written (the z-table above is complete)"
+            ) from None
+        finally:
+            plt.close(fig)
         print(f"wrote {args.out}")
     return 3 if (args.strict and not table.passed) else 0
+
+
+def _cmd_features(args) -> int:
+    """``dmft features``: wide network after giant step(s); spectra and ridge readout."""
+    from . import io
+    from .features import FeaturesConfig, simulate_features
+
+    out = _check_out(args.out)
+    check_int("seeds", args.seeds, low=1)
+    check_int("seed", args.seed, low=0)
+    ridges = _floats("ridges", args.ridges)
+    kw = dict(target=args.target, activation=args.activation, d=args.d, kappa=args.kappa,
+              alpha0=args.alpha0, alpha1=args.alpha1, lr=args.lr, lr_scaling=args.lr_scaling,
+              steps=args.steps, batch=args.batch, ridges=tuple(ridges), noise=args.label_noise,
+              spike_rank=args.spike_rank, n_test=args.n_test)
+    if args.quick:
+        kw.update(d=min(args.d, 64), n_test=min(args.n_test or 256, 256))
+        args.seeds = min(args.seeds, 2)
+    config = FeaturesConfig(**kw)
+    print("dmft features:")
+    for key, val in config.to_dict().items():
+        print(f"  {key:<15}{json.dumps(val)}")
+    print(f"  {'seeds':<15}{args.seeds}\n  {'seed':<15}{args.seed}")
+    sys.stdout.flush()
+    res = simulate_features(config, seeds=args.seeds, seed=args.seed,
+                            progress=_progress(args))
+    print(features_table(res))
+    io.save_features(res, out, command_line=args.command_line)
+    print(f"wrote {out}")
+    if args.figure:
+        import matplotlib.pyplot as plt
+
+        from .features_plot import plot_features, save_figure
+
+        fig = plot_features(res)
+        save_figure(fig, args.figure)
+        plt.close(fig)
+        print(f"wrote {args.figure}")
+    return 0
+
+
+def features_table(res) -> str:
+    """Test error per λ (mean ± SE over seeds) of each feature map, and the closed form."""
+    import numpy as np
+
+    lam = res.config.ridges
+    head = f"{'test error':<22}" + "".join(f"{'λ=' + format(v, 'g'):>18}" for v in lam)
+    rows = [head]
+    for m in res.maps:
+        est = res.estimate(f"{m}/test_error")
+        rows.append(f"{m:<22}" + "".join(f"{v:>11.4f}±{e:<6.4f}"
+                                          for v, e in zip(est.value, est.error, strict=True)))
+    if res.theory is not None:
+        rows.append(f"{'rf closed form (d→∞)':<22}"
+                    + "".join(f"{v:>18.4f}" for v in res.theory["test_error"]))
+    if "step/top" in res.per_seed:
+        for m in ("step", "spiked"):
+            top = res.estimate(f"{m}/top")
+            n = res.estimate(f"{m}/n_outliers")
+            ov = res.estimate(f"{m}/overlap")
+            rows.append(f"{m}: outliers {n.value:.2f}±{n.error:.2f}, top eigenvalue "
+                        f"{top.value[-1]:.4g}±{top.error[-1]:.2g}, its overlap with the target "
+                        f"directions {np.array2string(ov.value[-1], precision=3)}")
+        w1 = res.estimate("w1_step_spiked")
+        rows.append(f"W1(step, spiked spectra) = {w1.value:.4g} ± {w1.error:.2g}; bulk edge "
+                    f"{res.estimate('bulk_edge').value:.4g}")
+    return "\n".join(rows)
 
 
 def _existing(path: str, name: str) -> str:
@@ -305,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="DMFT of multi-pass GD on two-layer networks, and a large-d simulator.",
         epilog=__doc__.split("Examples::", 1)[1] if "Examples::" in __doc__ else None,
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"dmft {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("solve", help="solve the DMFT and write an HDF5 file",
@@ -352,8 +491,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-different", action="store_true",
                    help="compare runs of different problems")
     p.add_argument("--strict", action="store_true", help="exit code 3 when the verdict fails")
-    p.add_argument("--dpi", type=int, default=200, help="figure resolution")
+    p.add_argument("--dpi", type=int, default=200,
+                   help=f"figure resolution, {DPI_RANGE[0]} to {DPI_RANGE[1]}")
     p.set_defaults(func=_cmd_compare)
+
+    from ._cli_sweep import add_sweep_parsers
+
+    add_sweep_parsers(sub, add_problem_args, _Formatter, dict(samples=DEFAULT_SAMPLES))
+
+    p = sub.add_parser("features", help="wide network after giant GD step(s): feature spectra, "
+                       "outliers and ridge readout (random, after-step, spiked equivalent)",
+                       formatter_class=_Formatter)
+    g = p.add_argument_group("model")
+    g.add_argument("--target", default="tanh_he3", help="registered target name")
+    g.add_argument("--activation", default="relu", help="student activation")
+    g.add_argument("--d", type=int, default=500, help="input dimension d")
+    g.add_argument("--kappa", type=float, default=1.0, help="width ratio p/d, in [0.25, 4]")
+    g.add_argument("--alpha0", type=float, default=2.0, help="step batch ratio n0/d")
+    g.add_argument("--alpha1", type=float, default=2.0, help="readout sample ratio n1/d")
+    g.add_argument("--lr", type=float, default=1.0, help="learning-rate constant")
+    g.add_argument("--lr-scaling", default="sqrt_p",
+                   help="sqrt_p (η = lr·√p, giant step) or const (η = lr)")
+    g.add_argument("--steps", type=int, default=1, help="GD steps on the first layer (0: none)")
+    g.add_argument("--batch", default="fresh", help="fresh or reuse (batch across steps)")
+    g.add_argument("--ridges", default="0.01,0.1,1,10", help="ridge values λ, comma-separated")
+    g.add_argument("--label-noise", type=float, default=0.0, help="label-noise variance Δ")
+    g.add_argument("--spike-rank", type=int, default=1,
+                   help="rank of the spike kept in the spiked equivalent")
+    g.add_argument("--n-test", type=int, default=0, help="test samples (0: max(n1, 1000))")
+    r = p.add_argument_group("run")
+    r.add_argument("--seeds", type=int, default=8, help="independent seeds")
+    r.add_argument("--seed", type=int, default=0, help="random seed")
+    r.add_argument("--quick", action="store_true", help="tiny sizes: a seconds-long smoke run")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--out", required=True, help="output HDF5 file (.h5)")
+    r.add_argument("--figure", default=None, help="figure file (.png, .pdf, ...)")
+    p.set_defaults(func=_cmd_features)
 
     p = sub.add_parser("targets", help="list targets and activations", formatter_class=_Formatter)
     p.set_defaults(func=_cmd_targets)
@@ -381,20 +554,93 @@ def user_warnings():
         yield
 
 
+# Python argument name -> command-line flag, for messages (`noise` → `--label-noise`)
+FLAGS = {
+    "p": "--p", "activation": "--activation", "second_layer": "--second-layer",
+    "alpha": "--alpha", "lr": "--lr", "steps": "--steps", "ridge": "--ridge",
+    "noise": "--label-noise", "schedule": "--schedule", "lr_a": "--lr-a", "m0": "--m0",
+    "target": "--target", "samples": "--samples", "seed": "--seed", "replicas": "--replicas",
+    "chunk_size": "--chunk-size", "response": "--response", "dtype": "--dtype", "d": "--d",
+    "seeds": "--seeds", "seed_batch": "--seed-batch", "test_error": "--test-error",
+    "threshold": "--threshold", "sys_error": "--sys-error", "dpi": "--dpi", "out": "--out",
+    "fig_dir": "--fig-dir",
+}
+_NAME = r"([a-z][a-z0-9_]*)((?:\[\d+\])?)"
+
+
+def flag_message(msg: str, flags: dict | None = None) -> str:
+    """Rewrite a library message for the command line: `noise` → `--label-noise`,
+    ``got noise=1`` → ``got --label-noise=1``, ``np.float64(-0.1)`` → ``-0.1``."""
+    flags = FLAGS if flags is None else flags
+
+    def tick(m):
+        name, index = m.group(1), m.group(2)
+        return f"`{flags[name]}{index}`" if name in flags else m.group(0)
+
+    def got(m):
+        name, index = m.group(2), m.group(3)
+        return f"{m.group(1)}{flags[name]}{index}=" if name in flags else m.group(0)
+
+    msg = re.sub(r"`" + _NAME + r"`", tick, msg)
+    msg = re.sub(r"(\bgot |, )" + _NAME + r"=", got, msg)
+    msg = re.sub(r"\bnp\.(?:float|int)\d*\(([^()]*)\)", r"\1", msg)
+    return msg
+
+
 def run_guarded(fn, *args) -> int:
-    """Call ``fn(*args) -> int``; turn user errors and divergence into exit code 1 + one line."""
+    """Call ``fn(*args) -> int``; turn user errors and divergence into exit code 1 + one line,
+    and Ctrl-C into exit code 130 + one line."""
+    _WRITTEN.clear()
     try:
         with user_warnings():
             return fn(*args)
     except (DMFTInputError, DivergenceError, FileNotFoundError, IsADirectoryError,
             PermissionError) as exc:
         sys.stdout.flush()
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        msg = flag_message(_one_line(exc))
+        if getattr(args[0] if args else None, "out", None) and not re.search(
+                r"\b(saved|written)\b", msg):
+            msg += (f"; already written: {', '.join(_WRITTEN)}" if _WRITTEN
+                    else "; nothing written")
+        print(f"error: {msg}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return _interrupted(args)
+    except Exception as exc:
+        if "KeyboardInterrupt" in str(exc):  # an interrupt inside a JAX callback, wrapped
+            return _interrupted(args)
+        if os.environ.get("DMFT_TRACEBACK"):
+            raise
+        # anything else is a bug or a resource failure (e.g. out of memory): still one line
+        sys.stdout.flush()
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        saved = (f"already written: {', '.join(_WRITTEN)}" if _WRITTEN else "nothing written")
+        print(f"error: unexpected {type(exc).__name__}: {first}; {saved}; rerun with "
+              "DMFT_TRACEBACK=1 for the traceback and please report it", file=sys.stderr)
+        return 1
+
+
+def _interrupted(args) -> int:
+    sys.stdout.flush()
+    if _WRITTEN:
+        what = f"; already written: {', '.join(_WRITTEN)}; nothing else written"
+    else:
+        out = getattr(args[0], "out", None) if args else None
+        what = f"; nothing written to {out}" if out else "; nothing written"
+    print(f"error: interrupted (Ctrl-C){what}", file=sys.stderr)
+    return 130
 
 
 def main(argv=None) -> int:
     """Entry point of the ``dmft`` console script."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before a subcommand started (imports, parsing)
+        print("error: interrupted (Ctrl-C); nothing written", file=sys.stderr)
+        return 130
+
+
+def _main(argv=None) -> int:
     enable_x64()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -403,6 +649,7 @@ def main(argv=None) -> int:
     except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
         return int(exc.code or 0)
     args.command_line = "dmft " + shlex.join(argv)
+    args.argv = argv
     return run_guarded(args.func, args)
 
 

@@ -7,7 +7,10 @@ and every step t present in both runs,
 
 where ``sys`` is an optional stated allowance for finite-d effects (default 0); a rounding floor
 of 1e-10 relative is also added in quadrature (see ``_zscore``). The verdict is
-*pass* when max |z| over all entries and steps is below ``threshold`` (default 4).
+*pass* when max |z| over all entries and steps is below ``threshold`` (default 4), every compared
+value and standard error is finite (a NaN fails the verdict and the entry is named), and both runs
+have ``status="ok"`` (a diverged or blown-up run fails it; see docs/FORMAT.md). The first run must
+be a theory (kind ``dmft``, ``flow`` or ``online``) and the second a simulation.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import numpy as np
 from ._checks import DMFTInputError, check_real
 
 OBS_ORDER = ("m", "Q", "test_error", "train_loss")
+THEORY_KINDS = ("dmft", "flow", "online")
+SIM_KINDS = ("simulation",)
 ROUND_TOL = 1e-10  # relative rounding allowance, see _zscore
 
 
@@ -49,6 +54,22 @@ class ZTable:
     rows: list[ZRow]
     threshold: float
     sys_error: float
+    # reasons that fail the verdict whatever the z-scores (a run that is not "ok", ...)
+    failures: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def nan_entries(self) -> list[str]:
+        """One text per entry with a NaN: which side (value or standard error) and where."""
+        out = []
+        for r in self.rows:
+            for what, arr in (("theory value", r.theory), ("theory SE", r.theory_se),
+                              ("simulation value", r.sim), ("simulation SE", r.sim_se)):
+                bad = np.nonzero(~np.isfinite(np.asarray(arr, dtype=np.float64)))[0]
+                if bad.size:
+                    steps = ",".join(str(int(self.step[i])) for i in bad[:4])
+                    more = f" (+{bad.size - 4} more)" if bad.size > 4 else ""
+                    out.append(f"{r.label}: {what} is NaN/inf at t={steps}{more}")
+        return out
 
     @property
     def max_abs_z(self) -> float:
@@ -69,14 +90,26 @@ class ZTable:
 
     @property
     def passed(self) -> bool:
+        if self.failures or self.nan_entries:
+            return False
         mz = self.max_abs_z
         return bool(np.isfinite(mz) and mz < self.threshold)
 
     def verdict(self) -> str:
         label, t = self.worst
         word = "PASS" if self.passed else "FAIL"
-        return (f"max |z| = {self.max_abs_z:.2f} at {label}, t={t} "
-                f"(threshold {self.threshold:g}): {word}")
+        where = f" at {label}, t={t}" if label else ""
+        lines = [f"max |z| = {self.max_abs_z:.2f}{where} (threshold {self.threshold:g}): {word}"]
+        nan = self.nan_entries
+        if nan:
+            shown = "; ".join(nan[:3]) + (f"; and {len(nan) - 3} more" if len(nan) > 3 else "")
+            lines.append(f"FAIL: {len(nan)} compared entries have NaN/inf: {shown}")
+            if any("SE is NaN" in x for x in nan):
+                lines.append("  a NaN standard error means the run has a single seed or replica "
+                             "(the SE needs at least 2); rerun with --seeds 2 or more")
+        for why in self.failures:
+            lines.append(f"FAIL: {why}")
+        return "\n".join(lines)
 
     def __str__(self) -> str:
         return format_ztable(self)
@@ -98,8 +131,16 @@ def _problem_differences(a, b) -> list[str]:
     return [key for key in sorted(da) if da.get(key) != db.get(key)]
 
 
+def _status_failure(side: str, traj) -> str | None:
+    if traj.status == "ok":
+        return None
+    return (f"the {side} run has status {traj.status!r} (first bad step "
+            f"{traj.first_bad_step}); its values past that step are not a valid dynamics")
+
+
 def zscore_table(theory, sim, *, threshold: float = 4.0, sys_error: float = 0.0,
-                 check_problem: bool = True) -> ZTable:
+                 check_problem: bool = True, allow_flag: str = "check_problem=False"
+                 ) -> ZTable:
     """z-scores of ``theory`` (usually DMFT) against ``sim`` (usually a simulation).
 
     Args:
@@ -107,6 +148,8 @@ def zscore_table(theory, sim, *, threshold: float = 4.0, sys_error: float = 0.0,
         threshold: the verdict passes when max |z| < threshold.
         sys_error: an absolute allowance added in quadrature to the combined standard error.
         check_problem: refuse runs of different problems (p, k, α, η, ...).
+        allow_flag: how the refusal message tells the caller to compare anyway (the CLI
+            passes ``--allow-different``).
 
     Returns:
         A :class:`ZTable` over the steps present in both runs.
@@ -119,6 +162,7 @@ def zscore_table(theory, sim, *, threshold: float = 4.0, sys_error: float = 0.0,
         sim = load(sim)
     threshold = check_real("threshold", threshold, low=0.0, low_open=True)
     sys_error = check_real("sys_error", sys_error, low=0.0)
+    check_kinds(theory.kind, sim.kind)
     pt, ps = theory.problem, sim.problem
     if (pt.p, pt.k) != (ps.p, ps.k):
         raise DMFTInputError(
@@ -130,7 +174,7 @@ def zscore_table(theory, sim, *, threshold: float = 4.0, sys_error: float = 0.0,
         if diff:
             raise DMFTInputError(
                 f"theory and simulation were run for different problems (differ in "
-                f"{', '.join(diff)}); pass check_problem=False to compare anyway"
+                f"{', '.join(diff)}); pass {allow_flag} to compare anyway"
             )
     n = min(len(theory.step), len(sim.step))
     if n == 0:
@@ -152,7 +196,26 @@ def zscore_table(theory, sim, *, threshold: float = 4.0, sys_error: float = 0.0,
             label = f"{name}[{','.join(map(str, ix))}]" if ix else name
             rows.append(ZRow(name, label, ix, va[sl], ea[sl], vb[sl], eb[sl],
                              _zscore(va[sl], ea[sl], vb[sl], eb[sl], sys_error)))
-    return ZTable(step=step, rows=rows, threshold=threshold, sys_error=sys_error)
+    failures = [f for f in (_status_failure("theory", theory), _status_failure("simulation", sim))
+                if f]
+    return ZTable(step=step, rows=rows, threshold=threshold, sys_error=sys_error,
+                  failures=failures)
+
+
+def check_kinds(theory_kind: str, sim_kind: str) -> None:
+    """The first run must be a theory (dmft, flow, online), the second a simulation."""
+    if theory_kind in THEORY_KINDS and sim_kind in SIM_KINDS:
+        return
+    if theory_kind in SIM_KINDS and sim_kind in THEORY_KINDS:
+        raise DMFTInputError(
+            f"the files are swapped: the first is a {theory_kind} run and the second a "
+            f"{sim_kind} run; pass the theory (kind {'/'.join(THEORY_KINDS)}) first and the "
+            "simulation second"
+        )
+    raise DMFTInputError(
+        f"compare needs a theory (kind {'/'.join(THEORY_KINDS)}) first and a simulation (kind "
+        f"simulation) second; got kinds {theory_kind!r} and {sim_kind!r}"
+    )
 
 
 def format_ztable(table: ZTable, *, max_columns: int = 16) -> str:
@@ -170,11 +233,11 @@ def format_ztable(table: ZTable, *, max_columns: int = 16) -> str:
     lines = [f"z = (theory - simulation) / sqrt(SE_theory^2 + SE_sim^2{sys_txt})", head,
              "-" * len(head)]
     for r in table.rows:
-        cells = "".join(f"{r.z[c]:>8.2f}" for c in cols)
+        cells = "".join(f"{r.z[c]:>8.2f}" for c in cols)  # NaN shows as "nan"
         lines.append(f"{r.label:<{width}}{cells}{r.max_abs_z:>9.2f}")
     lines.append("-" * len(head))
     lines.append(table.verdict())
     return "\n".join(lines)
 
 
-__all__ = ["zscore_table", "format_ztable", "ZTable", "ZRow"]
+__all__ = ["zscore_table", "format_ztable", "check_kinds", "ZTable", "ZRow"]

@@ -23,7 +23,8 @@ import dataclasses
 
 import numpy as np
 
-from ._checks import DMFTInputError, check_real
+from ._checks import DMFTInputError, check_problem, check_real, mark_blowup
+from ._table import OBSERVABLES
 from .problem import Problem
 from .result import Trajectory, estimate_from_replicas
 
@@ -58,8 +59,7 @@ def solve_flow(
     """
     from .solver import solve
 
-    if not isinstance(problem, Problem):
-        raise DMFTInputError(f"`problem` must be a dmft.Problem; got {type(problem).__name__}")
+    check_problem(problem)
     horizon = check_real("horizon", horizon, low=0.0, low_open=True)
     dt = check_real("dt", dt, low=0.0, low_open=True, high=horizon)
     n_coarse = int(round(horizon / dt))
@@ -84,12 +84,12 @@ def solve_flow(
         )
     coarse, fine = sweeps
     est = {}
-    for name in ("m", "Q", "test_error", "train_loss"):
+    for name in OBSERVABLES:
         a = coarse.per_seed[name]
         b = fine.per_seed[name][:, ::2]
         est[name] = estimate_from_replicas(2.0 * b - a)
     tau = dt * np.arange(n_coarse + 1)
-    return Trajectory(
+    traj = Trajectory(
         kind="flow",
         problem=problem,
         step=tau,
@@ -108,3 +108,4 @@ def solve_flow(
             wall_time_s=coarse.settings["wall_time_s"] + fine.settings["wall_time_s"],
         ),
     )
+    return mark_blowup(traj, stacklevel=2)

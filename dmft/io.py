@@ -12,7 +12,9 @@ Files are written atomically: the data go to ``<path>.tmp-<pid>`` in the same fo
 flushed, closed and fsynced, then renamed onto ``<path>``. A crash at any point leaves either
 the old file or the new one at ``<path>``, never a truncated one.
 
-Reading needs only numpy and h5py (plus ``dmft.problem`` to rebuild the ``Problem``).
+``import dmft.io`` needs only numpy and h5py: :func:`check_file` and :func:`describe` read a file
+without JAX; :func:`load` also imports ``dmft.problem`` (JAX, equinox) to rebuild the
+``Problem``. ``python -m dmft.io inspect FILE`` prints :func:`describe`.
 """
 
 from __future__ import annotations
@@ -27,34 +29,24 @@ import h5py
 import numpy as np
 
 from ._checks import DMFTInputError
+from ._table import KERNEL_DIMS as TABLE_KERNEL_DIMS
+from ._table import KERNELS, OBSERVABLES, OPTIONAL
 
 FORMAT = "dmft-trajectories"
-FORMAT_VERSION = (1, 1)  # (major, minor): a major bump breaks readers, a minor bump only adds
+FORMAT_VERSION = (1, 2)  # (major, minor): a major bump breaks readers, a minor bump only adds
 KINDS = ("dmft", "simulation", "online", "flow")
 # What /step holds, by kind (root attribute ``time_axis``, added in 1.1).
 TIME_AXIS = {"dmft": "step", "simulation": "step", "online": "tau", "flow": "tau_gf"}
 
-OBSERVABLE_DIMS = {
-    "m": ("step", "unit", "target_dir"),
-    "Q": ("step", "unit", "unit2"),
-    "test_error": ("step",),
-    "train_loss": ("step",),
-}
-KERNEL_DIMS = ("step", "step_s", "unit", "unit2")
-
-# present only when the second layer is trained (problem lr_a > 0); additive in format 1.x
-OPTIONAL_DIMS = {"a": ("step", "unit")}
+# names, dimensions and descriptions come from the one table (dmft/_table.py)
+OBSERVABLE_DIMS = {name: e.dims for name, e in OBSERVABLES.items()}
+KERNEL_DIMS = TABLE_KERNEL_DIMS
+# present only when computed (a: trained second layer; test_loss: classification losses);
+# additive in format 1.x
+OPTIONAL_DIMS = {name: e.dims for name, e in OPTIONAL.items()}
 
 _DESCRIPTIONS = {
-    "a": "second layer a_t (trained with learning rate lr_a)",
-    "m": "overlap m_t = W_t W*^T / d with the target directions",
-    "Q": "student Gram matrix Q_t = W_t W_t^T / d",
-    "test_error": "test error e_g(t) = E[(y - f)^2 / 2] on a fresh sample, label noise included",
-    "train_loss": "training loss (1/n) sum_nu (y_nu - f_nu)^2 / 2",
-    "Qperp": "orthogonal overlap kernel Qperp(t, s) = E[w_t w_s^T]",
-    "C": "noise kernel C(t, s) = alpha E[g_t g_s^T]",
-    "Gamma": "sample-side response Gamma(t, s) = alpha E[dg_t / dr_s]",
-    "R": "weight-side response R(t, s) = d theta_t / d force_s",
+    **{name: e.description for name, e in {**OBSERVABLES, **OPTIONAL, **KERNELS}.items()},
     "min_schur_eig": "smallest eigenvalue of the Schur complement when appending step t to the "
     "Cholesky factor of Qperp (before clipping)",
     "jitter": "largest eigenvalue shift added to make the Schur complement positive definite",
@@ -96,10 +88,25 @@ def save(traj, path, *, command_line: str | None = None) -> str:
 
     Works for partial (diverged) trajectories too: their ``status`` and ``first_bad_step`` are
     recorded. Returns the path written.
+
+    Raises:
+        DMFTInputError: ``traj`` is not a Trajectory, or ``path`` cannot be written (see
+            :func:`check_output_path`).
     """
-    path = os.fspath(path)
+    from .result import Trajectory
+
+    if not isinstance(traj, Trajectory):
+        raise DMFTInputError(
+            f"`traj` must be a dmft.Trajectory (as returned by dmft.solve or dmft.simulate); "
+            f"got {type(traj).__name__}"
+        )
+    path = check_output_path(path, suffixes=())
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise DMFTInputError(f"cannot create the folder {folder!r} for {path!r}: "
+                             f"{exc.strerror or exc}") from None
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with h5py.File(tmp, "w") as f:
@@ -108,14 +115,123 @@ def save(traj, path, *, command_line: str | None = None) -> str:
         _fsync_path(tmp)
         os.replace(tmp, path)
         _fsync_dir(folder)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.remove(tmp)
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
             pass
+        if isinstance(exc, (OSError, RuntimeError)):
+            raise DMFTInputError(_write_failure(path, folder, exc)) from None
         raise
     _remove_stale_temps(path)
     return path
+
+
+# room for the ".tmp-<pid>" of the atomic write (pids below 10**10) and a ".partial" stem
+_TMP_SUFFIX_LEN = len(".tmp-") + 10
+_PARTIAL_LEN = len(".partial")
+
+
+def check_output_path(path, *, name: str = "out", suffixes=(".h5", ".hdf5"),
+                      need_bytes: int = 0, partial: bool = False) -> str:
+    """Check, before any compute, that ``path`` can be written; return it as a str.
+
+    Checks: a file name with one of ``suffixes`` (when given); not an existing directory; a name
+    short enough for the folder's file-system limit once the temporary suffix (and, with
+    ``partial``, ".partial") is added; the nearest existing parent is a writable directory (a
+    probe file is created and removed when the folder exists); at least ``need_bytes`` free in
+    it. ``partial``: also check that ``<stem>.partial<ext>`` is not a directory.
+
+    Raises:
+        DMFTInputError: naming ``name``, the path and what is wrong.
+    """
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise DMFTInputError(f"`{name}` must be a file path; got {type(path).__name__}") from None
+    if not path or path.endswith(os.sep):
+        raise DMFTInputError(f"`{name}` must be a file name; got {name}={path!r}")
+    if suffixes and not path.lower().endswith(tuple(suffixes)):
+        raise DMFTInputError(
+            f"`{name}` must be a file name ending in {' or '.join(suffixes)}; got {name}={path!r}"
+        )
+    if os.path.isdir(path):
+        raise DMFTInputError(
+            f"`{name}` must be a file name, not an existing directory; got {name}={path!r}"
+        )
+    if partial and os.path.isdir(partial_path(path)):
+        raise DMFTInputError(
+            f"`{name}`: the partial-results name {partial_path(path)!r} is an existing directory; "
+            "remove it or choose another --out"
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    base = os.path.basename(path)
+    ancestor = folder
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise DMFTInputError(
+            f"`{name}`: the parent {ancestor!r} of {path!r} is a file, not a directory"
+        )
+    try:
+        name_max = os.pathconf(ancestor, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max = 255
+    extra = _TMP_SUFFIX_LEN + (_PARTIAL_LEN if partial else 0)
+    longest = max([len(os.fsencode(part)) for part in path.split(os.sep)] + [0])
+    if len(os.fsencode(base)) + extra > name_max or longest > name_max:
+        raise DMFTInputError(
+            f"`{name}`: the file name is {len(os.fsencode(base))} bytes long; at most "
+            f"{name_max - extra} are allowed here (the file system allows {name_max} per name, "
+            f"and {extra} are needed for the temporary/partial suffixes); "
+            f"got {name}={path[:40]!r}..."
+        )
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise DMFTInputError(f"`{name}`: the directory {ancestor!r} is not writable ({path!r})")
+    if ancestor == folder:
+        probe = os.path.join(folder, f".{base[:50]}.probe-{os.getpid()}")
+        try:
+            with open(probe, "wb"):
+                pass
+            os.remove(probe)
+        except OSError as exc:
+            raise DMFTInputError(
+                f"`{name}`: cannot create files in {folder!r}: {exc.strerror or exc} ({path!r})"
+            ) from None
+    if need_bytes:
+        try:
+            st = os.statvfs(ancestor)
+            free = st.f_bavail * st.f_frsize
+        except (OSError, AttributeError):
+            free = None
+        if free is not None and free < need_bytes:
+            raise DMFTInputError(
+                f"`{name}`: the file needs about {need_bytes / 1e6:.1f} MB but only "
+                f"{free / 1e6:.1f} MB are free in {ancestor!r}; free some space or choose "
+                "another --out"
+            )
+    return path
+
+
+def estimate_file_bytes(kind: str, steps: int, p: int, k: int, seeds: int = 0) -> int:
+    """An upper estimate of the size of a saved file (values and errors in float64, plus
+    kernels for ``dmft``, per-seed arrays for ``simulation``, plus 1 MB of metadata)."""
+    T1 = steps + 1
+    per_step = p * k + p * p + 2 + p  # m, Q, test_error, train_loss, a
+    size = 2 * 8 * T1 * per_step
+    if kind == "dmft":
+        size += 4 * 2 * 8 * T1 * T1 * p * p + 3 * 8 * T1
+    if kind == "simulation":
+        size += 8 * max(seeds, 1) * T1 * per_step
+    return int(size + 2**20)
+
+
+def _free_bytes(folder: str):
+    try:
+        st = os.statvfs(folder)
+        return st.f_bavail * st.f_frsize
+    except (OSError, AttributeError):
+        return None
 
 
 # a temp file of a dead writer is removed by the next successful save to the same path once it
@@ -146,6 +262,27 @@ def _remove_stale_temps(path: str) -> None:
                 os.remove(full)
         except FileNotFoundError:
             pass
+
+
+def _write_failure(path: str, folder: str, exc: BaseException) -> str:
+    """One sentence on why writing ``path`` failed (h5py's own error names the temporary file
+    and, on a full disk, often only a follow-up error)."""
+    import errno
+
+    free = _free_bytes(folder)
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 8:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    nospace = any(getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e)
+                  for e in chain)
+    if nospace or (free is not None and free < 2**20):
+        why = (f"no space left on the device ({'unknown' if free is None else free} bytes free "
+               f"in {folder!r})")
+    else:
+        first = chain[-1]
+        why = getattr(first, "strerror", None) or str(first).splitlines()[0]
+    return f"cannot write {path}: {why}; nothing was written to {path}"
 
 
 def _fsync_path(path: str) -> None:
@@ -188,9 +325,16 @@ def _labelled(group: h5py.Group, name: str, data, dims, scales, description: str
     return ds
 
 
-def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
-    import jax
+def _package_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
     from . import __version__
     from .problem import KEY_SCHEME
 
@@ -208,7 +352,7 @@ def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
     f.attrs["config_json"] = json.dumps(config, sort_keys=True, default=_json_default)
     f.attrs["creator"] = "dmft"
     f.attrs["creator_version"] = __version__
-    f.attrs["jax_version"] = jax.__version__
+    f.attrs["jax_version"] = _package_version("jax")
     f.attrs["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     f.attrs["seed"] = int(traj.settings.get("seed", -1))
     f.attrs["key_scheme"] = KEY_SCHEME
@@ -259,6 +403,11 @@ def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
         est = getattr(traj, name)
         g = f.create_group(name)
         description = _DESCRIPTIONS[name]
+        if name == "test_error" and getattr(problem, "loss", "square") != "square":
+            description = ("classification error P(sign f != y) on a fresh sample (loss "
+                           f"{problem.loss}); the expected loss is in test_loss")
+        elif name == "train_loss" and getattr(problem, "loss", "square") != "square":
+            description = f"training loss (1/n) sum_nu loss(y_nu, f_nu), loss {problem.loss}"
         if online and name == "train_loss":
             description = "online SGD never reuses a sample: identical to test_error"
         g.attrs["long_name"] = description
@@ -300,8 +449,11 @@ def _attr_str(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def check_file(path) -> dict:
+def check_file(path, fmt: str | None = None, reader_version=None) -> dict:
     """Open ``path``, check that it is a dmft file of a readable version; return root attrs.
+
+    ``fmt`` None accepts both file types (``dmft-trajectories`` and ``dmft-features``), each
+    checked against its own reader version; otherwise only ``fmt`` is accepted.
 
     Raises:
         DMFTInputError: missing file, not HDF5, not a dmft file, or an unknown major version.
@@ -316,62 +468,120 @@ def check_file(path) -> dict:
             attrs = {key: f.attrs[key] for key in f.attrs}
     except OSError as exc:
         raise DMFTInputError(f"{path} cannot be read as HDF5: {exc}") from None
-    fmt = _attr_str(attrs.get("format", ""))
-    if fmt != FORMAT:
+    found = _attr_str(attrs.get("format", ""))
+    readers = {FORMAT: FORMAT_VERSION, FEATURES_FORMAT: FEATURES_VERSION}
+    if fmt is not None:
+        readers = {fmt: reader_version or readers[fmt]}
+    if found not in readers:
+        expected = " or ".join(repr(k) for k in readers)
         raise DMFTInputError(
-            f"{path} is not a dmft file: attribute format={fmt!r}, expected {FORMAT!r}"
+            f"{path} is not a dmft file: attribute format={found!r}, expected {expected}"
         )
+    own = readers[found]
     version = tuple(int(v) for v in np.atleast_1d(attrs.get("format_version", [-1, -1])))
-    if len(version) != 2 or version[0] != FORMAT_VERSION[0]:
+    if len(version) != 2 or version[0] != own[0]:
         raise DMFTInputError(
             f"{path} has format_version {'.'.join(map(str, version))}, but this dmft reads "
-            f"format_version {FORMAT_VERSION[0]}.x (this reader writes "
-            f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}); use a dmft release that matches the "
+            f"{found} format_version {own[0]}.x (this reader writes "
+            f"{own[0]}.{own[1]}); use a dmft release that matches the "
             "file's major version"
         )
     return attrs
 
 
 def _rebuild_problem(d: dict):
-    from .problem import TARGETS, Problem, Target
+    """The Problem of ``config_json["problem"]``; a user target becomes a placeholder whose
+    call says that the function is not stored (everything else, ``lr_a`` included, is kept)."""
+    from .problem import TARGETS, Problem, unavailable_target
 
     if d["target"] in TARGETS:
         return Problem.from_dict(d)
-
-    def _unavailable(z):
-        raise DMFTInputError(
-            f"target {d['target']!r} was a user function and is not stored in the file; "
-            "rebuild it with dmft.custom_target to rerun"
-        )
-
-    target = Target(d["target"], int(d["k"]), _unavailable, d.get("target_formula", ""))
-    return Problem(
-        p=int(d["p"]), activation=d["activation"],
-        second_layer=np.asarray(d["second_layer"], dtype=np.float64), target=target,
-        alpha=float(d["alpha"]), noise=float(d["noise"]),
-        lr=np.asarray(d["lr"], dtype=np.float64), ridge=float(d["ridge"]),
-        schedule=d["schedule"], m0=np.asarray(d["m0"], dtype=np.float64),
-        qperp0=np.asarray(d["qperp0"], dtype=np.float64),
-    )
+    target = unavailable_target(d["target"], int(d["k"]), d.get("target_formula", ""))
+    return Problem.from_dict(d, target=target)
 
 
 def load(path):
-    """Read a file written by :func:`save` back into a :class:`~dmft.result.Trajectory`.
+    """Read a file written by :func:`save` back into a :class:`~dmft.result.Trajectory`
+    (a ``dmft-features`` file is read by :func:`load_features`).
 
     Raises:
         DMFTInputError: the file is missing, not HDF5, not a dmft file, or of an unknown major
             format version (the message names the file's version and the supported one).
     """
     attrs = check_file(path)
-    config = json.loads(_attr_str(attrs["config_json"]))
-    problem = _rebuild_problem(config["problem"])
+    if _attr_str(attrs["format"]) == FEATURES_FORMAT:
+        return load_features(path)
+    kind = _attr_str(attrs.get("kind", ""))
+    if kind == "sweep":
+        raise DMFTInputError(
+            f"{os.fspath(path)} is a sweep file (a grid of runs): read it with "
+            "dmft.sweep_io.load_sweep, plot it with `dmft plot-sweep`")
+    if kind not in KINDS:
+        raise DMFTInputError(
+            f"{os.fspath(path)}: attribute kind={kind!r} is not one of {list(KINDS)}; the file "
+            "is damaged or was not written by dmft"
+        )
+    config = read_config(path, attrs)
     try:
-        return _read(path, attrs, problem, config)
-    except (KeyError, OSError) as exc:
+        problem = _rebuild_problem(config["problem"])
+    except DMFTInputError as exc:
+        raise DMFTInputError(
+            f"{os.fspath(path)}: attribute config_json is invalid: {exc}"
+        ) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DMFTInputError(
+            f"{os.fspath(path)}: attribute config_json does not describe a problem "
+            f"({type(exc).__name__}: {exc}); the file does not follow {FORMAT} "
+            f"{FORMAT_VERSION[0]}.x"
+        ) from None
+    try:
+        traj = _read(path, attrs, problem, config)
+    except (KeyError, OSError, TypeError) as exc:
         raise DMFTInputError(
             f"{os.fspath(path)} is incomplete or damaged ({exc}); it does not follow "
             f"{FORMAT} {FORMAT_VERSION[0]}.x"
         ) from None
+    _check_shapes(path, traj)
+    return traj
+
+
+def read_config(path, attrs=None) -> dict:
+    """The parsed ``config_json`` root attribute (a DMFTInputError if missing or invalid)."""
+    attrs = check_file(path) if attrs is None else attrs
+    if "config_json" not in attrs:
+        raise DMFTInputError(
+            f"{os.fspath(path)} has no attribute config_json; it does not follow {FORMAT} "
+            f"{FORMAT_VERSION[0]}.x"
+        )
+    try:
+        config = json.loads(_attr_str(attrs["config_json"]))
+    except ValueError as exc:
+        raise DMFTInputError(
+            f"{os.fspath(path)}: attribute config_json is not valid JSON ({exc})"
+        ) from None
+    if not isinstance(config, dict) or not isinstance(config.get("problem"), dict):
+        raise DMFTInputError(
+            f"{os.fspath(path)}: attribute config_json has no 'problem' object; it does not "
+            f"follow {FORMAT} {FORMAT_VERSION[0]}.x"
+        )
+    return config
+
+
+def _check_shapes(path, traj) -> None:
+    """Every observable has the shape that the file's problem and step axis imply."""
+    T1, p, k = len(traj.step), traj.problem.p, traj.problem.k
+    sizes = {"step": T1, "unit": p, "unit2": p, "target_dir": k}
+    want = {name: tuple(sizes[d] for d in dims) for name, dims in
+            {**OBSERVABLE_DIMS, **OPTIONAL_DIMS}.items() if getattr(traj, name) is not None}
+    for name, shape in want.items():
+        est = getattr(traj, name)
+        for part in ("value", "error"):
+            got = np.shape(getattr(est, part))
+            if got != shape:
+                raise DMFTInputError(
+                    f"{os.fspath(path)}: dataset /{name}/{part} has shape {got}, but the file's "
+                    f"problem (p={p}, k={k}) and {T1} steps need {shape}; the file is damaged"
+                )
 
 
 def _read(path, attrs, problem, config):
@@ -383,7 +593,8 @@ def _read(path, attrs, problem, config):
             for name in OBSERVABLE_DIMS
         }
         names = list(OBSERVABLE_DIMS) + [n for n in OPTIONAL_DIMS if n in f]
-        a = Estimate(f["a"]["value"][()], f["a"]["error"][()]) if "a" in f else None
+        optional = {n: Estimate(f[n]["value"][()], f[n]["error"][()]) if n in f else None
+                    for n in OPTIONAL_DIMS}
         per_seed = None
         if any("per_seed" in f[name] for name in names):
             per_seed = {name: f[name]["per_seed"][()] for name in names if "per_seed" in f[name]}
@@ -405,8 +616,8 @@ def _read(path, attrs, problem, config):
         test_error=obs["test_error"],
         train_loss=obs["train_loss"],
         kernels=kernels,
-        a=a,
         per_seed=per_seed,
+        **optional,
         diagnostics=diagnostics,
         settings=config.get("settings", {}),
         status=_attr_str(attrs.get("status", "ok")),
@@ -418,14 +629,15 @@ def describe(path) -> str:
     """A human-readable summary: version, kind, status, provenance, config and every dataset."""
     attrs = check_file(path)
     version = ".".join(str(int(v)) for v in np.atleast_1d(attrs["format_version"]))
-    lines = [f"file:            {os.fspath(path)}", f"format:          {FORMAT} {version}"]
+    lines = [f"file:            {os.fspath(path)}",
+             f"format:          {_attr_str(attrs['format'])} {version}"]
     for key in ("kind", "time_axis", "status", "first_bad_step", "seed", "creator",
                 "creator_version", "jax_version", "created", "key_scheme", "command_line"):
         if key in attrs:
             lines.append(f"{key + ':':<17}{_attr_str(attrs[key])}")
-    config = json.loads(_attr_str(attrs["config_json"]))
+    config = read_config(path, attrs)
     lines.append("config:")
-    for section in ("problem", "settings"):
+    for section in ("problem", "config", "settings"):
         for key, val in sorted(config.get(section, {}).items()):
             lines.append(f"  {section}.{key} = {json.dumps(val, default=_json_default)}")
     lines.append("datasets:")
@@ -449,11 +661,173 @@ def partial_path(path) -> str:
 
 
 def main(argv=None) -> int:
-    """``python -m dmft.io inspect FILE``: the same as ``dmft inspect FILE``."""
-    from .cli import main as cli_main
-
-    return cli_main(list(sys.argv[1:] if argv is None else argv))
+    """``python -m dmft.io inspect FILE``: the same as ``dmft inspect FILE`` (without JAX)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 2 or argv[0] != "inspect":
+        print("usage: python -m dmft.io inspect FILE", file=sys.stderr)
+        return 2
+    try:
+        print(describe(argv[1]))
+    except DMFTInputError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# --------------------------------------------------------------------------------------------
+# Feature-spectrum files (kind = "features"): a sibling format with the same conventions
+# --------------------------------------------------------------------------------------------
+
+FEATURES_FORMAT = "dmft-features"
+FEATURES_VERSION = (1, 0)
+
+# dimensions of each per-seed output of dmft.features (after the leading seed axis)
+_FEATURE_DIMS = {
+    "eigenvalues": ("eig_index",),
+    "top": ("top",),
+    "overlap": ("top", "target_dir"),
+    "n_outliers": (),
+    "train_error": ("ridge",),
+    "test_error": ("ridge",),
+    "bulk_edge": (),
+    "update_singular_values": ("sv_index",),
+    "update_rest_norm2": (),
+    "w1_step_spiked": (),
+    "w1_step_rf": (),
+}
+_FEATURE_DESCRIPTIONS = {
+    "eigenvalues": "eigenvalues of the feature covariance F^T F / n1, ascending",
+    "top": "the largest eigenvalues of F^T F / n1, ascending",
+    "overlap": "|cos| between W^T u (u: eigenvector of a top eigenvalue) and target direction i",
+    "n_outliers": "eigenvalues above (1 + outlier_margin) x bulk_edge",
+    "train_error": "ridge readout train error (1/n1) sum (y - f)^2 / 2, per ridge",
+    "test_error": "ridge readout test error E[(y - f)^2 / 2] on fresh samples, per ridge",
+    "bulk_edge": "largest eigenvalue of the features of the spike-free bulk W0 + Z",
+    "update_singular_values": "leading singular values of the update W_T - W_0",
+    "update_rest_norm2": "mean row norm^2 of the update beyond its spike (variance of Z times d)",
+    "w1_step_spiked": "Wasserstein-1 distance between the spectra of step and spiked features",
+    "w1_step_rf": "Wasserstein-1 distance between the spectra of step and rf features",
+}
+
+
+def _feature_dims(name: str) -> tuple:
+    return _FEATURE_DIMS[name.rsplit("/", 1)[-1]]
+
+
+def save_features(result, path, *, command_line: str | None = None) -> str:
+    """Write a :class:`dmft.features.FeaturesResult` to ``path`` atomically (docs/FORMAT.md)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with h5py.File(tmp, "w") as f:
+            _write_features(f, result, command_line)
+            f.flush()
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(folder)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _remove_stale_temps(path)
+    return path
+
+
+def _write_features(f: h5py.File, result, command_line: str | None) -> None:
+    import jax
+
+    from . import __version__
+
+    cfg = result.config.to_dict()
+    config = {"kind": "features", "config": cfg, "settings": dict(result.settings),
+              "maps": list(result.maps)}
+    f.attrs["format"] = FEATURES_FORMAT
+    f.attrs["format_version"] = np.array(FEATURES_VERSION, dtype=np.int64)
+    f.attrs["kind"] = "features"
+    f.attrs["config_json"] = json.dumps(config, sort_keys=True, default=_json_default)
+    f.attrs["creator"] = "dmft"
+    f.attrs["creator_version"] = __version__
+    f.attrs["jax_version"] = jax.__version__
+    f.attrs["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    f.attrs["seed"] = int(result.settings.get("seed", -1))
+    f.attrs["key_scheme"] = str(result.settings.get("key_scheme", ""))
+    f.attrs["status"] = "ok"
+    if command_line is not None:
+        f.attrs["command_line"] = command_line
+    g = f.create_group("config")
+    for key, val in cfg.items():
+        if isinstance(val, (int, float, str)) and not isinstance(val, bool):
+            g.attrs[key] = val
+
+    per_seed = result.per_seed
+    S = result.seeds
+    scales = {"seed": np.arange(S), "ridge": np.asarray(cfg["ridges"], dtype=np.float64),
+              "eig_index": np.arange(cfg["p"]), "target_dir": np.arange(cfg["k"])}
+    for name, arr in per_seed.items():
+        for dim, n in zip(_feature_dims(name), np.shape(arr)[1:], strict=True):
+            scales.setdefault(dim, np.arange(n))
+    made = {}
+    for dim, vals in scales.items():
+        ds = f.create_dataset(dim, data=vals)
+        ds.make_scale(dim)
+        made[dim] = ds
+    from .result import estimate_from_replicas
+
+    for name, arr in per_seed.items():
+        arr = np.asarray(arr, dtype=np.float64)
+        dims = _feature_dims(name)
+        grp = f.require_group(name)
+        desc = _FEATURE_DESCRIPTIONS[name.rsplit("/", 1)[-1]]
+        grp.attrs["long_name"] = desc
+        grp.attrs["error_meaning"] = "standard error of the mean over simulation seeds"
+        grp.attrs["count"] = S
+        est = estimate_from_replicas(arr)
+        for key, data, ddims in (("value", est.value, dims), ("error", est.error, dims),
+                                 ("per_seed", arr, ("seed",) + dims)):
+            ds = grp.create_dataset(key, data=np.asarray(data, dtype=np.float64))
+            for i, dim in enumerate(ddims):
+                ds.dims[i].attach_scale(made[dim])
+                ds.dims[i].label = dim
+    if result.theory is not None:
+        tg = f.create_group("theory/rf")
+        tg.attrs["long_name"] = "d -> infinity closed form at initialization (dmft.rf_theory)"
+        for key, vals in result.theory.items():
+            ds = tg.create_dataset(key, data=np.asarray(vals, dtype=np.float64))
+            ds.dims[0].attach_scale(made["ridge"])
+            ds.dims[0].label = "ridge"
+
+
+def load_features(path):
+    """Read a file written by :func:`save_features` back into a ``FeaturesResult``."""
+    from .features import FeaturesConfig, FeaturesResult
+
+    attrs = check_file(path, FEATURES_FORMAT, FEATURES_VERSION)
+    config = json.loads(_attr_str(attrs["config_json"]))
+    try:
+        with h5py.File(os.fspath(path), "r") as f:
+            per_seed = {}
+
+            def visit(name, obj):
+                if isinstance(obj, h5py.Dataset) and name.endswith("/per_seed"):
+                    per_seed[name[: -len("/per_seed")]] = obj[()]
+
+            f.visititems(visit)
+            theory = None
+            if "theory/rf" in f:
+                theory = {k: v[()] for k, v in f["theory/rf"].items()}
+    except (KeyError, OSError) as exc:
+        raise DMFTInputError(
+            f"{os.fspath(path)} is incomplete or damaged ({exc}); it does not follow "
+            f"{FEATURES_FORMAT} {FEATURES_VERSION[0]}.x"
+        ) from None
+    return FeaturesResult(config=FeaturesConfig.from_dict(config["config"]), per_seed=per_seed,
+                          maps=tuple(config.get("maps", ("rf",))),
+                          settings=config.get("settings", {}), theory=theory)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.scipy.special as jss
 import numpy as np
@@ -100,8 +102,67 @@ def pair_moment(name: str, q1, q2, c):
     raise ValueError(name)
 
 
+# Gaussian nodes of the losses without a closed form (fixed: part of the definition of the
+# observable, so the DMFT and the simulator evaluate it with the same nodes).
+MC_NODES = 1 << 17
+MC_SEED = 20261129
+_NODE_CACHE: dict = {}
+
+
+def _mc_nodes(k: int, p: int) -> np.ndarray:
+    """(MC_NODES, k + p + 1) fixed standard normals: [h*, ζ (student), ξ (label noise)]."""
+    if (k, p) not in _NODE_CACHE:
+        _NODE_CACHE[(k, p)] = np.random.default_rng(MC_SEED).standard_normal(
+            (MC_NODES, k + p + 1))
+    return _NODE_CACHE[(k, p)]
+
+
+def _fresh_sample_average(problem: Problem, m, Q, a, what: str):
+    """E over a fresh sample of ℓ(y, f) (``what="loss"``) or of [sign f ≠ y] (``"class"``),
+    (h*, h) jointly Gaussian with moments (I, m, Q), on the fixed nodes ``_mc_nodes``:
+    h = m h* + (Q − m mᵀ)^{1/2} ζ (symmetric square root, eigenvalues clipped at 0),
+    y = g*(h*) + √Δ ξ. The node error (about 0.5/√MC_NODES ≈ 1.4e-3 on a classification error)
+    is common to every evaluation."""
+    k, p = problem.k, problem.p
+    u = jnp.asarray(_mc_nodes(k, p), dtype=m.dtype)
+    hs, zeta, xi = u[:, :k], u[:, k:k + p], u[:, k + p]
+    S = Q - jnp.einsum("...jk,...lk->...jl", m, m)
+    ev, V = jnp.linalg.eigh(0.5 * (S + jnp.swapaxes(S, -1, -2)))
+    # the symmetric square root V √Λ Vᵀ: continuous in S (V √Λ alone is not: near a degenerate
+    # S, e.g. Q⊥ = I at t = 0, rounding rotates V and maps the fixed nodes to another sample)
+    root = jnp.einsum("...jr,...r,...lr->...jl", V, jnp.sqrt(jnp.maximum(ev, 0.0)), V)
+    h = jnp.einsum("Mk,...jk->...Mj", hs, m) + jnp.einsum("Mr,...jr->...Mj", zeta, root)
+    from .problem import get_activation, network_output
+
+    f = network_output(h, a[..., None, :], get_activation(problem.activation))  # (..., M)
+    y = problem.target(hs) + jnp.sqrt(problem.noise) * xi  # (M,)
+    y = jnp.broadcast_to(y.astype(f.dtype), f.shape)
+    if what == "class":
+        return jnp.mean((jnp.sign(f) != y).astype(m.dtype), axis=-1)
+    return jnp.mean(problem.loss_fn.fn(y, f), axis=-1)
+
+
+def _prepare(problem, m, Q, a):
+    m = jnp.asarray(m)
+    Q = jnp.asarray(Q)
+    if a is None:
+        a = jnp.asarray(problem.second_layer, dtype=m.dtype)
+    a = jnp.broadcast_to(jnp.asarray(a, dtype=m.dtype), m.shape[:-1])
+    return m, Q, a
+
+
+def test_loss(problem: Problem, m, Q, a=None):
+    """Test loss E[ℓ(y, f)] on a fresh sample (label noise included): the closed form for the
+    square loss, the fixed Gaussian nodes otherwise. Shape (...)."""
+    if problem.loss_fn.quadratic:
+        return test_error(problem, m, Q, a)
+    return _fresh_sample_average(problem, *_prepare(problem, m, Q, a), "loss")
+
+
 def test_error(problem: Problem, m, Q, a=None):
-    """Test error e_g(m, Q) including label noise Δ/2.
+    """Test error e_g(m, Q): the test loss including label noise Δ/2 (square loss: closed
+    form below), or for a classification loss (logistic) the classification error
+    P(sign f ≠ y) on the fixed Gaussian nodes.
 
     Args:
         problem: the problem.
@@ -112,12 +173,13 @@ def test_error(problem: Problem, m, Q, a=None):
     Returns:
         e_g with shape (...).
     """
-    m = jnp.asarray(m)
-    Q = jnp.asarray(Q)
+    m, Q, a = _prepare(problem, m, Q, a)
+    lo = problem.loss_fn
+    if lo.classification:
+        return _fresh_sample_average(problem, m, Q, a, "class")
+    if not lo.quadratic:
+        return _fresh_sample_average(problem, m, Q, a, "loss")
     act = problem.activation
-    if a is None:
-        a = jnp.asarray(problem.second_layer, dtype=m.dtype)
-    a = jnp.broadcast_to(jnp.asarray(a, dtype=m.dtype), m.shape[:-1])
     nodes, weights = _tensor_rule(problem.k)
     nodes = jnp.asarray(nodes, dtype=m.dtype)
     weights = jnp.asarray(weights, dtype=m.dtype)
@@ -135,3 +197,20 @@ def test_error(problem: Problem, m, Q, a=None):
     pair = pair_moment(act, qd[..., :, None], qd[..., None, :], Q)  # (..., p, p)
     ff = jnp.einsum("...j,...jl,...l->...", a, pair, a)
     return 0.5 * e_gg - cross + 0.5 * ff + 0.5 * problem.noise
+
+
+@eqx.filter_jit
+def _test_error_map(problem, m, Q, a, what):
+    fn = test_error if what == "error" else test_loss
+    return jax.lax.map(lambda x: fn(problem, *x), (m, Q, a))
+
+
+def test_error_map(problem: Problem, m, Q, a, what: str = "error"):
+    """e_g (``what="error"``) or the test loss (``"loss"``) for a stack of order parameters
+    m (N, p, k), Q (N, p, p), a (N, p), one entry at a time (``lax.map``: the quadrature's
+    working array grows with nodes × p², so mapping bounds the memory). ``problem`` may hold
+    traced numbers (a new Δ does not recompile); returns a numpy array (N,). Shared by the
+    solver and the simulator."""
+    m = jnp.asarray(m)
+    return np.asarray(_test_error_map(problem, m, jnp.asarray(Q, m.dtype),
+                                      jnp.asarray(a, m.dtype), what))

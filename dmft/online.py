@@ -72,12 +72,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import DivergenceError, DMFTInputError, check_int, check_real
+from ._checks import (
+    DivergenceError,
+    DMFTInputError,
+    check_dtype,
+    check_int,
+    check_problem,
+    check_real,
+    check_x64,
+    mark_blowup,
+)
 from .observables import test_error as _test_error
 from .problem import Problem, get_activation, loss_grad_h, stream_key
 from .result import Estimate, Trajectory, estimate_from_replicas
 
-STREAM_ONLINE = 4  # named PRNG stream (problem.py holds 1-3)
+STREAM_ONLINE = 4  # named PRNG stream (problem.py holds 1, 2; 3 is reserved)
 OVERFLOW = 1e8  # |m| or |Q| above this counts as a divergence
 SOLVER = "Tsit5"
 _CLIP_REL = 1e-12  # eigenvalue floor of Q − m mᵀ, relative to max(1, its largest eigenvalue)
@@ -96,6 +105,7 @@ def solve_online(
     moment_match: bool = True,
     max_steps: int = 100_000,
     progress: bool | None = None,
+    dtype="float64",
 ) -> Trajectory:
     """Integrate the d → ∞ online-SGD ODEs for (m, Q) over τ ∈ [0, horizon].
 
@@ -112,6 +122,8 @@ def solve_online(
         moment_match: whiten each sample set (exact mean 0, covariance I); see module docs.
         max_steps: cap on the integrator's steps.
         progress: diffrax's tqdm meter; ``None`` shows it only on a terminal.
+        dtype: ``"float64"`` (default; needs JAX x64, refused otherwise, as in
+            :func:`dmft.solve`) or ``"float32"``.
 
     Returns:
         A :class:`~dmft.result.Trajectory` of kind ``"online"`` whose ``step`` holds τ (floats).
@@ -121,8 +133,14 @@ def solve_online(
         DivergenceError: (m, Q) became non-finite or exceeded 1e8; ``.partial`` holds the save
             times before it and the message gives τ.
     """
-    if not isinstance(problem, Problem):
-        raise DMFTInputError(f"`problem` must be a dmft.Problem; got {type(problem).__name__}")
+    check_problem(problem)
+    dtype = jnp.dtype(check_dtype(dtype))
+    check_x64(dtype)
+    if problem.loss != "square":
+        raise DMFTInputError(
+            f"`loss` must be 'square' for the online-SGD ODEs (not implemented for other "
+            f"losses yet); got loss={problem.loss!r}"
+        )
     horizon = check_real("horizon", horizon, low=0.0, low_open=True)
     n_out = check_int("n_out", n_out, low=2, high=1_000_000)
     samples = check_int("samples", samples, low=1000, high=10**9)
@@ -139,7 +157,6 @@ def solve_online(
         )
     eta = float(lr[0])
     p, k = problem.p, problem.k
-    dtype = jnp.result_type(float)
 
     root = stream_key(seed, STREAM_ONLINE)
     keys = jax.vmap(lambda r: jax.random.fold_in(root, r))(jnp.arange(replicas))
@@ -194,7 +211,7 @@ def solve_online(
             f"{reason})",
             partial=traj,
         )
-    return traj
+    return mark_blowup(traj, stacklevel=2)
 
 
 def _draw(key, n: int, dim: int, moment_match: bool, dtype):

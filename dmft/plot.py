@@ -246,8 +246,25 @@ def _sci(n) -> str:
 
 
 def save_figure(fig, path, *, dpi: int = 200) -> str:
-    """Save ``fig`` atomically (temporary file in the same folder, then rename); returns path."""
+    """Save ``fig`` atomically (temporary file in the same folder, then rename); returns path.
+
+    Raises:
+        DMFTInputError: ``path`` has no extension matplotlib can write, is a directory, or
+            ``dpi`` is not an integer in [10, 1200].
+    """
+    from ._checks import DMFTInputError, check_int
+
     path = os.fspath(path)
+    check_int("dpi", dpi, low=10, high=1200)
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    formats = fig.canvas.get_supported_filetypes()
+    if ext not in formats:
+        raise DMFTInputError(
+            f"`path` must end in one of {', '.join('.' + f for f in sorted(formats))}; "
+            f"got path={path!r}"
+        )
+    if os.path.isdir(path):
+        raise DMFTInputError(f"`path` must be a file name, not a directory; got path={path!r}")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     root, ext = os.path.splitext(path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import weakref
 from collections.abc import Callable
 
 import equinox as eqx
@@ -147,7 +148,14 @@ def get_activation(name: str) -> Activation:
 def get_target(target) -> Target:
     """Look up a target by name, or accept a ``Target`` built by the user."""
     if isinstance(target, Target):
-        return target
+        if TARGETS.get(target.name) is target:
+            return target
+        return check_target(target)
+    if not isinstance(target, str):
+        raise DMFTInputError(
+            "`target` must be a registered name (see dmft.TARGETS) or a dmft.Target (see "
+            f"dmft.custom_target); got {type(target).__name__}"
+        )
     check_choice("target", target, set(TARGETS))
     return TARGETS[target]
 
@@ -155,20 +163,74 @@ def get_target(target) -> Target:
 def custom_target(fn: Callable, k: int, name: str = "custom", formula: str = "user function"):
     """Wrap a user's JAX-traceable ``fn(z) -> y`` (z has last axis k) as a target.
 
-    The function is evaluated once on a small batch to check its output shape.
+    The function is checked once (see :func:`check_target`): it must be traceable by
+    ``jax.jit`` (written with ``jax.numpy``), map shape (n, k) to (n,), and be finite on
+    standard-normal inputs.
     """
     k = check_int("k", k, low=1, high=16)
-    z = jnp.zeros((3, k))
+    if not callable(fn):
+        raise DMFTInputError(f"`fn` must be a function of z; got {type(fn).__name__}")
+    return check_target(Target(name, k, fn, formula))
+
+
+# Target objects already checked (a Target is frozen, so one check suffices)
+_CHECKED_TARGETS: weakref.WeakSet = weakref.WeakSet()
+_PROBE_N = 512
+
+
+def check_target(target: Target) -> Target:
+    """Check a user-built target: ``k`` an integer in [1, 16], ``fn`` traceable by ``jax.jit``,
+    output shape (n,) for input (n, k), finite on ``_PROBE_N`` standard-normal inputs (and z = 0).
+    Raises DMFTInputError naming the target and what failed."""
+    if target in _CHECKED_TARGETS or getattr(target.fn, "dmft_placeholder", False):
+        return target
+    name = target.name
+    k = check_int("k", target.k, low=1, high=16)
+    z = np.random.default_rng(0).standard_normal((_PROBE_N, k))
+    z[0] = 0.0
     try:
-        out = fn(z)
+        out = jax.jit(target.fn)(jnp.asarray(z))
+    except jax.errors.JAXTypeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DMFTInputError(
+            f"target function `{name}` is not JAX-traceable: write it with jax.numpy (no numpy "
+            f"calls, float() or Python if on values); jax.jit(fn) failed with "
+            f"{type(exc).__name__}: {first}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - report any failure of user code clearly
-        raise DMFTInputError(f"target function `{name}` failed on input of shape (3, {k}): {exc}")
-    if jnp.shape(out) != (3,):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DMFTInputError(
+            f"target function `{name}` failed on input of shape ({_PROBE_N}, {k}): "
+            f"{type(exc).__name__}: {first}"
+        ) from None
+    if jnp.shape(out) != (_PROBE_N,):
         raise DMFTInputError(
             f"target function `{name}` must map shape (..., {k}) to (...); "
-            f"got output shape {jnp.shape(out)} for input (3, {k})"
+            f"got output shape {tuple(jnp.shape(out))} for input ({_PROBE_N}, {k})"
         )
-    return Target(name, k, fn, formula)
+    y = np.asarray(out, dtype=np.float64)
+    bad = np.nonzero(~np.isfinite(y))[0]
+    if bad.size:
+        zb = ", ".join(f"{v:.3g}" for v in z[bad[0]])
+        raise DMFTInputError(
+            f"target function `{name}` returns NaN or inf on {bad.size} of {_PROBE_N} "
+            f"standard-normal inputs (e.g. z=[{zb}]); the labels would not be finite"
+        )
+    _CHECKED_TARGETS.add(target)
+    return target
+
+
+def unavailable_target(name: str, k: int, formula: str = "") -> Target:
+    """Placeholder for a user target read back from a file (the function is not stored)."""
+
+    def fn(z):
+        raise DMFTInputError(
+            f"target {name!r} was a user function and is not stored in the file; "
+            "rebuild it with dmft.custom_target to rerun"
+        )
+
+    fn.dmft_placeholder = True
+    return Target(name, int(k), fn, formula)
 
 
 def second_layer_vector(spec, p: int) -> np.ndarray:
@@ -203,22 +265,137 @@ def network_output(h, a, act: Activation):
     return sum_last(act.fn(h) * jnp.broadcast_to(a, jnp.shape(h)))
 
 
-def loss(y, f):
-    """Square loss ℓ(y, f) = (y − f)²/2."""
-    return 0.5 * (y - f) ** 2
+@dataclasses.dataclass(frozen=True)
+class Loss:
+    """A per-sample loss ℓ(y, f) of the label y and the network output f.
+
+    Attributes:
+        name: registry name.
+        fn: ℓ(y, f), element-wise.
+        dfdf: ∂ℓ/∂f (y, f), element-wise; g = ∂ℓ/∂h = ∂ℓ/∂f · a ⊙ σ'(h) for every loss.
+        labels: ``"real"`` (any label) or ``"pm1"`` (labels must be ±1, no label noise).
+        quadratic: ℓ is (y − f)²/2, whose test error has the closed form of
+            :mod:`dmft.observables`; otherwise the test loss E[ℓ] is a Gaussian average
+            evaluated on fixed nodes.
+        classification: report the classification error P(sign f ≠ y) as the test error (and
+            E[ℓ] as the test loss); otherwise the test error is the test loss E[ℓ].
+        formula: human-readable definition.
+    """
+
+    name: str
+    fn: Callable
+    dfdf: Callable
+    labels: str
+    quadratic: bool
+    classification: bool
+    formula: str
 
 
-def loss_grad_h(h, y, a, act: Activation):
-    """g = ∂ℓ/∂h = (f − y) a ⊙ σ'(h), shape of ``h``."""
+LOSSES: dict[str, Loss] = {
+    "square": Loss("square", lambda y, f: 0.5 * (y - f) ** 2, lambda y, f: f - y, "real",
+                   True, False, "(y - f)^2 / 2"),
+    "logistic": Loss("logistic", lambda y, f: jnp.logaddexp(0.0, -y * f),
+                     lambda y, f: -y * jax.nn.sigmoid(-y * f), "pm1", False, True,
+                     "log(1 + exp(-y f)), y = ±1"),
+}
+
+
+def get_loss(name) -> Loss:
+    if isinstance(name, Loss):
+        return name
+    check_choice("loss", name, set(LOSSES))
+    return LOSSES[name]
+
+
+def loss(y, f, kind="square"):
+    """ℓ(y, f) of the loss ``kind`` (default the square loss (y − f)²/2)."""
+    return get_loss(kind).fn(y, f)
+
+
+def loss_grad_h(h, y, a, act: Activation, kind="square"):
+    """g = ∂ℓ/∂h = ∂ℓ/∂f (y, f) · a ⊙ σ'(h), shape of ``h``."""
     f = network_output(h, a, act)
-    return (f - y)[..., None] * jnp.broadcast_to(a, jnp.shape(h)) * act.deriv(h)
+    return get_loss(kind).dfdf(y, f)[..., None] * jnp.broadcast_to(a, jnp.shape(h)) * act.deriv(h)
+
+
+def loss_grad_f(h, y, a, act: Activation, kind="square"):
+    """∂ℓ/∂f at the fields ``h`` (the second layer's gradient is ∂ℓ/∂f · σ(h))."""
+    return get_loss(kind).dfdf(y, network_output(h, a, act))
+
+
+def check_pm1_labels(target: Target, noise, loss_name: str) -> None:
+    """Refuse a ±1-label loss for a target whose labels are not ±1 (checked on fixed
+    Gaussian points) or with label noise."""
+    z = np.random.default_rng(0).standard_normal((256, target.k))
+    try:
+        y = np.asarray(target(jnp.asarray(z)), dtype=np.float64)
+    except Exception:  # noqa: BLE001 - a user target failing here fails later anyway
+        return
+    bad = y[np.abs(np.abs(y) - 1.0) > 1e-12]
+    if bad.size:
+        raise DMFTInputError(
+            f"`loss`={loss_name!r} needs labels y = ±1, but target {target.name!r} "
+            f"({target.formula}) gives labels such as {float(bad[0]):.4g}; use a sign target "
+            "(e.g. sign_z1z2z3) or loss='square'"
+        )
+    if float(noise) != 0.0:
+        raise DMFTInputError(
+            f"`loss`={loss_name!r} needs labels y = ±1, so the label noise must be 0; got "
+            f"noise={float(noise)!r}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # The problem: frozen, validated at construction
 # --------------------------------------------------------------------------------------------
 
-SCHEDULES = ("reuse", "fresh", "repeat:R", "list:b0,b1,...")
+def _parse_fraction(text: str, schedule) -> float:
+    try:
+        b = float(text)
+    except ValueError:
+        b = float("nan")
+    if not (0.0 < b <= 1.0):  # also refuses NaN
+        raise DMFTInputError(
+            f"`schedule` 'sgd:b' needs a mini-batch fraction b in (0, 1]; got schedule={schedule!r}"
+        )
+    return b
+
+
+def _parse_epoch(text: str, schedule) -> int:
+    try:
+        B = int(text)
+    except ValueError:
+        B = 0
+    if B < 1:
+        raise DMFTInputError(
+            f"`schedule` 'epochs:B' needs an integer number of mini-batches per epoch B >= 1; "
+            f"got schedule={schedule!r}"
+        )
+    return B
+
+
+def selection_kind(schedule: str) -> str:
+    """``"sgd"`` or ``"epochs"`` for the mini-batch schedules on one dataset, else ``"none"``."""
+    for kind in ("sgd", "epochs"):
+        if schedule.startswith(kind + ":"):
+            return kind
+    return "none"
+
+
+def minibatch_fraction(schedule: str) -> float:
+    """The expected fraction b of the dataset in a mini-batch (``sgd:b``; 1/B for
+    ``epochs:B``; 1 for the full-batch schedules)."""
+    kind = selection_kind(schedule)
+    if kind == "sgd":
+        return _parse_fraction(schedule[4:], schedule)
+    if kind == "epochs":
+        return 1.0 / _parse_epoch(schedule[7:], schedule)
+    return 1.0
+
+
+def epoch_length(schedule: str) -> int:
+    """B for ``epochs:B`` (steps per epoch), else 1."""
+    return _parse_epoch(schedule[7:], schedule) if selection_kind(schedule) == "epochs" else 1
 
 
 def parse_schedule(schedule, steps: int) -> str:
@@ -237,6 +414,14 @@ def parse_schedule(schedule, steps: int) -> str:
         schedule = "list:" + ",".join(str(b) for b in labels)
     if schedule in ("reuse", "fresh"):
         return schedule
+    if schedule.startswith("sgd:"):
+        b = _parse_fraction(schedule[4:], schedule)
+        return f"sgd:{int(b)}" if b == 1.0 else f"sgd:{b!r}"
+    if schedule.startswith("epochs:"):
+        text = schedule[7:].strip()
+        if not text.isdigit():  # refuse 2.5, 2.0, -1: B is an integer
+            _parse_epoch("0", schedule)
+        return f"epochs:{_parse_epoch(text, schedule)}"
     if schedule.startswith("repeat:"):
         try:
             r = int(schedule.split(":", 1)[1])
@@ -259,8 +444,8 @@ def parse_schedule(schedule, steps: int) -> str:
             )
         return schedule
     raise DMFTInputError(
-        f"`schedule` must be one of 'reuse', 'fresh', 'repeat:R' (R >= 1) or a list of batch "
-        f"labels; got schedule={schedule!r}"
+        f"`schedule` must be one of 'reuse', 'fresh', 'repeat:R' (R >= 1), 'sgd:b' (0 < b <= 1), "
+        f"'epochs:B' (integer B >= 1) or a list of batch labels; got schedule={schedule!r}"
     )
 
 
@@ -268,10 +453,11 @@ def batch_index(schedule: str, steps: int) -> np.ndarray:
     """Batch used at each time t = 0..T (t = T: the batch the train loss is measured on).
 
     Labels are renumbered 0, 1, ... in order of first use. ``fresh`` uses batch t at time t,
-    ``repeat:R`` batch t // R, ``reuse`` batch 0; a list uses its last label at t = T.
+    ``repeat:R`` batch t // R, ``reuse``, ``sgd:b`` and ``epochs:B`` batch 0 (mini-batches of
+    one dataset); a list uses its last label at t = T.
     """
     T1 = steps + 1
-    if schedule == "reuse":
+    if schedule == "reuse" or selection_kind(schedule) != "none":  # one dataset
         raw = np.zeros(T1, int)
     elif schedule == "fresh":
         raw = np.arange(T1)
@@ -300,11 +486,15 @@ class Problem(eqx.Module):
         lr: learning rate per step, shape (T,).
         ridge: λ, the GD step is W ← (1 − η_t λ) W − η_t ∇L.
         schedule: ``reuse`` (same batch every step), ``fresh`` (new batch every step),
-            ``repeat:R`` (each fresh batch used for R consecutive steps) or ``list:b0,...``
-            (step t uses batch b_t); see :func:`batch_index`.
+            ``repeat:R`` (each fresh batch used for R consecutive steps), ``list:b0,...``
+            (step t uses batch b_t; see :func:`batch_index`), or mini-batch SGD on the one
+            dataset: ``sgd:b`` (Bernoulli(b) selection) or ``epochs:B`` (a fresh random
+            partition into B mini-batches per epoch); see :func:`make_problem`.
         m0: initial overlaps m_0, shape (p, k).
         qperp0: initial orthogonal Gram Q⊥_0, shape (p, p), positive definite.
         lr_a: second-layer learning rate per step, shape (T,) (None or zeros: a fixed).
+        loss: name of the loss ℓ (see ``LOSSES``).
+        batch_fraction: leave None (b is read from ``schedule``).
     """
 
     p: int = eqx.field(static=True)
@@ -318,11 +508,29 @@ class Problem(eqx.Module):
     schedule: str = eqx.field(static=True)
     m0: np.ndarray
     qperp0: np.ndarray
-    lr_a: np.ndarray = eqx.field(default=None, converter=lambda v: v)
+    lr_a: np.ndarray = None
+    loss: str = eqx.field(static=True, default="square")
+    # b, the mini-batch fraction, as a number: None (derived from ``schedule``) except in the
+    # solver's numeric copy (see dmft.solver._structure.numeric_problem), where it is traced.
+    batch_fraction: np.ndarray = None
 
     def __check_init__(self):
         check_int("p", self.p, low=1, high=64)
         get_activation(self.activation)
+        if not isinstance(self.target, Target):
+            raise DMFTInputError(
+                f"`target` must be a dmft.Target (see dmft.TARGETS, dmft.custom_target); got "
+                f"{type(self.target).__name__}"
+            )
+        get_target(self.target)  # a user-built Target is checked once
+        if self.batch_fraction is not None:
+            raise DMFTInputError(
+                "`batch_fraction` is set from `schedule` ('sgd:b', 'epochs:B'); leave it None; "
+                f"got batch_fraction={self.batch_fraction!r}"
+            )
+        lo = get_loss(self.loss)
+        if lo.labels == "pm1":
+            check_pm1_labels(self.target, self.noise, lo.name)
         check_real("alpha", self.alpha, low=0.0, low_open=True)
         check_real("noise", self.noise, low=0.0)
         check_real("ridge", self.ridge, low=0.0)
@@ -382,6 +590,25 @@ class Problem(eqx.Module):
     def act(self) -> Activation:
         return get_activation(self.activation)
 
+    @property
+    def loss_fn(self) -> Loss:
+        return get_loss(self.loss)
+
+    @property
+    def selection(self) -> str:
+        """``"sgd"``, ``"epochs"`` (mini-batches of one dataset) or ``"none"``."""
+        return selection_kind(self.schedule)
+
+    @property
+    def fraction(self) -> float:
+        """The mini-batch fraction b (1/B for ``epochs:B``, 1 for full-batch schedules)."""
+        return minibatch_fraction(self.schedule)
+
+    @property
+    def epoch_length(self) -> int:
+        """B for ``epochs:B``, else 1."""
+        return epoch_length(self.schedule)
+
     def to_dict(self) -> dict:
         """A JSON-serialisable description, enough to rebuild a registered-target problem."""
         return {
@@ -400,20 +627,22 @@ class Problem(eqx.Module):
             "m0": np.asarray(self.m0).tolist(),
             "qperp0": np.asarray(self.qperp0).tolist(),
             "lr_a": self.second_layer_lr.tolist(),
+            "loss": self.loss,
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict) -> Problem:
-        if d["target"] not in TARGETS:
+    def from_dict(cls, d: dict, target: Target | None = None) -> Problem:
+        """Rebuild from :meth:`to_dict`; ``target`` replaces a target that is not registered."""
+        if target is None and d["target"] not in TARGETS:
             raise DMFTInputError(
                 f"target {d['target']!r} is not registered; rebuild the problem with "
                 "custom_target(...) and make_problem(target=...)"
             )
         return make_problem(
-            target=d["target"],
+            target=d["target"] if target is None else target,
             p=d["p"],
             activation=d["activation"],
             second_layer=d["second_layer"],
@@ -426,6 +655,7 @@ class Problem(eqx.Module):
             m0=d["m0"],
             qperp0=d["qperp0"],
             lr_a=d.get("lr_a", 0.0),
+            loss=d.get("loss", "square"),
         )
 
 
@@ -444,6 +674,7 @@ def make_problem(
     m0=None,
     qperp0=None,
     lr_a=0.0,
+    loss: str = "square",
 ) -> Problem:
     """Build a validated :class:`Problem` from names and defaults.
 
@@ -457,30 +688,27 @@ def make_problem(
         lr: a scalar η (used at every step) or a length-``steps`` schedule η_t.
         steps: number of GD steps T >= 1.
         ridge: λ >= 0.
-        schedule: ``reuse``, ``fresh``, ``repeat:R`` or a length-``steps`` list of batch labels.
+        schedule: ``reuse``, ``fresh``, ``repeat:R``, a length-``steps`` list of batch labels,
+            or mini-batches of the one dataset: ``sgd:b`` (each sample in the step's mini-batch
+            independently with probability b, 0 < b <= 1) or ``epochs:B`` (each epoch of B steps
+            visits every sample once, in B disjoint mini-batches of a fresh random partition).
+            The mini-batch sum is rescaled by 1/b (b = 1/B for epochs): the expected step is
+            the full-batch GD step, and ``sgd:1`` = ``epochs:1`` = ``reuse``.
         m0: p×k initial overlaps (default 0); a scalar fills all entries.
         qperp0: p×p initial orthogonal Gram (default identity); a scalar q gives q·I.
         lr_a: learning rate of the second layer (scalar or per step; 0 keeps it fixed). The
-            update is a ← a − η_a (1/d) Σ_ν ∂ℓ_ν/∂a = a − η_a α E[(f − y) σ(h)] as d → ∞.
+            update is a ← a − η_a (1/d) Σ_ν ∂ℓ_ν/∂a = a − η_a α E[∂ℓ/∂f σ(h)] as d → ∞ (with
+            mini-batches: the mini-batch sum rescaled by 1/b, as for the first layer).
+        loss: ``square`` (y − f)²/2 or ``logistic`` log(1 + e^{−yf}) (labels must be ±1, no
+            label noise).
     """
     tgt = get_target(target)
     p = check_int("p", p, low=1, high=64)
     steps = check_int("steps", steps, low=1, high=100_000)
     act = get_activation(activation)
     a = second_layer_vector(second_layer, p)
-    if np.ndim(lr) == 0:
-        lr_arr = np.full(steps, check_real("lr", lr, low=0.0, low_open=True))
-    else:
-        lr_arr = np.asarray(lr, dtype=np.float64)
-        if lr_arr.shape != (steps,):
-            raise DMFTInputError(
-                f"Argument `lr` must be a scalar or have shape ({steps},) (one per step), "
-                f"but has shape lr.shape={lr_arr.shape}"
-            )
-    if np.ndim(lr_a) == 0:
-        lr_a_arr = np.full(steps, check_real("lr_a", lr_a, low=0.0))
-    else:
-        lr_a_arr = np.asarray(lr_a, dtype=np.float64)
+    lr_arr = _per_step("lr", lr, steps, low_open=True)
+    lr_a_arr = _per_step("lr_a", lr_a, steps, low_open=False)
     if m0 is None:
         m0 = np.zeros((p, tgt.k))
     elif np.ndim(m0) == 0:
@@ -502,13 +730,35 @@ def make_problem(
         m0=check_array("m0", m0, (p, tgt.k)),
         qperp0=check_array("qperp0", qperp0, (p, p)),
         lr_a=lr_a_arr,
+        loss=get_loss(loss).name,
     )
+
+
+def _per_step(name: str, value, steps: int, low_open: bool) -> np.ndarray:
+    """A scalar (used at every step) or one value per step, each finite and >= 0 (> 0 when
+    ``low_open``), as a float array of shape (steps,)."""
+    if np.ndim(value) == 0:
+        return np.full(steps, check_real(name, value, low=0.0, low_open=low_open))
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DMFTInputError(
+            f"`{name}` must be a number or {steps} numbers (one per step); got {name}={value!r}"
+        ) from None
+    if arr.shape != (steps,):
+        raise DMFTInputError(
+            f"Argument `{name}` must be a scalar or have shape ({steps},) (one per step), "
+            f"but has shape {name}.shape={arr.shape}"
+        )
+    for t, v in enumerate(arr):
+        check_real(f"{name}[{t}]", v, low=0.0, low_open=low_open)
+    return arr
 
 
 # Named PRNG streams: root = key(seed); stream = fold_in(root, STREAM_*).
 STREAM_DMFT = 1
 STREAM_SIM = 2
-STREAM_TEST_ERROR = 3
+# 3: reserved (an unused test-error stream in earlier versions); dmft.online uses 4
 KEY_SCHEME = (
     "dmft-keys-v3: fold_in(key(seed), stream) -> fold_in(., replica|seed) -> DMFT: split "
     "(z, h*, xi), row blocks of 32768 samples from fold_in(., block), extra batches from "

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from .problem import Problem
+if TYPE_CHECKING:  # only for the annotation: reading a file's result needs no JAX import here
+    from .problem import Problem
 
 
 class Estimate(NamedTuple):
@@ -27,8 +28,9 @@ def estimate_from_replicas(x: np.ndarray, axis: int = 0) -> Estimate:
     return Estimate(mean, x.std(axis=axis, ddof=1) / np.sqrt(n))
 
 
-OBSERVABLES = ("m", "Q", "test_error", "train_loss")
-KERNELS = ("Qperp", "C", "Gamma", "R")
+from ._table import OBSERVABLES as _TABLE
+
+OBSERVABLES = tuple(_TABLE)
 
 
 @dataclasses.dataclass
@@ -51,6 +53,9 @@ class Trajectory:
         settings: run settings (seed, samples, replicas, d, seeds, dtype, ...).
         status: ``"ok"`` or ``"diverged"``.
         first_bad_step: the first step with a non-finite value, or -1.
+        test_loss: E[ℓ] on a fresh sample, shape (T+1,), for a classification loss
+            (logistic), whose ``test_error`` is the classification error P(sign f ≠ y); None
+            otherwise (the test error is then the test loss). Not saved by ``dmft.io`` yet.
     """
 
     kind: str
@@ -67,6 +72,7 @@ class Trajectory:
     settings: dict = dataclasses.field(default_factory=dict)
     status: str = "ok"
     first_bad_step: int = -1
+    test_loss: Estimate | None = None
 
     @property
     def steps(self) -> int:

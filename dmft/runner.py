@@ -27,6 +27,8 @@ from .cli import (
     DEFAULT_D,
     DEFAULT_SAMPLES,
     DEFAULT_SEEDS,
+    FIGURE_SUFFIXES,
+    _check_out,
     _Formatter,
     _print_config,
     add_problem_args,
@@ -119,6 +121,14 @@ def _run(args, defaults: dict) -> int:
     dmft_path = os.path.join(args.out, "dmft.h5")
     sim_path = os.path.join(args.out, "simulation.h5")
     fig_path = os.path.join(args.fig_dir, f"{args.target}.png")
+    from .io import check_output_path, estimate_file_bytes
+
+    # every output is checked before any compute
+    _check_out(dmft_path, need_bytes=estimate_file_bytes("dmft", problem.steps, problem.p,
+                                                         problem.k))
+    _check_out(sim_path, need_bytes=estimate_file_bytes("simulation", problem.steps, problem.p,
+                                                        problem.k, seeds))
+    check_output_path(fig_path, name="fig_dir", suffixes=FIGURE_SUFFIXES)
     _print_config(f"{args.target}", problem, dict(samples=samples, replicas=args.replicas, d=d,
                                                   seeds=seeds, seed=seed))
 

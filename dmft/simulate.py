@@ -17,17 +17,24 @@ is never stored).
 Structure: one jitted function runs the T-step ``lax.scan`` for one seed and is ``vmap``-ed over a
 batch of seeds; a Python loop (with a tqdm bar) runs the seed batches.
 
+Mini-batches of one dataset (``sgd:b``, ``epochs:B``): the dataset is held like "reuse"; step t
+multiplies each sample's gradient by s_ν,t / b (the mini-batch indicator over the expected
+fraction, b = 1/B for epochs), see ``_minibatch_scale``: the update is W ← (1 − ηλ) W −
+(η/b) Σ_{ν in the mini-batch} g_ν x_νᵀ/√d. The train loss is over the whole dataset.
+
 Schedules: step t uses the batch with label b_t = ``dmft.problem.batch_index(schedule)[t]``
 (reuse: 0; fresh: t; repeat:R: t // R; a list: its labels, renumbered in order of first use).
 "reuse" keeps its one batch in memory; every other schedule draws the batch of step t from its
 label's key inside the scan step (a batch used again is redrawn identically), which costs one
 draw of n×d normals per step.
 
-Keys (scheme ``dmft-keys-v1``): per-seed key ``ks = fold_in(stream_key(seed, STREAM_SIM), s)`` for
-seed index s; W* from ``fold_in(ks, 0)``, W⊥_0 from ``fold_in(ks, 1)``, the training batch with
-label b from ``fold_in(fold_in(ks, 2), b)`` (b_0 = 0 for every schedule, so step 0 of all
-schedules sees the same batch), the test set from ``fold_in(ks, 3)``; inside a batch, input
-row i comes from ``fold_in(fold_in(., 0), i)`` and the label noise from ``fold_in(., 1)``.
+Keys (``dmft.problem.KEY_SCHEME``, simulation part): per-seed key
+``ks = fold_in(stream_key(seed, STREAM_SIM), s)`` for seed index s; W* from ``fold_in(ks, 0)``,
+W⊥_0 from ``fold_in(ks, 1)``, the training batch with label b from ``fold_in(fold_in(ks, 2), b)``
+(b_0 = 0 for every schedule, so step 0 of all schedules sees the same batch), the test set from
+``fold_in(ks, 3)``, the mini-batch selection of step t (sgd) or epoch e (epochs) from
+``fold_in(fold_in(ks, 4), t or e)``; inside a batch, input row i comes from
+``fold_in(fold_in(., 0), i)`` and the label noise from ``fold_in(., 1)``.
 Results therefore do not depend on ``seed_batch`` (up to the rounding of batched matmuls, ~1e-15
 relative), and the same ``seed`` (with the same ``seed_batch``, which by default depends only
 on the sizes and the machine's physical memory) gives bitwise the same result on one machine.
@@ -61,8 +68,9 @@ expected loss on a fresh sample given W_t (since W*W*ᵀ/d = I), up to quadratur
 per seed and reused at every step.
 
 Divergence: after each seed batch the observables are checked; at the first step t where any of
-them is non-finite or |Q| > 1e100 (in any seed simulated so far), a partial :class:`Trajectory`
-of steps 0..t−1 (seeds simulated so far) is built and :class:`DivergenceError` is raised with it.
+them is non-finite or |Q| > ``_checks.overflow_limit`` (1e100 in float64) in any seed simulated
+so far, a partial :class:`Trajectory` of steps 0..t−1 (seeds simulated so far) is built and
+:class:`DivergenceError` is raised with it.
 """
 
 from __future__ import annotations
@@ -81,17 +89,25 @@ from ._checks import (
     DivergenceError,
     DMFTInputError,
     check_choice,
+    check_dtype,
     check_int,
+    check_problem,
     check_x64,
     free_memory_bytes,
+    mark_blowup,
+    overflow_limit,
+    step0_causes,
 )
-from .observables import test_error as _quadrature_test_error
+from ._table import OBSERVABLES, OPTIONAL
+from .observables import test_error_map
 from .problem import (
+    KEY_SCHEME,
     STREAM_SIM,
     Problem,
     batch_index,
     get_activation,
     loss,
+    loss_grad_f,
     loss_grad_h,
     network_output,
 )
@@ -101,13 +117,13 @@ from .result import Estimate, Trajectory, estimate_from_replicas
 __all__ = ["simulate"]
 
 # fold_in constants of the per-seed key
-_K_WSTAR, _K_W0, _K_DATA, _K_TEST = 0, 1, 2, 3
+_K_WSTAR, _K_W0, _K_DATA, _K_TEST, _K_SELECT = 0, 1, 2, 3, 4
 # fold_in constants inside a data batch key
 _K_X, _K_NOISE = 0, 1
 
 _ROW_BLOCK_ENTRIES = 2**21  # entries of X drawn per block (bounds the generator's temporaries)
 _MEMORY_FRACTION = 0.25  # of physical memory, for the default seed_batch
-_Q_OVERFLOW = 1e100
+_MAX_SAMPLES = 1e10  # n = round(alpha·d) above this is refused before any compute
 _TEST_ERROR_MODES = ("exact", "sample")
 # how often the seed batch was traced (= compiled); tests assert that a new number does not
 TRACE_COUNT = [0]
@@ -184,6 +200,30 @@ def _draw_data(problem: Problem, wstar, key, n: int, dtype, draw_dtype=None):
     return x, y
 
 
+def _minibatch_scale(problem: Problem, key, t, n: int, dtype):
+    """s_ν,t / b for the n samples at step t (``sgd:b``, ``epochs:B``), from the per-seed key.
+
+    ``sgd:b``: s_ν,t = [u_ν,t < b], u uniform from ``fold_in(fold_in(key, 4), t)``.
+    ``epochs:B``: epoch e = ⌊t/B⌋ draws a random permutation of the n samples from
+    ``fold_in(fold_in(key, 4), e)``; position i of the permutation goes to mini-batch
+    ⌊i B / n⌋, so the B mini-batches are disjoint, cover the dataset and differ in size by at
+    most one; step t uses mini-batch t mod B. b = 1/B.
+    """
+    kind, b = problem.selection, problem.fraction
+    ks = jax.random.fold_in(key, _K_SELECT)
+    if kind == "sgd":
+        if b >= 1.0:
+            return jnp.ones((n,), dtype)
+        s = jax.random.uniform(jax.random.fold_in(ks, t), (n,)) < b
+    else:
+        B = problem.epoch_length
+        perm = jax.random.permutation(jax.random.fold_in(ks, t // B), n)
+        slot_of_position = (jnp.arange(n) * B) // n
+        slot = jnp.zeros((n,), slot_of_position.dtype).at[perm].set(slot_of_position)
+        s = slot == t % B
+    return s.astype(dtype) / jnp.asarray(b, dtype)
+
+
 def _batch_key(key, b):
     """Key of training batch label ``b`` (the label of step t is ``batch_index(schedule)[t]``)."""
     return jax.random.fold_in(jax.random.fold_in(key, _K_DATA), b)
@@ -221,7 +261,7 @@ def _run_one_seed(
     wstar, w0 = _init_weights(problem, d, key, dtype, draw_dtype)
     # batch label of each time t = 0..T (reuse: all 0; fresh: t; repeat:R: t // R; list: b_t)
     labels = jnp.asarray(batch_index(problem.schedule, steps))
-    reuse = problem.schedule == "reuse"
+    reuse = problem.schedule == "reuse" or problem.selection != "none"  # one dataset in memory
     if reuse:
         x_reuse, y_reuse = _draw_data(problem, wstar, _batch_key(key, 0), n, dtype, draw_dtype)
 
@@ -236,14 +276,22 @@ def _run_one_seed(
             problem, wstar, jax.random.fold_in(key, _K_TEST), n_test, dtype, draw_dtype
         )
 
+    lk = problem.loss
+    classify = problem.loss_fn.classification
+
     def observe(w, a, x, y):
         h = (x @ w.T) / sqrt_d  # (n, p)
-        train = jnp.mean(loss(y, network_output(h, a, act)))
+        # the train loss is over the whole dataset (every sample, selected at this step or not)
+        train = jnp.mean(loss(y, network_output(h, a, act), lk))
         m = (w @ wstar.T) / d
         q = (w @ w.T) / d
         if sample_test:
             h_test = (x_test @ w.T) / sqrt_d
-            test = jnp.mean(loss(y_test, network_output(h_test, a, act)))
+            f_test = network_output(h_test, a, act)
+            if classify:  # classification error P(sign f ≠ y)
+                test = jnp.mean((jnp.sign(f_test) != y_test).astype(dtype))
+            else:
+                test = jnp.mean(loss(y_test, f_test, lk))
         else:
             test = jnp.zeros((), dtype)
         return h, (m, q, train, test, a[0])
@@ -253,11 +301,15 @@ def _run_one_seed(
         t, dec, eta, eta_a = inputs
         x, y = batch(t)
         h, obs = observe(w, a, x, y)
-        g = loss_grad_h(h, y, a, act)  # (n, p)
+        g = loss_grad_h(h, y, a, act, lk)  # (n, p)
+        dl = loss_grad_f(h, y, a, act, lk)  # (n,): ∂ℓ/∂f
+        if problem.selection != "none":  # mini-batch sum rescaled by 1/b
+            scale = _minibatch_scale(problem, key, t, x.shape[0], dtype)
+            g = g * scale[:, None]
+            dl = dl * scale
         w_next = dec * w - eta * ((g.T @ x) / sqrt_d)
-        # second layer (trained when lr_a > 0): a ← a − η_a (1/d) Σ_ν (f_ν − y_ν) σ(h_ν)
-        resid = network_output(h, a, act) - y
-        a_next = a - eta_a * (resid @ act.fn(h))[None, :] / d
+        # second layer (trained when lr_a > 0): a ← a − η_a (1/d) Σ_ν ∂ℓ_ν/∂f σ(h_ν)
+        a_next = a - eta_a * (dl @ act.fn(h))[None, :] / d
         return (w_next, a_next), obs
 
     (w_final, a_final), obs = jax.lax.scan(step, (w0, a0), (jnp.arange(steps), decay, lr, lr_a))
@@ -289,15 +341,6 @@ def _run_seed_batch(problem, root, seed_ids, d, n, dtype, sample_test, n_test, d
     return jax.vmap(one)(seed_ids)
 
 
-@eqx.filter_jit
-def _exact_test_error(problem, m, q, a):
-    """Quadrature test error for m (N, p, k), Q (N, p, p), a (N, p), one entry at a time
-    (bounded memory)."""
-    return jax.lax.map(
-        lambda mqa: _quadrature_test_error(problem, mqa[0], mqa[1], mqa[2]), (m, q, a)
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------------
@@ -320,11 +363,7 @@ def _default_seed_batch(
 
 
 def _validate(problem, d, seeds, seed, seed_batch, test_error, n_test, dtype):
-    if not isinstance(problem, Problem):
-        raise DMFTInputError(
-            "`problem` must be a dmft.Problem (see dmft.make_problem); "
-            f"got {type(problem).__name__}"
-        )
+    check_problem(problem)
     d = check_int("d", d, low=1)
     pk = problem.p + problem.k
     if d < pk:
@@ -333,7 +372,13 @@ def _validate(problem, d, seeds, seed, seed_batch, test_error, n_test, dtype):
             f"to W*; got d={d} (p={problem.p}, k={problem.k})"
         )
     seeds = check_int("seeds", seeds, low=1)
-    n = int(round(problem.alpha * d))
+    n_float = problem.alpha * d
+    if not n_float <= _MAX_SAMPLES:  # also catches alpha·d = inf
+        raise DMFTInputError(
+            f"`alpha`·`d` must give at most {_MAX_SAMPLES:.0e} samples (n = round(alpha·d)); "
+            f"got alpha={problem.alpha:g}, d={d} → n={n_float:.3g}"
+        )
+    n = int(round(n_float))
     if n < 1:
         raise DMFTInputError(
             f"`alpha`·`d` must give at least 1 sample (n = round(alpha·d) in [1, inf)); "
@@ -344,13 +389,7 @@ def _validate(problem, d, seeds, seed, seed_batch, test_error, n_test, dtype):
         seed_batch = check_int("seed_batch", seed_batch, low=1)
     check_choice("test_error", test_error, set(_TEST_ERROR_MODES))
     n_test = check_int("n_test", n_test, low=1)
-    try:
-        dtype_name = np.dtype(dtype).name
-    except TypeError:
-        raise DMFTInputError(
-            f"`dtype` must be one of ['float32', 'float64']; got dtype={dtype!r}"
-        ) from None
-    check_choice("dtype", dtype_name, {"float32", "float64"})
+    dtype_name = check_dtype(dtype)
     check_x64(dtype_name)
     return d, seeds, n, seed, seed_batch, n_test, dtype_name
 
@@ -358,11 +397,11 @@ def _validate(problem, d, seeds, seed, seed_batch, test_error, n_test, dtype):
 def _first_bad_step(per_seed: dict) -> tuple[int, str] | None:
     """The first step (over all seeds) where an observable is non-finite or |Q| overflows."""
     first, what = None, None
-    for name in ("m", "Q", "train_loss", "test_error"):
+    for name in OBSERVABLES:
         x = per_seed[name]
         bad = ~np.isfinite(x)
         if name == "Q":
-            bad |= np.abs(x.astype(np.float64)) > _Q_OVERFLOW  # NaN compares False
+            bad |= np.abs(x.astype(np.float64)) > overflow_limit(x.dtype)  # NaN compares False
         bad_t = bad.reshape(x.shape[0], x.shape[1], -1).any(axis=(0, 2))  # over steps
         if bad_t.any():
             t = int(np.argmax(bad_t))
@@ -389,6 +428,7 @@ def _trajectory(problem, per_seed, settings, status="ok", first_bad_step=-1) -> 
         settings=settings,
         status=status,
         first_bad_step=first_bad_step,
+        test_loss=Estimate(*est["test_loss"]) if "test_loss" in est else None,
     )
 
 
@@ -432,6 +472,10 @@ def simulate(
         DMFTInputError: invalid input (before any computation).
         DivergenceError: an observable became non-finite or |Q| > 1e100; ``.partial`` holds the
             trajectory of the steps before ``.step`` (seeds simulated so far).
+
+    Warns:
+        RuntimeWarning: the run blew up (``dmft._checks.BLOWUP_RATIO``, docs/FORMAT.md); its
+            ``status`` is then ``"blew_up"`` and ``first_bad_step`` the first such step.
     """
     d, seeds, n, seed, seed_batch, n_test, dtype = _validate(
         problem, d, seeds, seed, seed_batch, test_error, n_test, dtype
@@ -460,15 +504,17 @@ def simulate(
         test_error=test_error,
         n_test=n_test,
         dtype=dtype,
-        key_scheme="dmft-keys-v1",
+        key_scheme=KEY_SCHEME,
     )
 
     start = time.perf_counter()
     numbers = traced_numbers(problem)
     root = _stream_key(seed, STREAM_SIM)
     chunks: dict[str, list[np.ndarray]] = {
-        "m": [], "Q": [], "test_error": [], "train_loss": [], "a": []
+        name: [] for name in (*OBSERVABLES, *OPTIONAL)
     }
+    if problem.loss_fn.classification and not sample_test:
+        chunks["test_loss"] = []
     with tqdm(total=seeds, unit="seed", disable=None if progress is None else not progress) as bar:
         for lo in range(0, seeds, seed_batch):
             ids = jnp.arange(lo, min(lo + seed_batch, seeds), dtype=jnp.int32)
@@ -477,7 +523,7 @@ def simulate(
             )
             if not sample_test:
                 s, t1 = m.shape[:2]
-                test = _exact_test_error(
+                test = test_error_map(
                     numbers, m.reshape((s * t1,) + m.shape[2:]), q.reshape((s * t1,) + q.shape[2:]),
                     a.reshape((s * t1,) + a.shape[2:]),
                 ).reshape(s, t1)
@@ -486,6 +532,12 @@ def simulate(
             chunks["train_loss"].append(np.asarray(train))
             chunks["test_error"].append(np.asarray(test))
             chunks["a"].append(np.asarray(a))
+            if "test_loss" in chunks:
+                s, t1 = m.shape[:2]
+                chunks["test_loss"].append(test_error_map(
+                    numbers, m.reshape((s * t1,) + m.shape[2:]),
+                    q.reshape((s * t1,) + q.shape[2:]), a.reshape((s * t1,) + a.shape[2:]),
+                    what="loss").reshape(s, t1))
             bar.update(len(ids))
             # earlier batches were clean (else we raised), so only the new one needs checking
             bad = _first_bad_step({k: v[-1] for k, v in chunks.items()})
@@ -501,7 +553,8 @@ def simulate(
                     status="diverged",
                     first_bad_step=t_bad,
                 )
-                raise DivergenceError(t_bad, quantity, partial=partial)
+                causes = step0_causes(problem) if t_bad == 0 else None
+                raise DivergenceError(t_bad, quantity, partial=partial, causes=causes)
     settings["wall_time_s"] = time.perf_counter() - start
     per_seed = {k: np.concatenate(v, axis=0) for k, v in chunks.items()}
-    return _trajectory(problem, per_seed, settings)
+    return mark_blowup(_trajectory(problem, per_seed, settings), stacklevel=2)

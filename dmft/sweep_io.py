@@ -21,13 +21,9 @@ import os
 import h5py
 import numpy as np
 
-SWEEP_VERSION = (1, 2)
-_OBS_DIMS = {
-    "m": ("step", "unit", "target_dir"),
-    "Q": ("step", "unit", "unit2"),
-    "test_error": ("step",),
-    "train_loss": ("step",),
-}
+from ._table import OBSERVABLES
+
+_OBS_DIMS = {name: e.dims for name, e in OBSERVABLES.items()}
 
 
 def _atomic_h5(path: str, fill) -> str:
@@ -54,7 +50,7 @@ def _atomic_h5(path: str, fill) -> str:
 
 def save_sweep(result, path, *, command_line: str | None = None) -> str:
     """Write a :class:`dmft.sweep.SweepResult` to ``path`` atomically; returns the path."""
-    from .io import FORMAT, _json_default
+    from .io import FORMAT, FORMAT_VERSION, _json_default
     from .problem import KEY_SCHEME
 
     pr = result.problem
@@ -70,7 +66,7 @@ def save_sweep(result, path, *, command_line: str | None = None) -> str:
         from . import __version__
 
         f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = np.array(SWEEP_VERSION, dtype=np.int64)
+        f.attrs["format_version"] = np.array(FORMAT_VERSION, dtype=np.int64)
         f.attrs["kind"] = "sweep"
         f.attrs["sweep_method"] = result.method
         f.attrs["grid_axes"] = json.dumps(axes)
@@ -121,9 +117,9 @@ def save_sweep(result, path, *, command_line: str | None = None) -> str:
 def load_sweep(path):
     """Read a sweep file back into a :class:`dmft.sweep.SweepResult` (no per-point kernels)."""
     from ._checks import DMFTInputError
+    from ._sweep import SweepResult
     from .io import _attr_str, _rebuild_problem, check_file
     from .result import Estimate
-    from .sweep import SweepResult
 
     attrs = check_file(path)
     if _attr_str(attrs.get("kind", "")) != "sweep":

@@ -68,3 +68,25 @@ def test_schedules_and_trained_second_layer_agree_with_simulation(schedule, lr_a
         assert np.max(np.abs(th.a.value[-1] - th.a.value[0])) > 0.1
     else:
         assert th.a is None and sim.a is None
+
+
+@pytest.mark.parametrize("schedule", ["sgd:0.5", "epochs:2"])
+def test_minibatch_schedules_agree_with_simulation(schedule):
+    """Mini-batch SGD on one dataset (issue 12): DMFT with per-sample selections s_t against
+    the simulator (Bernoulli masks / a random partition per epoch), same rule as above; and the
+    mini-batch noise is visible: the simulation differs from full-batch reuse."""
+    kw = dict(p=2, activation="relu", alpha=3.0, lr=0.5, steps=4)
+    problem = make_problem("tanh_he3", schedule=schedule, **kw)
+    d = 500
+    th = solve(problem, samples=64_000, seed=0, progress=False)
+    sim = simulate(problem, d=d, seeds=16, seed=1, progress=False)
+    for name in ("m", "Q", "test_error", "train_loss"):
+        a, b = getattr(th, name), getattr(sim, name)
+        se = np.sqrt(a.error**2 + b.error**2 + (C_FINITE / d) ** 2)
+        z = (a.value - b.value) / se
+        assert np.max(np.abs(z)) < 4.0, (name, np.max(np.abs(z)))
+    # full batch as sgd:1 (= reuse exactly, tests/test_minibatch.py): b is traced, no recompile
+    full = solve(make_problem("tanh_he3", schedule="sgd:1", **kw), samples=64_000, seed=0,
+                 progress=False)
+    zq = (th.Q.value - full.Q.value) / np.sqrt(th.Q.error**2 + full.Q.error**2 + 1e-30)
+    assert np.max(np.abs(zq)) > 6.0, np.max(np.abs(zq))

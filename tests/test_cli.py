@@ -60,7 +60,7 @@ def test_solve_simulate_compare_inspect(tmp_path, capsys):
     assert ("PASS" in out) or ("FAIL" in out)
     assert fig.stat().st_size > 10_000
     code, out, err = run(capsys, "inspect", str(th))
-    assert code == 0 and "dmft-trajectories 1.1" in out and "kind:            dmft" in out
+    assert code == 0 and "dmft-trajectories 1.2" in out and "kind:            dmft" in out
     assert "status:          ok" in out and "/kernels/C/value" in out
 
 
@@ -122,7 +122,7 @@ def test_targets_lists_everything(capsys):
         (SOLVE + ("--p", "0", "--out", "x.h5"), ["p"]),
         (SOLVE + ("--activation", "softplus", "--out", "x.h5"), ["activation", "softplus"]),
         (SOLVE + ("--m0", "0.1,0.2,0.3", "--out", "x.h5"), ["m0", "4"]),
-        (SOLVE + ("--second-layer", "1,2,3", "--out", "x.h5"), ["second_layer"]),
+        (SOLVE + ("--second-layer", "1,2,3", "--out", "x.h5"), ["--second-layer"]),
         (SOLVE + ("--schedule", "sometimes", "--out", "x.h5"), ["schedule"]),
         (SOLVE + ("--samples", "1001", "--out", "x.h5"), ["samples", "replicas"]),
         (SOLVE + ("--out", "x.txt"), ["out"]),
@@ -133,7 +133,7 @@ def test_targets_lists_everything(capsys):
         (("simulate", "--target", "he3", "--seeds", "0", "--out", "x.h5"), ["seeds"]),
         (("simulate", "--target", "he3", "--alpha", "-2", "--out", "x.h5"), ["alpha"]),
         (("simulate", "--target", "he3", "--test-error", "guess", "--out", "x.h5"),
-         ["test_error"]),
+         ["--test-error"]),
         (("compare", "missing_a.h5", "missing_b.h5"), ["theory", "not found"]),
         (("inspect", "missing.h5"), ["not found"]),
     ],
@@ -184,3 +184,22 @@ def test_usage_errors_exit_2(capsys, argv):
 def test_help(capsys, cmd):
     code, out, err = run(capsys, cmd, "--help")
     assert code == 0 and "usage: dmft" in out
+
+
+def test_minibatch_and_logistic_flags(tmp_path, capsys):
+    """Issue 12: --schedule sgd:b / epochs:B and --loss logistic run; bad values exit 1 with
+    one line naming the flag."""
+    for extra in (("--schedule", "sgd:0.25"), ("--schedule", "epochs:4")):
+        code, out, err = run(capsys, *SOLVE, *extra, "--out", str(tmp_path / "a.h5"))
+        assert code == 0, err
+    code, out, err = run(capsys, "solve", "--target", "sign_z1z2z3", "--p", "3", "--activation",
+                         "erf", "--loss", "logistic", "--samples", "800", "--replicas", "4",
+                         "--steps", "2", "--no-progress", "--out", str(tmp_path / "l.h5"))
+    assert code == 0, err
+    for bad in ("sgd:0", "sgd:1.5", "epochs:0", "epochs:2.5", "sgd:-1"):
+        code, out, err = run(capsys, *SOLVE, "--schedule", bad, "--out", str(tmp_path / "b.h5"))
+        assert code == 1
+        assert_one_line_error(err, "schedule")
+    code, out, err = run(capsys, *SOLVE, "--loss", "logistic", "--out", str(tmp_path / "c.h5"))
+    assert code == 1
+    assert_one_line_error(err, "loss", "±1")

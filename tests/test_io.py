@@ -49,7 +49,7 @@ def test_round_trip(tmp_path, kind):
     _assert_same(traj, back)
     with h5py.File(path, "r") as f:
         assert f.attrs["format"] == "dmft-trajectories"
-        assert list(f.attrs["format_version"]) == [1, 1]
+        assert list(f.attrs["format_version"]) == [1, 2]
         assert f.attrs["kind"] == kind
         assert f.attrs["creator"] == "dmft"
         assert f.attrs["command_line"] == "dmft solve --target tanh_he3"
@@ -88,7 +88,7 @@ def test_unknown_major_version_refused(tmp_path):
     with pytest.raises(DMFTInputError) as exc:
         io.load(path)
     msg = str(exc.value)
-    assert "2.3" in msg and "1.x" in msg and "1.1" in msg
+    assert "2.3" in msg and "1.x" in msg and "1.2" in msg
     # a newer MINOR version is fine
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = np.array([1, 7])
@@ -144,7 +144,9 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(io, "_write_contents", boom)
-    with pytest.raises(RuntimeError, match="disk full"):
+    # one message naming the real path (not the temporary one) and the cause
+    with pytest.raises(io.DMFTInputError, match=r"cannot write .*run.h5: disk full; nothing was "
+                                                r"written"):
         io.save(fake_trajectory("simulation", steps=2), path)
     assert io.load(path).kind == "dmft"
     assert sorted(os.listdir(tmp_path)) == ["run.h5"]
@@ -216,7 +218,7 @@ def test_describe_lists_version_and_shapes(tmp_path):
     path = tmp_path / "dmft.h5"
     io.save(fake_trajectory("dmft", steps=2), path)
     text = io.describe(path)
-    assert "dmft-trajectories 1.1" in text
+    assert "dmft-trajectories 1.2" in text
     assert "kind:            dmft" in text
     assert "/m/value" in text and "(3, 2, 2)" in text
 

@@ -63,4 +63,4 @@ def test_bad_flag_exit_1(tmp_path, capsys):
     mod = load_script("tanh_he3")
     assert mod.main(["--quick", "--d", "0", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "`d`" in err and err.count("\n") == 1
+    assert err.startswith("error: ") and "`--d`" in err and err.count("\n") == 1

@@ -385,7 +385,7 @@ def test_chunk_size_invariance_other_modes(schedule, activation, response):
 
 @pytest.mark.parametrize("schedule, response, chunk", [
     ("reuse", "stein", None), ("fresh", "stein", 100), ("repeat:2", "stein", 100),
-    ("reuse", "pathwise", 100),
+    ("reuse", "pathwise", 100), ("sgd:0.5", "stein", 100), ("epochs:2", "stein", None),
 ])
 def test_memory_estimate_is_the_resident_state(schedule, response, chunk):
     """``memory_estimate(...)['state']`` equals, byte for byte, the sweep's state arrays."""

@@ -60,12 +60,21 @@ def test_sweep_point_equals_solve(grid):
                                            getattr(tr, name).error, rtol=1e-9, atol=1e-13)
 
 
-def test_sweep_grid_batches_and_schedules(grid):
-    """Splitting the grid into batches (padded to one shape) changes nothing; a per-step η
-    schedule is an axis value."""
+def test_sweep_grid_batches_and_schedules(grid, monkeypatch):
+    """When memory is short the grid is split into batches (the last padded to the same
+    shape), which changes nothing; a per-step η schedule is an axis value."""
+    import dmft._sweep as sweep_mod
+    from dmft.solver import memory_estimate
+
     pr, over, res = grid
-    res2 = dmft.sweep(pr, over, SAMPLES, replicas=REPLICAS, seed=7, progress=False,
-                      grid_batch=4)
+    need4 = memory_estimate(pr, SAMPLES, replicas=REPLICAS, grid=4)["peak"]
+    from dmft.solver import _solve
+
+    for mod in (sweep_mod, _solve):
+        monkeypatch.setattr(mod, "free_memory_bytes", lambda: (need4 + 1, "test device"))
+    res2 = dmft.sweep(pr, over, SAMPLES, replicas=REPLICAS, seed=7, progress=False)
+    monkeypatch.undo()
+    assert res2.settings["grid_batch"] == 3  # 6 points: 6 does not fit, 3 does
     np.testing.assert_allclose(res2.m.value, res.m.value, rtol=1e-12, atol=1e-14)
     sched = dmft.sweep(pr, {"lr": [[0.1, 0.1, 0.1], [0.4, 0.4, 0.4]]}, SAMPLES,
                        replicas=REPLICAS, seed=7, progress=False)
@@ -136,3 +145,27 @@ def test_sweep_file_roundtrip_xarray_and_plot(grid, tmp_path):
                       SAMPLES, replicas=REPLICAS, seed=7, progress=False)
     fig = plot_sweep(line, "test_error")
     assert len(fig.axes) == 1
+
+
+def test_io_load_points_a_sweep_file_to_load_sweep(grid, tmp_path):
+    from dmft import io
+    from dmft.sweep_io import save_sweep
+
+    path = save_sweep(grid[2], tmp_path / "s.h5")
+    with pytest.raises(DMFTInputError, match="load_sweep"):
+        io.load(path)
+
+
+def test_sweep_over_the_minibatch_fraction():
+    """b of sgd:b is a number: one compiled grid, each point equal to its own solve."""
+    pr = make_problem("he3", p=2, steps=3, lr=0.5, alpha=2.0, schedule="sgd:0.5")
+    res = dmft.sweep(pr, {"batch_fraction": [0.25, 1.0]}, SAMPLES, replicas=REPLICAS, seed=2,
+                     progress=False)
+    for i, b in enumerate((0.25, 1.0)):
+        one = dmft.solve(make_problem("he3", p=2, steps=3, lr=0.5, alpha=2.0,
+                                      schedule=f"sgd:{b}"), SAMPLES, replicas=REPLICAS,
+                         seed=2, progress=False)
+        np.testing.assert_allclose(res.Q.value[i], one.Q.value, rtol=1e-12, atol=1e-14)
+    with pytest.raises(DMFTInputError, match="batch_fraction"):
+        dmft.sweep(make_problem("he3", steps=3), {"batch_fraction": [0.5]}, SAMPLES,
+                   replicas=REPLICAS)

@@ -48,6 +48,19 @@ CASES = {
                         schedule="repeat:2"),
     "staircase2_fresh": dict(target="staircase2", p=2, activation="relu", alpha=3.0, lr=0.3,
                              steps=8, schedule="fresh"),
+    # mini-batch SGD on one dataset and the logistic loss (issue 12)
+    "tanh_he3_sgd": dict(target="tanh_he3", p=2, activation="relu", alpha=3.0, lr=0.2,
+                         steps=12, schedule="sgd:0.25"),
+    "tanh_he3_epochs": dict(target="tanh_he3", p=2, activation="relu", alpha=3.0, lr=0.2,
+                            steps=12, schedule="epochs:4"),
+    "he3_sgd": dict(target="he3", p=2, activation="relu", alpha=2.0, lr=1.0, steps=10,
+                    schedule="sgd:0.5"),
+    "sign_z1z2z3_logistic": dict(target="sign_z1z2z3", p=3, activation="erf", alpha=3.0,
+                                 lr=0.5, steps=6, second_layer="ones", loss="logistic"),
+    # the same from a warm start (at m_0 = 0 the overlaps stay 0 and the error at 1/2)
+    "sign_z1z2z3_logistic_m0": dict(target="sign_z1z2z3", p=3, activation="erf", alpha=3.0,
+                                    lr=0.5, steps=6, second_layer="ones", loss="logistic",
+                                    m0=0.1),
 }
 
 
@@ -98,7 +111,10 @@ def run_case(name, *, ds, seeds, samples, seed, quick, progress):
               "samples": samples, "seed": seed, "time_dmft_s": t_dmft, "time_sim_s": t_sim,
               "observables": {}}
     zmax_all = 0.0
-    for obs in ("m", "Q", "test_error"):
+    observables = ("m", "Q", "test_error")
+    if th.test_loss is not None:  # classification losses: the test loss too
+        observables += ("test_loss",)
+    for obs in observables:
         vals = [getattr(sims[d], obs).value for d in ds]
         errs = [getattr(sims[d], obs).error for d in ds]
         a, se_a, chi2 = extrapolate(ds, vals, errs)

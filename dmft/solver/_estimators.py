@@ -137,7 +137,7 @@ class Stein(eqx.Module):
 
     st: Structure = eqx.field(static=True)
 
-    def chunk_sums(self, h, y, a_b, etaR, Kc, t, weighted, hess_one):
+    def chunk_sums(self, h, y, a_b, etaR, Kc, t, weighted, hess_one, scale=None):
         return {}, None
 
     def zeros(self, dtype):
@@ -163,11 +163,13 @@ class Pathwise(eqx.Module):
 
     st: Structure = eqx.field(static=True)
 
-    def chunk_sums(self, h, y, a_b, etaR, Kc, t, weighted, hess_one):
+    def chunk_sums(self, h, y, a_b, etaR, Kc, t, weighted, hess_one, scale=None):
         st = self.st
         idx = jnp.arange(st.T1)
         eye = jnp.eye(st.p, dtype=h.dtype)
         H = jax.vmap(hess_one)(h, y, a_b)  # (B, p, p)
+        if scale is not None:  # mini-batches: H̃_t = (s_t/b) H_t = ∂g̃_t/∂h
+            H = H * scale[:, None, None]
         J = -jnp.einsum("uqr,busrx->bsqx", etaR, Kc, precision=HIGHEST)
         J = J + jnp.where((idx == t)[:, None, None], eye, 0.0)[None]
         J = jnp.where((idx <= t)[None, :, None, None], J, 0.0)

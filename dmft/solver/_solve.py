@@ -24,10 +24,15 @@ from .._checks import (
     DMFTInputError,
     check_choice,
     check_int,
+    check_problem,
     check_x64,
     free_memory_bytes,
+    kernel_diagonal,
+    mark_blowup,
+    step0_causes,
 )
-from ..observables import test_error as _test_error
+from .._table import KERNELS
+from ..observables import test_error_map
 from ..problem import STREAM_DMFT, Problem, stream_key
 from ..result import Trajectory, estimate_from_replicas
 from ._factor import SCHUR_WARN_REL
@@ -41,8 +46,7 @@ RUNTIME_BYTES = 300_000_000  # compiled programs and XLA's runtime, measured on 
 
 def validate(problem, samples, seed, replicas, chunk_size, response, dtype) -> Structure:
     """Check every argument of a solve (before any compute) and return its structure."""
-    if not isinstance(problem, Problem):
-        raise DMFTInputError(f"`problem` must be a dmft.Problem; got {type(problem).__name__}")
+    check_problem(problem)
     replicas = check_int("replicas", replicas, low=2, high=4096)
     samples = check_int("samples", samples, low=2 * replicas, high=10**10)
     if samples % replicas:
@@ -164,8 +168,9 @@ def finish(problem, state, outs, n_run, settings, keep_replicas, stacklevel=3) -
         )
     warn_noisy_response(traj, stacklevel=stacklevel + 1)
     if first_bad >= 0:
-        raise DivergenceError(first_bad, "DMFT kernels/overlaps", partial=traj)
-    return traj
+        raise DivergenceError(first_bad, "DMFT kernels/overlaps", partial=traj,
+                              causes=step0_causes(problem) if first_bad == 0 else None)
+    return mark_blowup(traj, stacklevel=stacklevel)
 
 
 # Γ(t, ·) (t < T, the rows that drive the dynamics) whose largest standard error exceeds this
@@ -195,16 +200,17 @@ def warn_noisy_response(traj, stacklevel=3) -> None:
         )
 
 
-_TEST_ERROR = jax.jit(
-    lambda pr, m, Q, a: jax.lax.map(lambda x: _test_error(pr, *x), (m, Q, a)))
-
-
-def replica_test_error(problem, m, Q, a):
-    """e_g(m, Q, a) for every replica, one replica at a time (lax.map): the quadrature's
-    working array grows with nodes × steps × p² (2 GB for all 16 replicas at once at T=100,
-    p=4, k=2). The problem's numbers are traced (Δ, the target's parameters)."""
+def replica_test_error(problem, m, Q, a, what="error"):
+    """e_g(m, Q, a) (or the test loss, ``what="loss"``) for every replica (R, T, ...), mapped
+    one (replica, step) at a time: the quadrature's working array grows with nodes × p² (2 GB
+    for all 16 replicas at once at T=100, p=4, k=2). The problem's numbers are traced (a new Δ
+    does not recompile)."""
+    R, T = m.shape[:2]
     pr = numeric_problem(problem, m.dtype)
-    return np.asarray(_TEST_ERROR(pr, jnp.asarray(m), jnp.asarray(Q), jnp.asarray(a)))
+    flat = test_error_map(pr, m.reshape((R * T,) + m.shape[2:]),
+                          Q.reshape((R * T,) + Q.shape[2:]), a.reshape((R * T,) + a.shape[2:]),
+                          what=what)
+    return flat.reshape(R, T)
 
 
 def assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas) -> Trajectory:
@@ -212,19 +218,14 @@ def assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas) -> T
     T = n_done
     m = np.asarray(st["m"][:, :T])
     R = m.shape[0]
-    p = problem.p
     Qperp = np.asarray(st["Qp"][:, :T, :T])
-    Qtt = np.einsum("rttqv->rtqv", Qperp) if T else np.zeros((R, 0, p, p))
+    Qtt = kernel_diagonal(Qperp)
     Q = np.einsum("rtqk,rtvk->rtqv", m, m) + Qtt
     a = np.asarray(st["a"][:, :T])
     eg = replica_test_error(problem, m, Q, a) if T else np.zeros((R, 0))
     tl = np.asarray(outs["train_loss"][:T]).T if T else np.zeros((R, 0))
-    kernels = {
-        "Qperp": estimate_from_replicas(Qperp),
-        "C": estimate_from_replicas(st["C"][:, :T, :T]),
-        "Gamma": estimate_from_replicas(st["Gamma"][:, :T, :T]),
-        "R": estimate_from_replicas(st["R"][:, :T, :T]),
-    }
+    full = {"Qperp": Qperp, "C": st["C"], "Gamma": st["Gamma"], "R": st["R"]}
+    kernels = {name: estimate_from_replicas(full[name][:, :T, :T]) for name in KERNELS}
 
     def over_replicas(name, reduce):
         return np.array([reduce(outs[name][t]) for t in range(T)])
@@ -249,6 +250,8 @@ def assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas) -> T
         settings=settings,
         status="ok" if first_bad < 0 else "diverged",
         first_bad_step=first_bad,
+        test_loss=(estimate_from_replicas(replica_test_error(problem, m, Q, a, "loss"))
+                   if T and problem.loss_fn.classification else None),
     )
 
 
@@ -276,7 +279,7 @@ def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
     item = np.dtype(dtype).itemsize
     # per sample: z and the fixed regressors (shared in a grid); g, labels, padding weights,
     # pathwise tangents (per grid point)
-    shared_per = T1 * p + nb * (k + 2)
+    shared_per = T1 * p + nb * (k + 2) + (T1 if st.selection != "none" else 0)  # + u
     per = T1 * p + nb + (1 if npad > n_real else 0)
     if response == "pathwise":
         per += T1 * T1 * p * p

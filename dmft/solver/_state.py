@@ -23,6 +23,10 @@ from ._structure import Structure
 # samples (block i from fold_in(stream key, i)) straight into the preallocated histories, so
 # drawing never holds more than one block's temporaries. Fixed: it is part of the key scheme.
 DRAW_BLOCK = 1 << 15
+# fold_in constant of the mini-batch selection stream of a replica (sgd:b, epochs:B): the
+# uniforms u come from fold_in(replica key, SELECTION_FOLD), block by block like the normals;
+# the z/h*/ξ draws (from split(replica key, 3)) are untouched, so other schedules are unchanged.
+SELECTION_FOLD = 0x5E1EC7
 
 
 class SweepState(eqx.Module):
@@ -35,6 +39,8 @@ class SweepState(eqx.Module):
         xf: fixed regressors [1, h*_b, ξ_b] of every batch b: (npad, nb, k + 2).
         w: padding weights (1 real, 0 padding), only when there is padding.
         K: pathwise tangents H_s J(s, ·), only for ``response="pathwise"``.
+        u: mini-batch selection uniforms, one per sample and time (``sgd``: s_t = [u_t < b];
+            ``epochs``: the sample's slot in epoch e is ⌊B u_e⌋), only for those schedules.
     Kernels and order parameters (T1 = T + 1 times):
         Qp, C, Gamma, R: (T1, T1, p, p); R0: (T1, p, p); m: (T1, p, k); a: (T1, p).
         L, Linv: the causal factor of Q⊥ and its inverse, ((T1 p), (T1 p)).
@@ -58,6 +64,7 @@ class SweepState(eqx.Module):
     a: Float[Array, "T1 p"]
     w: Float[Array, " n"] | None = None
     K: Array | None = None
+    u: Array | None = None
     LG: Array | None = None
     LGinv: Array | None = None
     G: Array | None = None
@@ -65,8 +72,9 @@ class SweepState(eqx.Module):
     cfull: Array | None = None
 
 
-def _draw_rows(key, n: int, n_alloc: int, tail: tuple, dtype):
-    """(n_alloc,) + tail standard normals, rows >= n zero; row block i from fold_in(key, i).
+def _draw_rows(key, n: int, n_alloc: int, tail: tuple, dtype, sampler=jax.random.normal):
+    """(n_alloc,) + tail standard normals (or ``sampler``'s draws), rows >= n zero; row block i
+    from fold_in(key, i).
 
     Drawn in float64 whenever JAX's x64 mode is on, then rounded to ``dtype``, so a float32
     solve sees the float64 solve's samples of the same seed (they differ by arithmetic only).
@@ -76,7 +84,7 @@ def _draw_rows(key, n: int, n_alloc: int, tail: tuple, dtype):
     nfull, rem = divmod(n, DRAW_BLOCK)
 
     def block(i, rows):
-        return jax.random.normal(jax.random.fold_in(key, i), (rows,) + tail, draw).astype(dtype)
+        return sampler(jax.random.fold_in(key, i), (rows,) + tail, draw).astype(dtype)
 
     def body(i, out):
         return jax.lax.dynamic_update_slice_in_dim(out, block(i, DRAW_BLOCK), i * DRAW_BLOCK, 0)
@@ -123,6 +131,9 @@ def draw_replica(st: Structure, key):
     """The problem-independent part of a replica: normals and the regressors' Gram."""
     z, hs, xi = draw_samples(key, st.n_real, st.npad, st.T1, st.p, st.k, st.nb, st.dtype)
     out = {"z": z, "hs": hs, "xi": xi}
+    if st.selection != "none":
+        out["u"] = _draw_rows(jax.random.fold_in(key, SELECTION_FOLD), st.n_real, st.npad,
+                              (st.T1,), st.dtype, sampler=jax.random.uniform)
     if st.mode != "fresh":
         G = regressor_gram(z, hs, xi, st.n_real)
         if st.mode == "reuse":
@@ -161,6 +172,7 @@ def init_state(st: Structure, problem, draws) -> SweepState:
         w=(jnp.concatenate([jnp.ones((st.n_real,), dtype), jnp.zeros((pad,), dtype)])
            if pad else None),
         K=jnp.zeros((st.npad, T1, T1, p, p), dtype) if st.pathwise else None,
+        u=draws.get("u"),
         LG=draws.get("LG"),
         LGinv=draws.get("LGinv"),
         G=draws.get("G"),

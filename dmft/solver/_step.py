@@ -8,14 +8,13 @@ are traced arguments: a new value reuses the compiled program.
 
 from __future__ import annotations
 
-import math
-
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..problem import loss, loss_grad_h, network_output, sum_last
+from .._checks import overflow_limit
+from ..problem import loss, loss_grad_f, loss_grad_h, network_output, sum_last
 from ._estimators import make_regression, make_response
 from ._factor import append_factor_row, flat_to_blocks
 from ._precision import HIGHEST, full_precision
@@ -27,13 +26,32 @@ def _mm(a, b):
     return jnp.matmul(a, b, precision=HIGHEST)
 
 
-def overflow_limit(dtype) -> float:
-    """|Q⊥| beyond this counts as divergence (1e100; √max in float32, whose products overflow)."""
-    return min(1e100, math.sqrt(float(jnp.finfo(dtype).max)))
+def selection_scale(st: Structure, u, b, t):
+    """s_t / b per sample: the mini-batch indicator of step t over the expected fraction b.
+
+    ``sgd``: s_t = [u_t < b] (b = 1 selects every sample, whatever the rounding of u);
+    ``epochs`` (B = ``st.epoch``, b = 1/B): the sample's slot in epoch e = ⌊t/B⌋ is ⌊B u_e⌋,
+    s_t = [slot = t mod B]: one step per epoch, uniformly at random, independently across
+    samples (the d → ∞ limit of a random partition into B mini-batches).
+    """
+    if st.selection == "sgd":
+        ut = jax.lax.dynamic_index_in_dim(u, t, axis=1, keepdims=False)
+        s = (ut < b) | (b >= 1.0)
+    else:
+        B = st.epoch
+        ue = jax.lax.dynamic_index_in_dim(u, t // B, axis=1, keepdims=False)
+        slot = jnp.minimum(jnp.floor(ue * B), B - 1)
+        s = slot == (t % B)
+    return s.astype(u.dtype) / b
 
 
-def make_step(st: Structure, act):
-    """``step(problem, state, t) -> (state, outputs)`` for one replica; ``problem`` traced."""
+def make_step(st: Structure, act, loss_kind: str = "square"):
+    """``step(problem, state, t) -> (state, outputs)`` for one replica; ``problem`` traced.
+
+    Mini-batches of one dataset (``sgd:b``, ``epochs:B``; docs/THEORY.md §5): every quantity
+    the DMFT builds from g_t (the reaction history, the regression, C, Γ, the drift, the second
+    layer) uses the effective gradient g̃_t = (s_t/b) g_t; the train loss uses all samples.
+    """
     p, k, T1, chunk = st.p, st.k, st.T1, st.chunk
     dtype = st.dtype
     q_overflow = overflow_limit(dtype)
@@ -46,7 +64,7 @@ def make_step(st: Structure, act):
     nb = st.nb
 
     def grad_one(h, y, a):
-        return loss_grad_h(h, y, a, act)
+        return loss_grad_h(h, y, a, act, loss_kind)
 
     hess_one = jax.jacfwd(grad_one, argnums=0)  # (p, p): ∂g/∂h
 
@@ -78,8 +96,8 @@ def make_step(st: Structure, act):
                 return None if x is None else jax.lax.dynamic_slice_in_dim(x, ic * chunk,
                                                                            chunk, axis=0)
 
-            zc, yc, xfc, wgt, gc, Kc = (rows(x) for x in (state.z, state.y, state.xf,
-                                                          state.w, ghist, Kall))
+            zc, yc, xfc, wgt, gc, Kc, uc = (rows(x) for x in (state.z, state.y, state.xf,
+                                                              state.w, ghist, Kall, state.u))
 
             def weighted(x):  # padding rows zeroed (a no-op without padding)
                 return x * wgt.reshape((-1,) + (1,) * (x.ndim - 1)) if st.padded else x
@@ -94,17 +112,24 @@ def make_step(st: Structure, act):
             a_b = jnp.broadcast_to(a_t, h.shape)
             g = grad_one(h, y, a_b)
             f = network_output(h, a_b, act)
-            lo = loss(y, f)
+            lo = loss(y, f, loss_kind)  # over every sample of the dataset, selected or not
+            dl = loss_grad_f(h, y, a_b, act, loss_kind)
+            scale = None
+            if st.selection != "none":  # g̃ = (s_t/b) g: the mini-batch's effective gradient
+                scale = selection_scale(st, uc, problem.batch_fraction, t)
+                g = g * scale[:, None]
+                dl = dl * scale
             gw = weighted(g)
             new = {
                 "mz": _mm(gw.T, zc),  # (p, T1 p): Σ g_t z_sᵀ
                 "g": jnp.sum(gw, axis=0),
                 "gx": _mm(gw.T, xf),
                 "l": jnp.sum(weighted(lo)),
-                # Σ (f − y) σ(h): the second layer's gradient (used when η_a > 0)
-                "fa": _mm(weighted(f - y), act.fn(h)),
+                # Σ ∂ℓ/∂f σ(h): the second layer's gradient (used when η_a > 0)
+                "fa": _mm(weighted(dl), act.fn(h)),
             }
-            resp, Krow = response.chunk_sums(h, y, a_b, etaR, Kc, t, weighted, hess_one)
+            resp, Krow = response.chunk_sums(h, y, a_b, etaR, Kc, t, weighted, hess_one,
+                                             scale)
             new.update(resp)
             new.update(regression.extra_sums(xf, zc, t, weighted))
             # write g_t, then read the new history for Σ g_t g_sᵀ (s <= t; slots > t are 0).
@@ -211,7 +236,7 @@ def _sweep_one(st: Structure, problem, keys, meter):
     """
     TRACE_COUNT[0] += 1
     act = problem.act
-    step_r = jax.vmap(make_step(st, act), in_axes=(None, 0, None))  # replicas
+    step_r = jax.vmap(make_step(st, act, problem.loss), in_axes=(None, 0, None))  # replicas
     draws = jax.vmap(lambda kk: draw_replica(st, kk))(keys)
     state = jax.vmap(lambda dr: init_state(st, problem, dr))(draws)
     shapes = jax.eval_shape(step_r, problem, state, jnp.asarray(0))[1]

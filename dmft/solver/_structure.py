@@ -36,6 +36,9 @@ class Structure:
     response: str
     dtype_name: str
     bt: tuple
+    # mini-batches of one dataset: "none", "sgd" (b traced) or "epochs" (B = ``epoch``, static)
+    selection: str = "none"
+    epoch: int = 1
 
     @property
     def dtype(self):
@@ -71,14 +74,24 @@ def make_structure(problem: Problem, n_real: int, chunk: int, response: str,
     npad = -(-n_real // chunk) * chunk
     return Structure(p=problem.p, k=problem.k, T1=T + 1, n_real=n_real, npad=npad, chunk=chunk,
                      response=response, dtype_name=jnp.dtype(dtype).name,
-                     bt=tuple(int(b) for b in batch_index(problem.schedule, T)))
+                     bt=tuple(int(b) for b in batch_index(problem.schedule, T)),
+                     selection=problem.selection, epoch=problem.epoch_length)
+
+
+def structural_schedule(schedule: str) -> str:
+    """The part of the schedule the compiled sweep is specialised on: ``sgd:b`` → ``sgd:1``
+    (b is a traced number, ``Problem.batch_fraction`` in the numeric copy); every other schedule
+    (``epochs:B`` included: B sets the epochs' step pattern) is structural as it is."""
+    return "sgd:1" if schedule.startswith("sgd:") else schedule
 
 
 def numeric_problem(problem: Problem, dtype) -> Problem:
     """The same problem with every number an array of ``dtype`` (traced under jit).
 
     ``lr`` is padded with a trailing 0 (η_T is never used) and ``lr_a`` likewise, so that the
-    sweep can index them at every time t = 0..T.
+    sweep can index them at every time t = 0..T. The mini-batch fraction b becomes the traced
+    ``batch_fraction`` and the static schedule string its structural part
+    (:func:`structural_schedule`), so a new b does not recompile.
     """
     dt = jnp.dtype(dtype)
 
@@ -94,10 +107,15 @@ def numeric_problem(problem: Problem, dtype) -> Problem:
         arr(problem.m0),
         arr(problem.qperp0),
         arr(np.append(problem.second_layer_lr, 0.0)),
+        arr(problem.fraction),
     )
     # tree_at, not dataclasses.replace: the padded η would fail Problem's validation
-    return eqx.tree_at(NUMERIC, problem, values, is_leaf=lambda x: x is None)
+    out = eqx.tree_at(NUMERIC, problem, values, is_leaf=lambda x: x is None)
+    # the copy's static schedule: its structural part only (a frozen field of a fresh copy)
+    object.__setattr__(out, "schedule", structural_schedule(problem.schedule))
+    return out
 
 
 def NUMERIC(pr):  # noqa: N802 - the list of a Problem's numeric fields, for eqx.tree_at
-    return (pr.second_layer, pr.alpha, pr.noise, pr.lr, pr.ridge, pr.m0, pr.qperp0, pr.lr_a)
+    return (pr.second_layer, pr.alpha, pr.noise, pr.lr, pr.ridge, pr.m0, pr.qperp0, pr.lr_a,
+            pr.batch_fraction)

@@ -23,19 +23,21 @@ import jax
 import numpy as np
 
 from ._checks import DivergenceError, DMFTInputError, check_choice, check_int, free_memory_bytes
-from .problem import Problem
+from ._table import OBSERVABLES
+from .problem import Problem, parse_schedule
 from .result import Estimate, Trajectory
 
 # the numeric fields a sweep may vary, with their per-point shape (T = steps)
-SWEEPABLE = ("alpha", "lr", "ridge", "noise", "m0", "qperp0", "second_layer", "lr_a")
-OBS = ("m", "Q", "test_error", "train_loss")
+SWEEPABLE = ("alpha", "lr", "ridge", "noise", "m0", "qperp0", "second_layer", "lr_a",
+             "batch_fraction")
+OBS = tuple(OBSERVABLES)
 
 
 def _point_value(problem: Problem, name: str, value):
     """A grid value → the Problem field's value (scalars broadcast like make_problem)."""
     T, p, k = problem.steps, problem.p, problem.k
     arr = np.asarray(value, dtype=np.float64)
-    if name in ("alpha", "ridge", "noise"):
+    if name in ("alpha", "ridge", "noise", "batch_fraction"):
         if arr.ndim:
             raise DMFTInputError(f"`over[{name!r}]` values must be scalars; got {value!r}")
         return float(arr)
@@ -73,9 +75,16 @@ def grid_problems(problem: Problem, over: dict) -> tuple[list[str], list[np.ndar
         coords.append(np.asarray([float(v) for v in values] if scalar else vals,
                                  dtype=np.float64))
         fields.append(vals)
+    if "batch_fraction" in names and not str(problem.schedule).startswith("sgd:"):
+        raise DMFTInputError(
+            "`over['batch_fraction']` needs a problem with schedule 'sgd:b' (the fraction b is "
+            f"a number there; epochs:B is structural); got schedule={problem.schedule!r}")
     points = []
     for combo in itertools.product(*(range(len(c)) for c in coords)):
         changes = {n: fields[i][j] for i, (n, j) in enumerate(zip(names, combo, strict=True))}
+        if "batch_fraction" in changes:
+            changes["schedule"] = parse_schedule(f"sgd:{changes.pop('batch_fraction')!r}",
+                                                 problem.steps)
         try:
             points.append(dataclasses.replace(problem, **changes))
         except DMFTInputError as exc:
@@ -185,8 +194,9 @@ def sweep(
     Args:
         problem: the base :class:`~dmft.problem.Problem`.
         over: ``{name: values}`` for names in ``SWEEPABLE`` (alpha, lr, ridge, noise, m0,
-            qperp0, second_layer, lr_a). A value is a scalar (broadcast as in
-            :func:`dmft.make_problem`) or the field's full shape, e.g. a per-step η schedule.
+            qperp0, second_layer, lr_a, and batch_fraction: b of an ``sgd:b`` schedule). A
+            value is a scalar (broadcast as in :func:`dmft.make_problem`) or the field's full
+            shape, e.g. a per-step η schedule.
         samples, seed, replicas, chunk_size, response, dtype, progress: as :func:`dmft.solve`;
             every point uses the same seed (common random numbers).
         method: ``"dmft"`` (one compiled, vmapped call per grid batch) or ``"simulate"``.
@@ -215,9 +225,11 @@ def sweep(
     est = _stack(trajs, shape, T1, problem.p, problem.k)
     status = np.array([tr.status for tr in trajs]).reshape(shape)
     bad = np.array([tr.first_bad_step for tr in trajs]).reshape(shape)
-    if np.any(status != "ok"):
-        warnings.warn(f"{int(np.sum(status != 'ok'))} of {len(trajs)} grid points diverged; "
-                      "their values after first_bad_step are NaN", RuntimeWarning, stacklevel=2)
+    n_bad = int(np.sum(status != "ok"))
+    if n_bad:
+        warnings.warn(f"{n_bad} of {len(trajs)} grid points diverged (values after "
+                      "first_bad_step are NaN) or blew up (status 'blew_up')", RuntimeWarning,
+                      stacklevel=2)
     return SweepResult(method="dmft" if method == "dmft" else "simulation", problem=problem,
                        axes=names, coords=coords, step=np.arange(T1), status=status,
                        first_bad_step=bad, points=trajs, settings=settings, **est)

@@ -1,0 +1,50 @@
+"""The one table of what a run reports: observables, kernels and their dimensions.
+
+Every module that names observables (solver, simulator, flow, online, sweep, io, compare, plot)
+reads them from here, so adding an observable is one entry. Pure data: no imports, so that file
+readers need nothing beyond numpy and h5py.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Entry(NamedTuple):
+    dims: tuple  # dimension names after the leading (grid, replica or seed) axes
+    description: str
+    label: str  # short plot label (matplotlib mathtext)
+
+
+# Reported by every kind of run, in this order (value and standard error per entry).
+OBSERVABLES: dict[str, Entry] = {
+    "m": Entry(("step", "unit", "target_dir"),
+               "overlap m_t = W_t W*^T / d with the target directions", "$m_t$"),
+    "Q": Entry(("step", "unit", "unit2"), "student Gram matrix Q_t = W_t W_t^T / d", "$Q_t$"),
+    "test_error": Entry(("step",), "test error e_g(t) = E[(y - f)^2 / 2] on a fresh sample, "
+                        "label noise included", "$e_g$"),
+    "train_loss": Entry(("step",), "training loss (1/n) sum_nu (y_nu - f_nu)^2 / 2",
+                        r"$\hat L$"),
+}
+
+# Present only when computed: a when the second layer is trained (lr_a > 0), test_loss for a
+# classification loss.
+OPTIONAL: dict[str, Entry] = {
+    "a": Entry(("step", "unit"), "second layer a_t (trained with learning rate lr_a)", "$a_t$"),
+    "test_loss": Entry(("step",), "test loss E[loss(y, f)] on a fresh sample (classification "
+                       "losses, whose test_error is the classification error)", "test loss"),
+}
+
+# DMFT memory kernels, each (step, step_s, unit, unit2).
+KERNEL_DIMS = ("step", "step_s", "unit", "unit2")
+KERNELS: dict[str, Entry] = {
+    "Qperp": Entry(KERNEL_DIMS, "orthogonal overlap kernel Qperp(t, s) = E[w_t w_s^T]",
+                   r"$Q_\perp$"),
+    "C": Entry(KERNEL_DIMS, "noise kernel C(t, s) = alpha E[g_t g_s^T]", "$C$"),
+    "Gamma": Entry(KERNEL_DIMS, "sample-side response Gamma(t, s) = alpha E[dg_t / dr_s]",
+                   r"$\Gamma$"),
+    "R": Entry(KERNEL_DIMS, "weight-side response R(t, s) = d theta_t / d force_s", "$R$"),
+}
+
+# Derived observables a sweep or a plot can ask for, by name.
+DERIVED = {"m_norm": Entry(("step",), "Frobenius norm of the overlap matrix m_t", r"$\|m_t\|$")}

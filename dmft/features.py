@@ -1,0 +1,405 @@
+"""Wide two-layer networks after giant gradient steps: feature spectra and the ridge readout.
+
+A different regime from the DMFT of ``dmft.solve`` (docs/THEORY.md §7): the first layer is wide,
+p = κd units, trained by a few large full-batch GD steps on n₀ = α₀d samples (Ba et al. 2022,
+arXiv:2205.01445); the features are then frozen and a ridge readout is fitted on n₁ = α₁d fresh
+samples. For every seed we compute, for three feature maps on the *same* readout and test data,
+
+- ``rf``: the random features at initialization, σ(W₀x);
+- ``step``: the features after the steps, σ(W_T x);
+- ``spiked``: the spiked random-feature equivalent (Dandi et al. 2024): W₀ + the top
+  ``spike_rank`` singular components of the update W_T − W₀ + an independent isotropic Gaussian
+  matrix carrying the rest of the update's norm;
+
+the eigenvalues of FᵀF/n₁, the outliers (count above the bulk edge, positions, overlap of their
+eigenvectors with the target directions) and the train and test errors of the ridge readout for
+every λ of a grid.
+
+Model. x ~ N(0, I_d); target y = g*(z) + √Δ ξ with z = (x₁, …, x_k) (W* = √d·[e₁ … e_k]; the
+law of W₀ is rotation invariant, so this is no loss of generality); W₀ rows uniform on the unit
+sphere; second layer a_j = ±1/√p (random signs, fixed); network f(x) = (1/√p) Σ_j a_j σ(w_j·x);
+loss L = (1/2n₀) Σ_ν (y_ν − f(x_ν))²; step W ← W − η √p ∇_W L, i.e. row j moves by
+η a_j (1/n₀) Σ_ν (y_ν − f_ν) σ'(w_j·x_ν) x_ν. ``lr_scaling="sqrt_p"`` sets η = lr·√p (the
+"giant step", each row moves by Θ(1)); ``"const"`` sets η = lr (a rank-one spike of operator
+norm Θ(1)). The readout uses the centred features φ_j(x) = σ(w_j·x) − E σ(‖w_j‖G) and
+â = (FᵀF/n₁ + λI)⁻¹Fᵀy/n₁; errors are E(y − f)²/2 (label noise included).
+
+Keys: ``ks = fold_in(fold_in(key(seed), STREAM_FEATURES), s)`` for seed index s; from it
+W₀ (0), signs of a (1), step batch b (fold_in(fold_in(ks, 2), b), b = t for ``fresh``, 0 for
+``reuse``), readout data (3), test data (4), the isotropic part of the spiked model (5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._checks import DMFTInputError, check_choice, check_int, check_real, check_x64
+from .problem import get_activation, get_target
+from .result import Estimate, estimate_from_replicas
+
+STREAM_FEATURES = 4
+KEY_SCHEME = (
+    "dmft-features-keys-v1: ks = fold_in(fold_in(key(seed), 4), seed index); W0 fold_in(ks,0), "
+    "a fold_in(ks,1), step batch b fold_in(fold_in(ks,2),b), readout fold_in(ks,3), test "
+    "fold_in(ks,4), spiked bulk fold_in(ks,5); in a batch: x fold_in(.,0), noise fold_in(.,1)"
+)
+MAPS = ("rf", "step", "spiked")
+N_TOP = 3  # leading eigenvalues (and eigenvector overlaps) recorded per spectrum
+MAX_ELEMENTS = 2.5e8  # largest n×max(d,p) matrix one seed may build (2 GB in float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeaturesConfig:
+    """Hyper-parameters of one study (all validated in ``__post_init__``)."""
+
+    target: str = "tanh_he3"
+    activation: str = "relu"
+    d: int = 500
+    kappa: float = 1.0
+    alpha0: float = 2.0
+    alpha1: float = 2.0
+    lr: float = 1.0
+    lr_scaling: str = "sqrt_p"
+    steps: int = 1
+    batch: str = "fresh"
+    ridges: tuple = (0.01, 0.1, 1.0, 10.0)
+    noise: float = 0.0
+    spike_rank: int = 1
+    n_test: int = 0  # 0: n_test = max(n1, 1000)
+    outlier_margin: float = 0.05
+
+    def __post_init__(self):
+        from .problem import TARGETS
+
+        check_choice("target", self.target, set(TARGETS))  # registered names only (saved)
+        get_activation(self.activation)
+        check_int("d", self.d, low=16, high=100_000)
+        check_real("kappa", self.kappa, low=0.25, high=4.0)
+        check_real("alpha0", self.alpha0, low=0.0, low_open=True, high=1000.0)
+        check_real("alpha1", self.alpha1, low=0.0, low_open=True, high=1000.0)
+        check_real("lr", self.lr, low=0.0)
+        check_choice("lr_scaling", self.lr_scaling, {"sqrt_p", "const"})
+        check_int("steps", self.steps, low=0, high=100)
+        check_choice("batch", self.batch, {"fresh", "reuse"})
+        lam = np.atleast_1d(np.asarray(self.ridges, dtype=np.float64))
+        if lam.ndim != 1 or lam.size < 1 or not np.all(np.isfinite(lam)) or np.any(lam <= 0):
+            raise DMFTInputError(
+                "`ridges` must be a non-empty list of finite values > 0; got "
+                f"ridges={self.ridges!r}"
+            )
+        object.__setattr__(self, "ridges", tuple(float(v) for v in lam))
+        check_real("noise", self.noise, low=0.0)
+        k = get_target(self.target).k
+        check_int("spike_rank", self.spike_rank, low=0, high=min(16, self.p))
+        check_int("n_test", self.n_test, low=0)
+        check_real("outlier_margin", self.outlier_margin, low=0.0)
+        n_max = max(self.n0, self.n1, self.n_test_eff)
+        if n_max * max(self.d, self.p) > MAX_ELEMENTS or self.p * self.d > MAX_ELEMENTS:
+            raise DMFTInputError(
+                f"`d` too large for one seed in memory: d={self.d} gives p={self.p}, "
+                f"n0={self.n0}, n1={self.n1}, n_test={self.n_test_eff}; the largest matrix has "
+                f"{n_max * max(self.d, self.p):.3g} entries, allowed {MAX_ELEMENTS:.3g}"
+            )
+        if k > self.d:
+            raise DMFTInputError(f"`d` must be >= k={k}; got d={self.d}")
+
+    @property
+    def p(self) -> int:
+        return max(1, int(round(self.kappa * self.d)))
+
+    @property
+    def n0(self) -> int:
+        return max(1, int(round(self.alpha0 * self.d)))
+
+    @property
+    def n1(self) -> int:
+        return max(1, int(round(self.alpha1 * self.d)))
+
+    @property
+    def n_test_eff(self) -> int:
+        return self.n_test if self.n_test > 0 else max(self.n1, 1000)
+
+    @property
+    def eta(self) -> float:
+        return self.lr * (math.sqrt(self.p) if self.lr_scaling == "sqrt_p" else 1.0)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["ridges"] = list(self.ridges)
+        out.update(p=self.p, n0=self.n0, n1=self.n1, n_test_eff=self.n_test_eff, eta=self.eta,
+                   k=get_target(self.target).k)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FeaturesConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["ridges"] = tuple(kw.get("ridges", cls.ridges))
+        return cls(**kw)
+
+
+@dataclasses.dataclass
+class FeaturesResult:
+    """Per-seed outputs of :func:`simulate_features` (leading axis: seed).
+
+    ``per_seed`` holds, for each map M in ``maps`` (``rf``, ``step``, ``spiked``):
+
+    - ``M/eigenvalues`` (S, p): eigenvalues of FᵀF/n₁, ascending;
+    - ``M/top`` (S, 3): the three largest; ``M/overlap`` (S, 3, k): |cos| between the input-space
+      direction Wᵀu of each of their eigenvectors u and the target directions;
+    - ``M/n_outliers`` (S,): eigenvalues above (1 + outlier_margin) × the bulk edge (the largest
+      eigenvalue of the spike-free bulk of the spiked model: W₀ + isotropic part);
+    - ``M/train_error``, ``M/test_error`` (S, L): readout errors for each λ;
+
+    and ``bulk_edge`` (S,), ``update_singular_values`` (S, N_TOP + spike_rank) of W_T − W₀,
+    ``w1_step_spiked`` (S,): Wasserstein-1 distance between the two empirical spectra.
+    """
+
+    config: FeaturesConfig
+    per_seed: dict
+    maps: tuple = MAPS
+    settings: dict = dataclasses.field(default_factory=dict)
+    theory: dict | None = None  # closed form at init (rf_theory): test_error, train_error per λ
+
+    def estimate(self, name: str) -> Estimate:
+        """Mean over seeds and its standard error, e.g. ``estimate("step/test_error")``."""
+        if name not in self.per_seed:
+            raise KeyError(f"unknown output {name!r}; have {sorted(self.per_seed)}")
+        return estimate_from_replicas(self.per_seed[name])
+
+    def paired(self, a: str, b: str) -> Estimate:
+        """Mean over seeds of (a − b), same seeds and data, and its standard error."""
+        return estimate_from_replicas(self.per_seed[a] - self.per_seed[b])
+
+    @property
+    def seeds(self) -> int:
+        return int(next(iter(self.per_seed.values())).shape[0])
+
+    def __str__(self) -> str:
+        c = self.config
+        lines = [f"features: {c.target}, σ={c.activation}, d={c.d}, p={c.p}, n0={c.n0}, "
+                 f"n1={c.n1}, η={c.eta:.4g}, steps={c.steps} ({c.batch}), seeds={self.seeds}"]
+        for m in self.maps:
+            if f"{m}/test_error" not in self.per_seed:
+                continue
+            te = self.estimate(f"{m}/test_error")
+            top = self.estimate(f"{m}/top")
+            cells = "  ".join(f"{v:.4f}±{e:.4f}" for v, e in zip(te.value, te.error, strict=True))
+            lines.append(f"  {m:<7} top eig {top.value[-1]:.4g}±{top.error[-1]:.2g}   "
+                         f"test error per λ: {cells}")
+        return "\n".join(lines)
+
+
+def wasserstein1(a, b) -> np.ndarray:
+    """W1 distance between the empirical distributions of equal-size samples (last axis)."""
+    a = np.sort(np.asarray(a, dtype=np.float64), axis=-1)
+    b = np.sort(np.asarray(b, dtype=np.float64), axis=-1)
+    if a.shape != b.shape:
+        raise DMFTInputError(f"`a` and `b` must have the same shape; got {a.shape}, {b.shape}")
+    return np.mean(np.abs(a - b), axis=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels (pure, jitted per seed)
+# --------------------------------------------------------------------------------------------
+
+_NODES, _WEIGHTS = None, None
+
+
+def _normal_rule():
+    global _NODES, _WEIGHTS
+    if _NODES is None:
+        from .rf_theory import _normal_rule as rule
+
+        _NODES, _WEIGHTS = rule(100)
+    return _NODES, _WEIGHTS
+
+
+def _draw_batch(key, n, d, k, tgt, noise):
+    x = jax.random.normal(jax.random.fold_in(key, 0), (n, d))
+    y = tgt.fn(x[:, :k]) + jnp.sqrt(noise) * jax.random.normal(jax.random.fold_in(key, 1), (n,))
+    return x, y
+
+
+def _centred(act, W, x):
+    """σ(x Wᵀ) − E σ(‖w_j‖ G), the centring done by quadrature."""
+    nodes, weights = _normal_rule()
+    norms = jnp.sqrt(jnp.sum(W * W, axis=1))
+    mean = act.fn(norms[:, None] * jnp.asarray(nodes)[None, :]) @ jnp.asarray(weights)
+    return act.fn(x @ W.T) - mean[None, :]
+
+
+def _readout(act, W, x1, y1, x2, y2, ridges, k):
+    """Spectrum of FᵀF/n₁, its top eigenvectors' overlaps and the ridge errors for each λ."""
+    n1, p = x1.shape[0], W.shape[0]
+    F = _centred(act, W, x1)
+    Ft = _centred(act, W, x2)
+    if p <= n1:
+        e, V = jnp.linalg.eigh(F.T @ F / n1)
+        coef = (V.T @ (F.T @ y1 / n1))[:, None] / (e[:, None] + ridges[None, :])
+        A = V @ coef  # (p, L)
+        U_top = V[:, -N_TOP:]
+        eig = e
+    else:
+        e, U = jnp.linalg.eigh(F @ F.T / n1)
+        coef = (U.T @ y1)[:, None] / (e[:, None] + ridges[None, :]) / n1
+        A = F.T @ (U @ coef)
+        U_top = F.T @ U[:, -N_TOP:] / jnp.sqrt(jnp.maximum(e[-N_TOP:], 1e-300) * n1)[None, :]
+        eig = jnp.concatenate([jnp.zeros(p - n1, e.dtype), e])
+    train = 0.5 * jnp.mean((y1[:, None] - F @ A) ** 2, axis=0)
+    test = 0.5 * jnp.mean((y2[:, None] - Ft @ A) ** 2, axis=0)
+    dirs = W.T @ U_top  # (d, N_TOP): input-space directions of the top eigenvectors
+    overlap = jnp.abs(dirs[:k, :]) / jnp.sqrt(jnp.sum(dirs * dirs, axis=0))[None, :]
+    return eig, eig[-N_TOP:], overlap.T, train, test
+
+
+def network(act, W, a, x):
+    """f(x) = (1/√p) Σ_j a_j σ(w_j·x) for the rows of ``x``."""
+    return act.fn(x @ W.T) @ a / math.sqrt(W.shape[0])
+
+
+def gd_step(act, W, a, x, y, eta):
+    """One full-batch step W ← W − η √p ∇_W L, L = (1/2n₀) Σ_ν (y_ν − f(x_ν))².
+
+    Row j moves by η a_j (1/n₀) Σ_ν (y_ν − f_ν) σ'(w_j·x_ν) x_ν (the √p of the step cancels the
+    1/√p of the network). ``act`` is a :class:`dmft.problem.Activation`.
+    """
+    h = x @ W.T
+    f = act.fn(h) @ a / math.sqrt(W.shape[0])
+    g = (y - f)[:, None] * act.deriv(h) * a[None, :]  # (n0, p)
+    return W + eta * (g.T @ x) / x.shape[0]
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _one_seed(static, key, eta, ridges, noise):
+    (tname, aname, d, p, k, n0, n1, nt, steps, batch, rank) = static
+    tgt, act = get_target(tname), get_activation(aname)
+    W0 = jax.random.normal(jax.random.fold_in(key, 0), (p, d))
+    W0 = W0 / jnp.sqrt(jnp.sum(W0 * W0, axis=1, keepdims=True))
+    a = jnp.where(jax.random.bernoulli(jax.random.fold_in(key, 1), 0.5, (p,)), 1.0, -1.0)
+    a = a / math.sqrt(p)
+    kstep = jax.random.fold_in(key, 2)
+    W = W0
+    for t in range(steps):  # steps is small and static: unrolled
+        x, y = _draw_batch(jax.random.fold_in(kstep, t if batch == "fresh" else 0), n0, d, k,
+                           tgt, noise)
+        W = gd_step(act, W, a, x, y, eta)
+    x1, y1 = _draw_batch(jax.random.fold_in(key, 3), n1, d, k, tgt, noise)
+    x2, y2 = _draw_batch(jax.random.fold_in(key, 4), nt, d, k, tgt, noise)
+    out = {}
+    r = _readout(act, W0, x1, y1, x2, y2, ridges, k)
+    out.update(_named("rf", r))
+    if steps == 0:
+        return out
+    r = _readout(act, W, x1, y1, x2, y2, ridges, k)
+    out.update(_named("step", r))
+    delta = W - W0
+    Us, s, Vts = jnp.linalg.svd(delta, full_matrices=False)
+    spike = (Us[:, :rank] * s[None, :rank]) @ Vts[:rank, :]
+    rest = W - spike  # W₀ + the rest of the update
+    q = jnp.maximum(jnp.mean(jnp.sum(rest * rest, axis=1)) - 1.0, 0.0)  # extra row norm²
+    Z = jax.random.normal(jax.random.fold_in(key, 5), (p, d)) * jnp.sqrt(q / d)
+    bulk = W0 + Z
+    r = _readout(act, bulk + spike, x1, y1, x2, y2, ridges, k)
+    out.update(_named("spiked", r))
+    Fb = _centred(act, bulk, x1)
+    gram = Fb.T @ Fb / n1 if p <= n1 else Fb @ Fb.T / n1
+    out["bulk_edge"] = jnp.linalg.eigvalsh(gram)[-1]
+    out["update_singular_values"] = s[: N_TOP + rank]
+    out["update_rest_norm2"] = q
+    return out
+
+
+def _named(name, r):
+    eig, top, overlap, train, test = r
+    return {f"{name}/eigenvalues": eig, f"{name}/top": top, f"{name}/overlap": overlap,
+            f"{name}/train_error": train, f"{name}/test_error": test}
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+
+def simulate_features(config: FeaturesConfig | None = None, *, seeds: int = 8, seed: int = 0,
+                      progress=None, **kwargs) -> FeaturesResult:
+    """Simulate the three feature maps over ``seeds`` independent seeds.
+
+    Args:
+        config: a :class:`FeaturesConfig`; or pass its fields as keyword arguments
+            (``target``, ``activation``, ``d``, ``kappa``, ``alpha0``, ``alpha1``, ``lr``,
+            ``lr_scaling``, ``steps``, ``batch``, ``ridges``, ``noise``, ``spike_rank``,
+            ``n_test``, ``outlier_margin``).
+        seeds: number of independent seeds (≥ 2 for standard errors).
+        seed: the user seed all keys derive from.
+        progress: tqdm bar over seeds (None: only on a TTY; False: off).
+
+    Returns:
+        :class:`FeaturesResult` (per-seed arrays; ``estimate(name)`` gives mean ± SE).
+    """
+    if config is None:
+        config = FeaturesConfig(**kwargs)
+    elif kwargs:
+        raise DMFTInputError(f"pass either `config` or keyword fields, not both; got {kwargs}")
+    if not isinstance(config, FeaturesConfig):
+        raise DMFTInputError(f"`config` must be a FeaturesConfig; got {type(config).__name__}")
+    seeds = check_int("seeds", seeds, low=1, high=100_000)
+    seed = check_int("seed", seed, low=0, high=2**63 - 1)
+    check_x64("float64")
+    c = config
+    k = get_target(c.target).k
+    static = (c.target, c.activation, c.d, c.p, k, c.n0, c.n1, c.n_test_eff, c.steps, c.batch,
+              c.spike_rank)
+    root = jax.random.fold_in(jax.random.key(seed), STREAM_FEATURES)
+    ridges = jnp.asarray(c.ridges, dtype=jnp.float64)
+    eta = jnp.asarray(c.eta, dtype=jnp.float64)
+    noise = jnp.asarray(c.noise, dtype=jnp.float64)
+    rows = []
+    t0 = time.perf_counter()
+    it = range(seeds)
+    if progress is not False:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc=f"features d={c.d}", disable=None if progress is None else False,
+                  leave=False)
+    for s in it:
+        out = _one_seed(static, jax.random.fold_in(root, s), eta, ridges, noise)
+        rows.append(jax.tree.map(np.asarray, out))
+    per_seed = {name: np.stack([r[name] for r in rows]) for name in rows[0]}
+    if c.steps > 0:
+        edge = per_seed["bulk_edge"] * (1.0 + c.outlier_margin)
+        for m in MAPS:
+            per_seed[f"{m}/n_outliers"] = np.sum(
+                per_seed[f"{m}/eigenvalues"] > edge[:, None], axis=1).astype(np.float64)
+        per_seed["w1_step_spiked"] = wasserstein1(per_seed["step/eigenvalues"],
+                                                  per_seed["spiked/eigenvalues"])
+        per_seed["w1_step_rf"] = wasserstein1(per_seed["step/eigenvalues"],
+                                              per_seed["rf/eigenvalues"])
+    settings = {"seeds": seeds, "seed": seed, "key_scheme": KEY_SCHEME,
+                "wall_time_s": time.perf_counter() - t0, "dtype": "float64"}
+    maps = MAPS if c.steps > 0 else ("rf",)
+    return FeaturesResult(config=c, per_seed=per_seed, maps=maps, settings=settings,
+                          theory=rf_closed_form(c))
+
+
+def rf_closed_form(config: FeaturesConfig) -> dict | None:
+    """The d → ∞ test and train error of the random features at init for ``config``'s ridges
+    (:func:`dmft.rf_theory.rf_test_error`), or None where the closed form does not apply
+    (a linear activation, or a target with more than 3 directions)."""
+    from .rf_theory import rf_test_error
+
+    c = config
+    try:
+        th = rf_test_error(c.kappa, c.alpha1, np.asarray(c.ridges), c.activation, c.target,
+                           c.noise)
+    except DMFTInputError:
+        return None
+    return {"test_error": np.asarray(th["test_error"]),
+            "train_error": np.asarray(th["train_error"])}
