@@ -1,7 +1,8 @@
 """Shared helpers of the claim studies in ``validation/claims/`` (Dandi et al. 2024).
 
-Norms of overlaps with honest standard errors, runs that survive a divergence, an atomic JSON
-writer and a compact table printer. The studies import this module from their own folder.
+Norms of overlaps with honest standard errors, runs that survive a divergence (one solve, or a
+whole grid in one ``dmft.sweep``), an atomic JSON writer and a compact table printer. The studies
+import this module from their own folder.
 
 Standard error of a norm. A run gives the entries of m (p×k) as a mean with a standard error
 per entry (DMFT: over replicas; simulation: over seeds). We report ‖m̄‖ (the Frobenius norm of the
@@ -20,6 +21,7 @@ import json
 import math
 import os
 import time
+import warnings
 
 import numpy as np
 
@@ -68,6 +70,32 @@ def _guarded(run, **kwargs):
 def run_dmft(problem, samples, seed, replicas=16):
     """DMFT solve (partial trajectory on divergence): (traj, status, seconds)."""
     return _guarded(dmft.solve, problem=problem, samples=samples, seed=seed, replicas=replicas)
+
+
+def run_sweep(problem, over, samples, seed, replicas=16):
+    """DMFT of every point of a grid in one ``dmft.sweep`` (one compilation, common random
+    numbers: every point uses ``seed``, like ``run_dmft`` of that point).
+
+    Returns (sweep result, [(traj, status, seconds) per point in C order over the axes]): a
+    diverged point keeps its partial trajectory (up to its first bad step) and the status
+    "diverged at step k", as ``run_dmft`` gives; seconds is the sweep's time over its points.
+    The studies' own blow-up test (``blowup``: mean diag Q > 100) applies as for ``run_dmft``.
+    """
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():  # "k of n grid points diverged": reported per point
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = dmft.sweep(problem, over, samples, seed=seed, replicas=replicas, progress=False)
+    sec = (time.perf_counter() - t0) / len(res.points)
+    return res, [(tr, _status(tr), sec) for tr in res.points]
+
+
+def _status(tr):
+    """A sweep point's status in run_dmft's words ("ok", "diverged at step k"); other states
+    (e.g. "blew_up" where the package marks blow-ups) keep their name and step."""
+    if tr.status == "ok":
+        return "ok"
+    word = "diverged" if tr.status == "diverged" else str(tr.status)
+    return f"{word} at step {tr.first_bad_step}"
 
 
 def run_sim(problem, d, seeds, seed):

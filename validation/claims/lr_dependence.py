@@ -5,9 +5,10 @@ and small η behave like one-pass GD, stuck at m = 0 for an information exponent
 fresh batch used twice (`repeat:2`) the overlap with he3 should switch on only above some η.
 
 he3, p = 2 ReLU, a = (1, −1)/√2, α = 2, schedule repeat:2, T = 6: ‖m_t‖ after t = 2, 4, 6 over a
-log grid of η (DMFT ± SE; a run that diverges (dmft.DivergenceError) or blows up (mean diag Q >
-100) is marked and larger η are skipped), simulation at a few η. Then a per-step schedule: η_1
-on the first use of each batch and η_2 on its repetition.
+log grid of η (DMFT ± SE; a run that diverges or blows up (mean diag Q > 100) is marked, and so
+are the larger η), simulation at a few η. Then a per-step schedule: η_1 on the first use of each
+batch and η_2 on its repetition. All DMFT runs (the grid, the simulated η, the per-step schedules)
+are one ``dmft.sweep`` over the per-step learning rate: one compilation, common random numbers.
 
 Usage: python validation/claims/lr_dependence.py [--quick] [--samples N] [--d D] [--seeds S]
 Writes <out>/lr_dependence.png and <out>/lr_dependence.json (default out: figures/claims).
@@ -34,8 +35,8 @@ from _common import (  # noqa: E402
     norm_estimate,
     per_seed_norm,
     print_table,
-    run_dmft,
     run_sim,
+    run_sweep,
     save_png,
     write_json,
 )
@@ -149,20 +150,28 @@ def main(argv=None) -> int:
     lrs = [float(f"{x:.3g}") for x in np.geomspace(a.lr_min, a.lr_max, a.n_lr)]
     print(f"[lr_dependence] he3, repeat:2, alpha={a.alpha}, T={a.steps}, eta grid {lrs}; DMFT "
           f"samples={a.samples}; sim d={a.d} x {a.seeds} seeds at eta={a.sim_lrs}", flush=True)
+    # The DMFT of the whole study in one dmft.sweep (one compilation, same seed at every
+    # point): the η grid, the simulated η off the grid and the split schedules are all values of
+    # the per-step learning rate lr (shape (T,)).
+    extra = [lr for lr in a.sim_lrs if lr not in lrs]
+    splits = [np.array([a.split_base if t % 2 == 0 else lr2 for t in range(a.steps)])
+              for lr2 in a.split_lrs]
+    values = [np.full(a.steps, lr) for lr in lrs + extra] + splits
+    _, runs = run_sweep(problem(a, lrs[0]), {"lr": values}, a.samples, a.seed)
+    print(f"  DMFT sweep of {len(values)} learning-rate schedules: "
+          f"{sum(r[2] for r in runs):.1f}s", flush=True)
     grid = {}
     stopped = None
-    for lr in lrs:
-        if stopped is not None:
-            grid[lr] = dict(status=f"skipped (diverged/blew up at eta={stopped:g})")
-            continue
-        tr, status, sec = run_dmft(problem(a, lr), a.samples, a.seed)
+    for lr, (tr, status, sec) in zip(lrs, runs[:len(lrs)], strict=True):
         v, e = norm_estimate(tr.m)
         bu = blowup(tr)
         grid[lr] = dict(norm=v, se=e, status=status, blowup=bu, seconds=sec,
                         Qdiag=np.einsum("tii->t", tr.Q.value) / 2)
-        print(f"  DMFT eta={lr:<6g} {status:18s} {sec:5.1f}s |m_T|={fmt(v[-1], e[-1])} "
+        if stopped is not None:  # the loop used to skip these; the sweep has them anyway
+            grid[lr]["status"] = f"{status} (beyond the blow-up at eta={stopped:g})"
+        print(f"  DMFT eta={lr:<6g} {status:18s} |m_T|={fmt(v[-1], e[-1])} "
               f"blow-up={bu}", flush=True)
-        if status != "ok" or bu:
+        if stopped is None and (status != "ok" or bu):
             stopped = lr
     sims = {}
     for lr in a.sim_lrs:
@@ -173,15 +182,12 @@ def main(argv=None) -> int:
         print(f"  SIM  eta={lr:<6g} {status:18s} {sec:5.1f}s |mean m_T|={fmt(v[-1], e[-1])} "
               f"mean|m_T|={fmt(fv[-1], fe[-1])}", flush=True)
     sims_dmft = {}
-    for lr in a.sim_lrs:  # DMFT at the simulated η when not on the grid
-        if lr not in grid:
-            tr, status, sec = run_dmft(problem(a, lr), a.samples, a.seed)
-            v, e = norm_estimate(tr.m)
-            sims_dmft[lr] = dict(norm=v, se=e, status=status, blowup=blowup(tr), seconds=sec)
+    for lr, (tr, status, sec) in zip(extra, runs[len(lrs):len(lrs) + len(extra)], strict=True):
+        v, e = norm_estimate(tr.m)  # DMFT at the simulated η not on the grid
+        sims_dmft[lr] = dict(norm=v, se=e, status=status, blowup=blowup(tr), seconds=sec)
     split = {}
-    for lr2 in a.split_lrs:
-        lr_arr = np.array([a.split_base if t % 2 == 0 else lr2 for t in range(a.steps)])
-        tr, status, sec = run_dmft(problem(a, lr_arr), a.samples, a.seed)
+    for lr2, lr_arr, (tr, status, sec) in zip(a.split_lrs, splits, runs[len(lrs) + len(extra):],
+                                              strict=True):
         v, e = norm_estimate(tr.m)
         split[lr2] = dict(lr=lr_arr, norm=v, se=e, status=status, blowup=blowup(tr), seconds=sec)
         print(f"  DMFT split eta1={a.split_base:g} eta2={lr2:g} {status} |m_T|="
@@ -223,10 +229,10 @@ def main(argv=None) -> int:
     T = a.steps
     on = [lr for lr, r in grid.items()
           if "norm" in r and len(r["norm"]) == T + 1 and not r["blowup"]
-          and r["norm"][T] > 4 * r["se"][T]]
+          and r["status"] == "ok" and r["norm"][T] > 4 * r["se"][T]]
     off = [lr for lr, r in grid.items()
            if "norm" in r and len(r["norm"]) == T + 1 and not r["blowup"]
-           and r["norm"][T] <= 4 * r["se"][T]]
+           and r["status"] == "ok" and r["norm"][T] <= 4 * r["se"][T]]
     bad = [lr for lr, r in grid.items() if "norm" not in r or r["status"] != "ok" or r["blowup"]]
     onset = min(on) if on else None
     below = max([x for x in off if onset is None or x < onset], default=None)
