@@ -61,7 +61,7 @@ _SCALE_DESCRIPTIONS = {
     "unit": "student unit j",
     "unit2": "student unit l (second unit index)",
     "target_dir": "target direction i",
-    "seed": "simulation seed index",
+    "seed": "simulation seed index (DMFT files: replica index)",
 }
 
 
@@ -382,7 +382,7 @@ def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
     scales["step"].attrs["long_name"] = _SCALE_DESCRIPTIONS[TIME_AXIS[traj.kind]]
 
     per_seed = traj.per_seed or {}
-    if traj.kind == "simulation" and per_seed:
+    if per_seed:  # simulation seeds, or DMFT replicas (solve(..., keep_replicas=True))
         n_seeds = next(iter(per_seed.values())).shape[0]
         scales["seed"] = _scale(f, "seed", n_seeds)
     if traj.kind == "dmft" and traj.kernels:

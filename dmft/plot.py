@@ -357,6 +357,17 @@ __all__ = ["plot_overlaps", "plot_gram", "plot_losses", "plot_comparison", "plot
            "save_figure", "style"]
 
 
+def _edges(c, log: bool):
+    """Cell edges around the centres ``c``: midpoints (geometric on a log axis)."""
+    c = np.asarray(c, dtype=np.float64)
+    if len(c) == 1:
+        return np.array([c[0] * 0.9, c[0] * 1.1]) if log else np.array([c[0] - 0.5, c[0] + 0.5])
+    u = np.log(c) if log else c
+    mid = 0.5 * (u[1:] + u[:-1])
+    e = np.concatenate([[2 * u[0] - mid[0]], mid, [2 * u[-1] - mid[-1]]])
+    return np.exp(e) if log else e
+
+
 def plot_sweep(result, observable: str = "m_norm", step: int | None = None, ax=None,
                sims=None):
     """A phase diagram: ``observable`` at ``step`` (default: the last) over the grid.
@@ -397,7 +408,8 @@ def plot_sweep(result, observable: str = "m_norm", step: int | None = None, ax=N
             ax.set_ylabel(f"{label} at t = {step}")
         else:
             y, x = coords
-            mesh = ax.pcolormesh(x, y, est.value, shading="nearest", cmap="viridis")
+            mesh = ax.pcolormesh(_edges(x, logish(x)), _edges(y, logish(y)), est.value,
+                                 shading="flat", cmap="viridis")
             fig.colorbar(mesh, ax=ax, label=f"{label} at t = {step}")
             for c, e in sims or []:
                 ax.plot(c[result.axes[1]], c[result.axes[0]], "s", mfc="none", mec="w", ms=9)

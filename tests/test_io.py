@@ -234,3 +234,14 @@ def test_damaged_file_refused(tmp_path):
     (tmp_path / "trunc.h5").write_bytes(data[: len(data) // 2])
     with pytest.raises(DMFTInputError):
         io.load(tmp_path / "trunc.h5")
+
+
+def test_dmft_file_with_replicas_roundtrips(tmp_path):
+    """A solve kept with its replicas (keep_replicas=True) saves and reloads them."""
+    import dmft
+    from dmft import io
+
+    tr = dmft.solve(dmft.make_problem("he3", p=2, steps=2), 2000, replicas=2,
+                    keep_replicas=True, progress=False)
+    back = io.load(io.save(tr, tmp_path / "r.h5"))
+    np.testing.assert_array_equal(back.per_seed["m"], tr.per_seed["m"])
