@@ -44,7 +44,10 @@ on a 24 GB machine the default is one seed at a time; benchmarks/sim_speed.py me
 resident memory of 2.62 GiB for that run (X is 2.24 GiB).
 
 Precision: ``dtype`` is the working dtype of the data, the weights and the observables (m and Q
-come straight from the W W*ᵀ and W Wᵀ matmuls). ``float64`` needs JAX x64 mode on. The normals are
+come straight from the W W*ᵀ and W Wᵀ matmuls). Every matrix product runs at full precision
+(``precision=HIGHEST``, and the jitted functions trace under
+``jax.default_matmul_precision("highest")``), whatever the user's global setting: GPUs otherwise
+use TF32-class float32 products. ``float64`` needs JAX x64 mode on. The normals are
 drawn in the working dtype, so float32 and float64 runs of the same seed see *different* data;
 they agree statistically (on the case below, 4 seeds: max |z| = 2.8 in m, 2.3 in Q, 3.0 in the
 test error over 10 steps). On the *same* data (drawn in float64, then float32 arithmetic), the
@@ -109,6 +112,18 @@ _ROW_BLOCK_ENTRIES = 2**21  # entries of X drawn per block (bounds the generator
 _MEMORY_FRACTION = 0.25  # of physical memory, for the default seed_batch
 _Q_OVERFLOW = 1e100
 _TEST_ERROR_MODES = ("exact", "sample")
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def _mm(a, b):
+    """``a @ b`` at full precision (GPUs default to TF32-class float32 products)."""
+    return jnp.matmul(a, b, precision=_HIGHEST)
+
+
+def _full_precision():
+    """Every product traced inside runs at full precision, whatever the user's global
+    ``jax_default_matmul_precision`` (library code such as the QR included)."""
+    return jax.default_matmul_precision("highest")
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,7 +158,7 @@ def _init_weights(problem: Problem, d: int, key, dtype, draw_dtype=None):
     u = basis[:, k:]  # (d, p), orthonormal and orthogonal to the span of W*
     chol = jnp.linalg.cholesky(jnp.asarray(problem.qperp0, dtype))
     m0 = jnp.asarray(problem.m0, dtype)
-    w0 = m0 @ wstar + sqrt_d * (chol @ u.T)
+    w0 = _mm(m0, wstar) + sqrt_d * _mm(chol, u.T)
     return wstar, w0
 
 
@@ -175,7 +190,7 @@ def _draw_data(problem: Problem, wstar, key, n: int, dtype, draw_dtype=None):
     """n samples x ~ N(0, I_d) (rows of X) and labels y = g*(W* x/√d) + √Δ ξ from ``key``."""
     d = wstar.shape[1]
     x = _normal_rows(jax.random.fold_in(key, _K_X), n, d, dtype, draw_dtype)
-    hstar = (x @ wstar.T) / math.sqrt(d)  # (n, k)
+    hstar = _mm(x, wstar.T) / math.sqrt(d)  # (n, k)
     xi = _normal(jax.random.fold_in(key, _K_NOISE), (n,), dtype, draw_dtype)
     noise_sd = jnp.sqrt(jnp.asarray(problem.noise, dtype))
     y = problem.target(hstar).astype(dtype) + noise_sd * xi
@@ -195,8 +210,9 @@ def _init_seed(problem: Problem, d: int, key, dtype="float64", n: int | None = N
     for seed index ``s``. ``n`` defaults to round(alpha·d).
     """
     n = int(round(problem.alpha * d)) if n is None else n
-    wstar, w0 = _init_weights(problem, d, key, dtype)
-    x, y = _draw_data(problem, wstar, _batch_key(key, 0), n, dtype)
+    with _full_precision():
+        wstar, w0 = _init_weights(problem, d, key, dtype)
+        x, y = _draw_data(problem, wstar, _batch_key(key, 0), n, dtype)
     return wstar, w0, x, y
 
 
@@ -235,12 +251,12 @@ def _run_one_seed(
         )
 
     def observe(w, a, x, y):
-        h = (x @ w.T) / sqrt_d  # (n, p)
+        h = _mm(x, w.T) / sqrt_d  # (n, p)
         train = jnp.mean(loss(y, network_output(h, a, act)))
-        m = (w @ wstar.T) / d
-        q = (w @ w.T) / d
+        m = _mm(w, wstar.T) / d
+        q = _mm(w, w.T) / d
         if sample_test:
-            h_test = (x_test @ w.T) / sqrt_d
+            h_test = _mm(x_test, w.T) / sqrt_d
             test = jnp.mean(loss(y_test, network_output(h_test, a, act)))
         else:
             test = jnp.zeros((), dtype)
@@ -252,10 +268,10 @@ def _run_one_seed(
         x, y = batch(t)
         h, obs = observe(w, a, x, y)
         g = loss_grad_h(h, y, a, act)  # (n, p)
-        w_next = dec * w - eta * ((g.T @ x) / sqrt_d)
+        w_next = dec * w - eta * (_mm(g.T, x) / sqrt_d)
         # second layer (trained when lr_a > 0): a ← a − η_a (1/d) Σ_ν (f_ν − y_ν) σ(h_ν)
         resid = network_output(h, a, act) - y
-        a_next = a - eta_a * (resid @ act.fn(h))[None, :] / d
+        a_next = a - eta_a * _mm(resid, act.fn(h))[None, :] / d
         return (w_next, a_next), obs
 
     (w_final, a_final), obs = jax.lax.scan(step, (w0, a0), (jnp.arange(steps), decay, lr, lr_a))
@@ -271,16 +287,18 @@ def _run_seed_batch(problem, root, seed_ids, d, n, dtype, sample_test, n_test, d
         key = jax.random.fold_in(root, s)
         return _run_one_seed(problem, key, d, n, dtype, sample_test, n_test, draw_dtype)
 
-    return jax.vmap(one)(seed_ids)
+    with _full_precision():
+        return jax.vmap(one)(seed_ids)
 
 
 @eqx.filter_jit
 def _exact_test_error(problem, m, q, a):
     """Quadrature test error for m (N, p, k), Q (N, p, p), a (N, p), one entry at a time
     (bounded memory)."""
-    return jax.lax.map(
-        lambda mqa: _quadrature_test_error(problem, mqa[0], mqa[1], mqa[2]), (m, q, a)
-    )
+    with _full_precision():
+        return jax.lax.map(
+            lambda mqa: _quadrature_test_error(problem, mqa[0], mqa[1], mqa[2]), (m, q, a)
+        )
 
 
 # --------------------------------------------------------------------------------------------

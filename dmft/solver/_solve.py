@@ -31,6 +31,7 @@ from ..observables import test_error as _test_error
 from ..problem import STREAM_DMFT, Problem, stream_key
 from ..result import Trajectory, estimate_from_replicas
 from ._factor import SCHUR_WARN_REL
+from ._precision import full_precision
 from ._state import DRAW_BLOCK
 from ._step import progress_meter, run_sweep
 from ._structure import Structure, make_structure, numeric_problem
@@ -195,8 +196,12 @@ def warn_noisy_response(traj, stacklevel=3) -> None:
         )
 
 
-_TEST_ERROR = jax.jit(
-    lambda pr, m, Q, a: jax.lax.map(lambda x: _test_error(pr, *x), (m, Q, a)))
+def _test_errors(pr, m, Q, a):
+    with full_precision():
+        return jax.lax.map(lambda x: _test_error(pr, *x), (m, Q, a))
+
+
+_TEST_ERROR = jax.jit(_test_errors)
 
 
 def replica_test_error(problem, m, Q, a):

@@ -108,16 +108,41 @@ def draw_samples(key, n: int, n_alloc: int, T1: int, p: int, k: int, nb: int, dt
     return z, hs, xi
 
 
-def regressor_gram(z, hs, xi, n_real: int):
+def regressor_gram(z, hs, xi, n_real: int, out_dtype=None):
     """Σ_b x_b x_bᵀ over the first ``n_real`` rows (the rest are zero padding),
-    x = [1, h*_0..h*_{nb-1}, ξ_0..ξ_{nb-1}, z_0, ..., z_T], by blocks."""
+    x = [1, h*_0..h*_{nb-1}, ξ_0..ξ_{nb-1}, z_0, ..., z_T], by blocks.
+
+    With ``out_dtype`` wider than the samples' (a mixed-precision float32 solve), the sum is
+    taken in ``out_dtype`` block by block of ``DRAW_BLOCK`` rows, each block widened on the fly:
+    the products of float32 numbers are exact in float64, and no widened copy of z is held.
+    """
     n = z.shape[0]
     one = (jnp.arange(n) < n_real).astype(z.dtype)[:, None]
     F = jnp.concatenate([one, hs.reshape(n, -1), xi], axis=1)
     zf = z.reshape(n, -1)
-    Fz = jnp.matmul(F.T, zf, precision=HIGHEST)
-    return jnp.block([[jnp.matmul(F.T, F, precision=HIGHEST), Fz],
-                      [Fz.T, jnp.matmul(zf.T, zf, precision=HIGHEST)]])
+    if out_dtype is None or jnp.dtype(out_dtype) == z.dtype:
+        Fz = jnp.matmul(F.T, zf, precision=HIGHEST)
+        return jnp.block([[jnp.matmul(F.T, F, precision=HIGHEST), Fz],
+                          [Fz.T, jnp.matmul(zf.T, zf, precision=HIGHEST)]])
+
+    def gram(F_rows, z_rows):
+        x = jnp.concatenate([F_rows, z_rows], axis=1).astype(out_dtype)
+        return jnp.matmul(x.T, x, precision=HIGHEST)
+
+    D = F.shape[1] + zf.shape[1]
+    nfull, rem = divmod(n, DRAW_BLOCK)
+
+    def body(i, acc):
+        def rows(a):
+            return jax.lax.dynamic_slice_in_dim(a, i * DRAW_BLOCK, DRAW_BLOCK, axis=0)
+        return acc + gram(rows(F), rows(zf))
+
+    out = jnp.zeros((D, D), out_dtype)
+    if nfull:
+        out = jax.lax.fori_loop(0, nfull, body, out)
+    if rem:
+        out = out + gram(F[nfull * DRAW_BLOCK:], zf[nfull * DRAW_BLOCK:])
+    return out
 
 
 def draw_replica(st: Structure, key):
@@ -125,7 +150,7 @@ def draw_replica(st: Structure, key):
     z, hs, xi = draw_samples(key, st.n_real, st.npad, st.T1, st.p, st.k, st.nb, st.dtype)
     out = {"z": z, "hs": hs, "xi": xi}
     if st.mode != "fresh":
-        G = regressor_gram(z, hs, xi, st.n_real)
+        G = regressor_gram(z, hs, xi, st.n_real, st.kdtype)
         if st.mode == "reuse":
             LG = jnp.linalg.cholesky(G)
             out["LG"] = LG
@@ -138,11 +163,11 @@ def draw_replica(st: Structure, key):
 
 def init_state(st: Structure, problem, draws) -> SweepState:
     """The state of one replica at t = 0, from its draws and the (traced) problem numbers."""
-    p, k, T1, dtype = st.p, st.k, st.T1, st.dtype
+    p, k, T1, dtype, kd = st.p, st.k, st.T1, st.dtype, st.kdtype
     z, hs, xi = draws["z"], draws["hs"], draws["xi"]
     Tp = T1 * p
     # labels of every batch, computed once: y_b = g*(h*_b) + √Δ ξ_b
-    y = problem.target(hs).astype(dtype) + jnp.sqrt(problem.noise) * xi  # (npad, nb)
+    y = (problem.target(hs).astype(kd) + jnp.sqrt(problem.noise) * xi).astype(dtype)
     pad = st.npad - st.n_real
     D = None if st.mode == "fresh" else 1 + st.nb * (k + 1) + Tp
     return SweepState(
@@ -150,23 +175,23 @@ def init_state(st: Structure, problem, draws) -> SweepState:
         g=jnp.zeros((st.npad, Tp), dtype),
         y=y,
         xf=jnp.concatenate([jnp.ones_like(xi)[:, :, None], hs, xi[:, :, None]], axis=2),
-        L=jnp.eye(Tp, dtype=dtype),
-        Linv=jnp.eye(Tp, dtype=dtype),
-        Qp=jnp.zeros((T1, T1, p, p), dtype).at[0, 0].set(problem.qperp0),
-        C=jnp.zeros((T1, T1, p, p), dtype),
-        Gamma=jnp.zeros((T1, T1, p, p), dtype),
-        R=jnp.zeros((T1, T1, p, p), dtype),
-        R0=jnp.zeros((T1, p, p), dtype).at[0].set(jnp.eye(p, dtype=dtype)),
-        m=jnp.zeros((T1, p, k), dtype).at[0].set(problem.m0),
-        a=jnp.broadcast_to(problem.second_layer, (T1, p)),
+        L=jnp.eye(Tp, dtype=kd),
+        Linv=jnp.eye(Tp, dtype=kd),
+        Qp=jnp.zeros((T1, T1, p, p), kd).at[0, 0].set(problem.qperp0),
+        C=jnp.zeros((T1, T1, p, p), kd),
+        Gamma=jnp.zeros((T1, T1, p, p), kd),
+        R=jnp.zeros((T1, T1, p, p), kd),
+        R0=jnp.zeros((T1, p, p), kd).at[0].set(jnp.eye(p, dtype=kd)),
+        m=jnp.zeros((T1, p, k), kd).at[0].set(problem.m0),
+        a=jnp.broadcast_to(problem.second_layer, (T1, p)).astype(kd),
         w=(jnp.concatenate([jnp.ones((st.n_real,), dtype), jnp.zeros((pad,), dtype)])
            if pad else None),
         K=jnp.zeros((st.npad, T1, T1, p, p), dtype) if st.pathwise else None,
         LG=draws.get("LG"),
         LGinv=draws.get("LGinv"),
         G=draws.get("G"),
-        beta=None if D is None else jnp.zeros((Tp, D), dtype),
-        cfull=None if D is None else jnp.zeros((Tp, D), dtype),
+        beta=None if D is None else jnp.zeros((Tp, D), kd),
+        cfull=None if D is None else jnp.zeros((Tp, D), kd),
     )
 
 
