@@ -146,6 +146,14 @@ def solve(
                   keep_replicas)
 
 
+# With float32 kernels (float32 solve without JAX x64), a relative Schur complement of Q⊥
+# below this (~1e3 float32 epsilons) is not resolved by the causal factor: measured, all-float32
+# solves diverged a few steps after it fell to ~1e-5 (see ``_precision``).
+FLOAT32_SCHUR_TRUST = 1e-4
+FLOAT32_REMEDY = ("use dtype='float64' (with jax.config.update('jax_enable_x64', True)), or "
+                  "turn x64 on to keep dtype='float32' histories with float64 kernels")
+
+
 def finish(problem, state, outs, n_run, settings, keep_replicas, stacklevel=3) -> Trajectory:
     """Assemble the host arrays of one solve, warn, and raise on divergence."""
     first_bad = -1
@@ -154,6 +162,25 @@ def finish(problem, state, outs, n_run, settings, keep_replicas, stacklevel=3) -
     n_done = n_run if first_bad < 0 else first_bad  # steps whose outputs are all good
     traj = assemble(problem, state, outs, n_done, first_bad, settings, keep_replicas)
     rel = traj.diagnostics["min_schur_eig_rel"]
+    f32_kernels = np.asarray(state["m"]).dtype == np.float32
+    untrusted = np.nonzero(rel < FLOAT32_SCHUR_TRUST)[0] if f32_kernels else np.zeros(0, int)
+    if first_bad >= 0 and f32_kernels:
+        raise DivergenceError(
+            first_bad,
+            "DMFT kernels/overlaps computed in float32 (JAX x64 is off); the causal factor of "
+            f"Q⊥ cannot resolve relative Schur complements below {FLOAT32_SCHUR_TRUST:g} in "
+            "float32" + (f" (first below it at step {int(untrusted[0])})" if len(untrusted)
+                         else "") + f"; {FLOAT32_REMEDY}",
+            partial=traj)
+    if len(untrusted):
+        warnings.warn(
+            f"float32 kernels (JAX x64 is off): the relative Schur complement of Q⊥ fell to "
+            f"{float(np.min(rel)):.2e} at step {int(untrusted[0])}, below the "
+            f"{FLOAT32_SCHUR_TRUST:g} that float32 resolves; later steps may be wrong or diverge; "
+            f"{FLOAT32_REMEDY}",
+            RuntimeWarning,
+            stacklevel=stacklevel,
+        )
     if np.any(rel < -SCHUR_WARN_REL):
         bad = np.nonzero(rel < -SCHUR_WARN_REL)[0]
         warnings.warn(
@@ -257,9 +284,17 @@ def assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas) -> T
     )
 
 
+# Device (GPU) peak model, calibrated on an H200 at (T, N, p) = (50, 1e7, 2), float64: XLA's
+# GPU buffer assignment keeps one extra copy of both histories (z and g) alive during a step
+# (the sample-contracting products read transposed layouts); measured peak 31.2 GiB against
+# 31.7 GiB for state + that copy + the CPU transients. The pre-flight adds GPU_MARGIN on top.
+GPU_HISTORY_COPIES = 1.0
+GPU_MARGIN = 1.10
+
+
 def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
                     chunk_size: int | None = None, response: str = "stein",
-                    dtype="float64", grid: int = 1) -> dict:
+                    dtype="float64", grid: int = 1, platform: str | None = None) -> dict:
     """Memory a :func:`solve` (or a ``grid``-point batch of :func:`dmft.sweep`) needs, in bytes.
 
     Returns a dict with
@@ -267,18 +302,25 @@ def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
             (histories z and g, labels, fixed regressors, padding weights, the pathwise
             tangents, and every replica's kernels and factors); a solve is refused when they
             do not fit in the free memory. In a grid the draws (z, h*, ξ, the regressors'
-            Gram) are shared by every point; the rest is per point.
-        ``peak``: ``state`` plus the transients seen on XLA:CPU: one block of draws for all
-            replicas (about 1.5 float64 words per normal, with the random bits), one more copy
-            of the kernels, and 0.3 GB of runtime. Peak RSS above the interpreter's, measured
-            (estimated), float64: (T, N, p) = (7, 1e6, 2): 0.69 (0.70) GB; (28, 1e5, 2): 0.43
-            (0.47) GB; (100, 1e5, 4): 1.68 (1.86) GB.
+            Gram) are shared by every point; the rest is per point. A float32 solve keeps its
+            per-sample arrays in float32 and its kernels in float64 when x64 is on.
+        ``peak``: the expected peak on ``platform`` (default: JAX's default backend).
+            On the CPU: ``state`` plus the transients seen on XLA:CPU: one block of draws for
+            all replicas (about 1.5 float64 words per normal, with the random bits), one more
+            copy of the kernels, and 0.3 GB of runtime. Peak RSS above the interpreter's,
+            measured (estimated), float64: (T, N, p) = (7, 1e6, 2): 0.69 (0.70) GB;
+            (28, 1e5, 2): 0.43 (0.47) GB; (100, 1e5, 4): 1.68 (1.86) GB.
+            On a GPU: the same plus ``GPU_HISTORY_COPIES`` copies of the histories z and g
+            (H200, (50, 1e7, 2) float64: measured 31.2 GiB, this model 31.7 GiB).
+        ``device_limit``: what the pre-flight requires free: ``peak`` times ``GPU_MARGIN`` on
+            a GPU (where running out of memory aborts the run), ``state`` on the CPU.
     """
     n_real = samples // replicas
     chunk = n_real if chunk_size is None else min(chunk_size, n_real)
     st = make_structure(problem, n_real, chunk, response, dtype)
     T1, p, k, nb, npad = st.T1, st.p, st.k, st.nb, st.npad
-    item = np.dtype(dtype).itemsize
+    item = np.dtype(st.dtype).itemsize
+    kitem = np.dtype(st.kdtype).itemsize
     # per sample: z and the fixed regressors (shared in a grid); g, labels, padding weights,
     # pathwise tangents (per grid point)
     shared_per = T1 * p + nb * (k + 2)
@@ -292,15 +334,23 @@ def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
         D = 1 + nb * (k + 1) + T1 * p
         shared_k = (2 if st.mode == "reuse" else 1) * D * D
         kernels += 2 * T1 * p * D
-    state = item * replicas * (npad * (shared_per + grid * per) + shared_k + grid * kernels)
+    state = replicas * (item * npad * (shared_per + grid * per)
+                        + kitem * (shared_k + grid * kernels))
     draw_item = 8 if (jax.config.jax_enable_x64 or item == 8) else 4
     block = int(1.5 * draw_item * replicas * min(n_real, DRAW_BLOCK) * T1 * p)
-    peak = state + block + item * replicas * grid * kernels + RUNTIME_BYTES
-    return {"state": int(state), "peak": int(peak)}
+    peak = state + block + kitem * replicas * grid * kernels + RUNTIME_BYTES
+    platform = jax.default_backend() if platform is None else platform
+    if platform == "cpu":
+        limit = state
+    else:
+        peak += int(GPU_HISTORY_COPIES * item * replicas * npad * T1 * p * (1 + grid))
+        limit = int(GPU_MARGIN * peak)
+    return {"state": int(state), "peak": int(peak), "device_limit": int(limit)}
 
 
 def check_memory(problem, samples, replicas, chunk_size, response, dtype, grid=1) -> None:
-    """Refuse a solve whose resident arrays cannot fit; warn when the estimated peak may not."""
+    """Refuse a solve that cannot fit (on a GPU: its estimated peak with a margin; on the CPU:
+    its resident arrays); on the CPU, warn when the estimated peak may not fit."""
     need = memory_estimate(problem, samples, replicas=replicas, chunk_size=chunk_size,
                            response=response, dtype=dtype, grid=grid)
     avail, where = free_memory_bytes()
@@ -308,6 +358,15 @@ def check_memory(problem, samples, replicas, chunk_size, response, dtype, grid=1
         return
     what = (f"samples={samples}, steps={problem.steps}, p={problem.p}, response={response!r}, "
             f"dtype={np.dtype(dtype).name}" + (f", grid batch={grid}" if grid > 1 else ""))
+    if need["device_limit"] > avail and need["device_limit"] > need["state"]:
+        raise DMFTInputError(
+            f"`samples` too large for this device: {what} needs an estimated "
+            f"{need['peak'] / 1e9:.2f} GB at its peak ({need['device_limit'] / 1e9:.2f} GB with "
+            f"a {GPU_MARGIN - 1:.0%} margin), but {avail / 1e9:.2f} GB is free on {where}; use "
+            "fewer samples (several solves with other seeds can be pooled)"
+            + (", dtype='float32'" if np.dtype(dtype).itemsize == 8 else "")
+            + (" or response='stein'" if response == "pathwise" else "")
+        )
     if need["state"] > avail:
         raise DMFTInputError(
             f"`samples` too large for this machine: {what} keeps {need['state'] / 1e9:.2f} GB "

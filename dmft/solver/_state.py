@@ -145,9 +145,7 @@ def regressor_gram(z, hs, xi, n_real: int, out_dtype=None):
     return out
 
 
-def draw_replica(st: Structure, key):
-    """The problem-independent part of a replica: normals and the regressors' Gram."""
-    z, hs, xi = draw_samples(key, st.n_real, st.npad, st.T1, st.p, st.k, st.nb, st.dtype)
+def _with_gram(st: Structure, z, hs, xi):
     out = {"z": z, "hs": hs, "xi": xi}
     if st.mode != "fresh":
         G = regressor_gram(z, hs, xi, st.n_real, st.kdtype)
@@ -159,6 +157,26 @@ def draw_replica(st: Structure, key):
         else:
             out["G"] = G
     return out
+
+
+def draw_replica(st: Structure, key):
+    """The problem-independent part of a replica: normals and the regressors' Gram."""
+    z, hs, xi = draw_samples(key, st.n_real, st.npad, st.T1, st.p, st.k, st.nb, st.dtype)
+    return _with_gram(st, z, hs, xi)
+
+
+def draw_replicas(st: Structure, keys):
+    """:func:`draw_replica` for every key (leading replica axis), bitwise the same numbers.
+
+    The normals are drawn one replica at a time (``lax.map``): XLA compiled the random
+    generator batched over replicas (``vmap``) in twice the time (14.3 s against 6.6 s on the
+    2-core CPU at T=20, p=1), and one replica's block of temporaries is all it needs. The
+    Grams stay batched.
+    """
+    z, hs, xi = jax.lax.map(
+        lambda kk: draw_samples(kk, st.n_real, st.npad, st.T1, st.p, st.k, st.nb, st.dtype),
+        keys)
+    return jax.vmap(lambda a, b, c: _with_gram(st, a, b, c))(z, hs, xi)
 
 
 def init_state(st: Structure, problem, draws) -> SweepState:

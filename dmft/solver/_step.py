@@ -19,7 +19,7 @@ from ..problem import loss, loss_grad_h, network_output, sum_last
 from ._estimators import make_regression, make_response
 from ._factor import append_factor_row, flat_to_blocks
 from ._precision import HIGHEST, full_precision
-from ._state import SweepState, draw_replica, init_state
+from ._state import SweepState, draw_replica, draw_replicas, init_state
 from ._structure import Structure
 
 
@@ -213,7 +213,7 @@ def _sweep_one(st: Structure, problem, keys, meter):
     TRACE_COUNT[0] += 1
     act = problem.act
     step_r = jax.vmap(make_step(st, act), in_axes=(None, 0, None))  # replicas
-    draws = jax.vmap(lambda kk: draw_replica(st, kk))(keys)
+    draws = draw_replicas(st, keys)
     state = jax.vmap(lambda dr: init_state(st, problem, dr))(draws)
     shapes = jax.eval_shape(step_r, problem, state, jnp.asarray(0))[1]
     outs0 = jax.tree.map(lambda sd: jnp.zeros((st.T1,) + sd.shape, sd.dtype), shapes)
