@@ -68,9 +68,9 @@ def assert_all_highest(closed):
     return len(dots)
 
 
-@pytest.mark.parametrize("schedule, response", [("reuse", "stein"), ("fresh", "pathwise"),
-                                                ("repeat:2", "stein")])
+@pytest.mark.parametrize("schedule, response", [("reuse", "stein"), ("repeat:2", "pathwise")])
 def test_float32_sweep_traces_every_product_at_highest(schedule, response):
+    """... and the library sets the precision locally: the user's setting is left as it was."""
     pr = make_problem("tanh_he3", p=2, activation="erf", lr=0.2, steps=3, schedule=schedule)
     with user_precision("bfloat16"):
         st = _solve.validate(pr, 800, 0, 2, 100, response, "float32")
@@ -84,6 +84,8 @@ def test_float32_sweep_traces_every_product_at_highest(schedule, response):
         closed_te = jax.make_jaxpr(_solve._test_errors)(
             _structure.numeric_problem(pr, "float32"), m, q, a)
         n_te = dot_precisions(closed_te.jaxpr)
+        assert jax.config.jax_default_matmul_precision == "bfloat16"
+    assert jax.config.jax_default_matmul_precision != "bfloat16"
     assert n > 10
     assert all(p == (HIGHEST, HIGHEST) for p, _ in n_te)
 
@@ -108,18 +110,6 @@ def test_float32_simulator_traces_every_product_at_highest():
         a = jnp.ones((3, 2), jnp.float32)
         closed = eqx.filter_make_jaxpr(_exact_test_error)(pr, m, q, a)[0]
         assert all(p == (HIGHEST, HIGHEST) for p, _ in dot_precisions(closed.jaxpr))
-
-
-def test_user_precision_is_restored_and_untouched():
-    """The library sets precision locally: the user's global setting is what it was."""
-    with user_precision("bfloat16"):
-        pr = make_problem("tanh_he3", p=2, activation="relu", lr=0.2, steps=2)
-        st = _solve.validate(pr, 800, 0, 2, None, "stein", "float32")
-        eqx.filter_make_jaxpr(_step.run_sweep)(
-            st, _structure.numeric_problem(pr, st.dtype), _solve.replica_keys(0, 2),
-            diffrax.NoProgressMeter())
-        assert jax.config.jax_default_matmul_precision == "bfloat16"
-    assert jax.config.jax_default_matmul_precision != "bfloat16"
 
 
 def test_float32_solve_keeps_kernels_in_float64():
@@ -187,39 +177,61 @@ def test_float32_warns_and_names_remedy_without_float64_kernels(monkeypatch):
 
     monkeypatch.setattr(_structure, "kernel_dtype", lambda d: jnp.dtype(d))
     monkeypatch.setattr(_solve, "FLOAT32_SCHUR_TRUST", 0.5)
-    pr = make_problem("tanh_he3", p=2, activation="relu", lr=0.2, steps=3)
+    pr = make_problem("tanh_he3", p=2, activation="relu", lr=0.2, steps=4)
     with pytest.warns(RuntimeWarning, match=r"float32 kernels.*at step \d.*dtype='float64'"):
         tr = _solve.solve(pr, 2000, seed=0, replicas=2, dtype="float32", progress=False)
     assert tr.status == "ok"
-    big = make_problem("tanh_he3", p=2, activation="relu", lr=40.0, steps=6)
+    big = make_problem("tanh_he3", p=2, activation="relu", lr=1e4, steps=4)  # no recompile
     with pytest.raises(DivergenceError, match=r"step \d.*float32.*dtype='float64'"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             _solve.solve(big, 2000, seed=0, replicas=2, dtype="float32", progress=False)
 
 
-@pytest.fixture(scope="module")
-def long_horizon():
-    """T = 100 (p = 2, reuse): float64 and mixed-precision float32 solves of the same seed."""
-    pr = make_problem("tanh_he3", p=2, activation="relu", alpha=3.0, lr=0.2, steps=100)
-    kw = dict(samples=4000, seed=1, replicas=4, progress=False)
+def _float32_vs_float64(T, p, samples, replicas):
+    """max over t >= 1 of |float32 − float64| / SE(float64) for m, Q, e_g and the train loss,
+    same seed (same normals), and the float32 solve."""
+    pr = make_problem("tanh_he3", p=p, activation="relu", alpha=3.0, lr=0.2, steps=T)
+    kw = dict(samples=samples, seed=1, replicas=replicas, progress=False)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # noisy Γ at this small N
-        return (_solve.solve(pr, dtype="float64", **kw), _solve.solve(pr, dtype="float32", **kw))
-
-
-def test_float32_matches_float64_at_long_horizon(long_horizon):
-    """Same seed → same normals; the float32 − float64 difference at T = 100 stays far below
-    one Monte Carlo standard error (measured max |Δ|/SE ~ 1e-3; the all-float32 solver
-    diverged on this family of problems: step 60 at (T, N, p) = (100, 16000, 4))."""
-    a, b = long_horizon
-    assert b.status == "ok" and len(b.step) == 101
+        warnings.simplefilter("ignore", RuntimeWarning)  # noisy Γ at small N
+        a = _solve.solve(pr, dtype="float64", **kw)
+        b = _solve.solve(pr, dtype="float32", **kw)
+    z = {}
     for name in ("m", "Q", "test_error", "train_loss"):
         d = np.abs(np.asarray(getattr(b, name).value, np.float64)
                    - np.asarray(getattr(a, name).value))
         se = np.asarray(getattr(a, name).error)[1:]
         assert np.all(se > 0), name
-        assert np.max(d[1:] / se) < 0.25, (name, np.max(d[1:] / se))
+        z[name] = float(np.max(d[1:] / se))
+    return z, b
+
+
+def test_float32_matches_float64_at_long_horizon():
+    """T = 100, p = 1: same seed → same normals; float32 (mixed precision) − float64 stays far
+    below one Monte Carlo standard error (measured: max |Δ|/SE < 1e-3)."""
+    z, b = _float32_vs_float64(100, 1, 2000, 4)
+    assert b.status == "ok" and len(b.step) == 101
+    assert max(z.values()) < 0.1, z
+
+
+@pytest.mark.slow
+def test_float32_issue_case_runs_to_the_end():
+    """The issue's case, (T, N, p) = (200, 28000, 8), 4 replicas, seed 1: all-float32 diverged
+    at step 28; mixed precision runs to the end within the Monte Carlo errors (measured max
+    |Δ|/SE: m 0.28, Q 0.82, e_g 0.23, train loss 2.3, whose replica SE is small). ~15 min."""
+    z, b = _float32_vs_float64(200, 8, 28000, 4)
+    assert b.status == "ok" and len(b.step) == 201
+    assert max(z.values()) < 4.0, z
+
+
+@pytest.mark.slow
+def test_float32_t100_p4_within_errors():
+    """(T, N, p) = (100, 16000, 4), 4 replicas: all-float32 diverged at step 60 (measured max
+    |Δ|/SE with mixed precision: m 0.14, Q 0.09, e_g 0.05, train loss 0.20). ~2 min."""
+    z, b = _float32_vs_float64(100, 4, 16000, 4)
+    assert b.status == "ok"
+    assert max(z.values()) < 1.0, z
 
 
 # ------------------------------------------------------------------------------------------
@@ -270,3 +282,38 @@ def test_preflight_refuses_what_does_not_fit_on_the_device(monkeypatch):
     monkeypatch.setattr(_solve, "free_memory_bytes", lambda: (est["device_limit"] - 1, "gpu:0"))
     with pytest.raises(DMFTInputError, match=r"too large for this device.*samples=4000.*gpu:0"):
         _solve.solve(pr, samples=4000, progress=False)
+
+
+# ------------------------------------------------------------------------------------------
+# 5. benchmarks/gpu.py runs unchanged on a CPU with --quick
+# ------------------------------------------------------------------------------------------
+
+
+def _gpu_script():
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "gpu.py")
+    spec = importlib.util.spec_from_file_location("bench_gpu", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_benchmark_quick_smoke(capsys):
+    """One DMFT row of ``benchmarks/gpu.py --quick`` (the full --quick is the slow test)."""
+    assert _gpu_script().main(["--quick", "--rows", "1", "--no-sim", "--no-baseline",
+                               "--no-breakdown"]) == 0
+    out = capsys.readouterr().out
+    row = [ln for ln in out.splitlines() if ln.startswith("dmft (7, 2e4, 2)")]
+    assert len(row) == 1 and "float64" in row[0] and "exit" not in row[0], out
+    cols = row[0].split()
+    assert float(cols[5]) > 0 and float(cols[-3]) > 0  # cold time, floor
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_quick_full(capsys):
+    assert _gpu_script().main(["--quick", "--budget", "1200"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped" not in out and "exit" not in out and "timed out" not in out, out
+    assert "baseline / dmft warm" in out and "XLA compile" in out
