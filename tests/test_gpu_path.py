@@ -21,7 +21,7 @@ from jax.extend.core import ClosedJaxpr, Jaxpr
 
 from dmft.problem import STREAM_SIM, make_problem, stream_key
 from dmft.simulate import _exact_test_error, _init_seed, _run_seed_batch
-from dmft.solver import _solve, _step, _structure
+from dmft.solver import _solve, _state, _step, _structure
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -118,9 +118,9 @@ def test_float32_solve_keeps_kernels_in_float64():
     st = _solve.validate(pr, 800, 0, 2, None, "stein", "float32")
     assert st.dtype == jnp.float32 and st.kdtype == jnp.float64
     shapes = eqx.filter_eval_shape(
-        lambda: jax.vmap(lambda k: _step.init_state(
+        lambda: jax.vmap(lambda k: _state.init_state(
             st, _structure.numeric_problem(pr, st.dtype),
-            _step.draw_replica(st, k)))(_solve.replica_keys(0, 2)))
+            _state.draw_replica(st, k)))(_solve.replica_keys(0, 2)))
     assert shapes.z.dtype == shapes.g.dtype == shapes.y.dtype == jnp.float32
     for name in ("L", "Linv", "Qp", "C", "Gamma", "R", "m", "LG", "LGinv", "beta", "cfull"):
         assert getattr(shapes, name).dtype == jnp.float64, name
@@ -246,8 +246,8 @@ def test_memory_estimate_float32_is_the_resident_state():
     samples, replicas = 4000, 4
     st = _solve.validate(pr, samples, 0, replicas, None, "stein", "float32")
     keys = _solve.replica_keys(0, replicas)
-    shapes = eqx.filter_eval_shape(lambda: jax.vmap(lambda k: _step.init_state(
-        st, _structure.numeric_problem(pr, st.dtype), _step.draw_replica(st, k)))(keys))
+    shapes = eqx.filter_eval_shape(lambda: jax.vmap(lambda k: _state.init_state(
+        st, _structure.numeric_problem(pr, st.dtype), _state.draw_replica(st, k)))(keys))
     actual = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
     est = memory_estimate(pr, samples, replicas=replicas, dtype="float32")
     assert est["state"] == actual

@@ -19,7 +19,7 @@ from ..problem import loss, loss_grad_h, network_output, sum_last
 from ._estimators import make_regression, make_response
 from ._factor import append_factor_row, flat_to_blocks
 from ._precision import HIGHEST, full_precision
-from ._state import SweepState, draw_replica, draw_replicas, init_state
+from ._state import SweepState, draw_replicas, init_state
 from ._structure import Structure
 
 
