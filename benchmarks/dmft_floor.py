@@ -70,10 +70,12 @@ def main(argv=None) -> int:
 
     from numpy_baseline import numpy_dmft
 
-    t_base = float("nan") if args.no_baseline else _best(lambda: numpy_dmft(PROBLEM["target"], p=p, activation=PROBLEM["activation"],
-                                      second_layer=PROBLEM["second_layer"],
-                                      alpha=PROBLEM["alpha"], lr=PROBLEM["lr"], steps=T,
-                                      samples=N, seed=0), args.baseline_repeat)
+    def baseline():
+        return numpy_dmft(PROBLEM["target"], p=p, activation=PROBLEM["activation"],
+                          second_layer=PROBLEM["second_layer"], alpha=PROBLEM["alpha"],
+                          lr=PROBLEM["lr"], steps=T, samples=N, seed=0)
+
+    t_base = float("nan") if args.no_baseline else _best(baseline, args.baseline_repeat)
 
     import jax
 

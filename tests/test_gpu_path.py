@@ -317,25 +317,3 @@ def test_gpu_benchmark_quick_full(capsys):
     out = capsys.readouterr().out
     assert "skipped" not in out and "exit" not in out and "timed out" not in out, out
     assert "baseline / dmft warm" in out and "XLA compile" in out
-
-
-# ------------------------------------------------------------------------------------------
-# 6. compile time: one generator call per draw (the key scheme is unchanged)
-# ------------------------------------------------------------------------------------------
-
-
-def test_draw_rows_key_scheme_with_one_generator_call():
-    """Rows of block i come from fold_in(key, i) (KEY_SCHEME v3); the last, partial block is
-    the prefix of a full block's draw; padding rows stay zero."""
-    from dmft.solver._state import DRAW_BLOCK, _draw_rows
-
-    key = jax.random.key(5)
-    n, n_alloc = DRAW_BLOCK + 1000, DRAW_BLOCK + 1100
-    got = np.asarray(jax.jit(lambda k: _draw_rows(k, n, n_alloc, (3,), jnp.float64))(key))
-    want = np.concatenate([
-        np.asarray(jax.random.normal(jax.random.fold_in(key, 0), (DRAW_BLOCK, 3), jnp.float64)),
-        np.asarray(jax.random.normal(jax.random.fold_in(key, 1), (1000, 3), jnp.float64)),
-        np.zeros((100, 3))])
-    np.testing.assert_array_equal(got, want)
-    closed = jax.make_jaxpr(lambda k: _draw_rows(k, n, n_alloc, (3,), jnp.float64))(key)
-    assert str(closed).count("random_bits") == 1

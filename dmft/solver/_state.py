@@ -72,33 +72,27 @@ def _draw_rows(key, n: int, n_alloc: int, tail: tuple, dtype):
     Drawn in float64 whenever JAX's x64 mode is on, then rounded to ``dtype``, so a float32
     solve sees the float64 solve's samples of the same seed (they differ by arithmetic only).
 
-    One generator call of one shape serves every block, the last (partial) one included: its
-    rows are the leading rows of a full block's draw (the generator's counter is the flat
-    index, so a shorter draw is a prefix of a longer one), shifted into place. A second call
-    for the remainder compiled a second copy of the generator (about 1 s of XLA compile each).
+    Compile time (issue #10, measured on the 2-core CPU): each generator call compiles its own
+    copy of the generator (about 1-3 s of XLA time, twice that batched over replicas). Drawing
+    the partial last block as the prefix of a full block's draw (one call instead of two) cut
+    2.5-7 s of compile at N/replica > DRAW_BLOCK but cost 0.7 s (+18%) warm at (T, N, p) =
+    (7, 2e6, 2), so the two calls are kept.
     """
     draw = jnp.float64 if jax.config.jax_enable_x64 else dtype
     out = jnp.zeros((n_alloc,) + tail, dtype)
+    nfull, rem = divmod(n, DRAW_BLOCK)
 
     def block(i, rows):
         return jax.random.normal(jax.random.fold_in(key, i), (rows,) + tail, draw).astype(dtype)
 
-    if n <= DRAW_BLOCK:
-        return jax.lax.dynamic_update_slice_in_dim(out, block(0, n), 0, 0)
-    nblocks = -(-n // DRAW_BLOCK)
-
     def body(i, out):
-        start = i * DRAW_BLOCK
-        at = jnp.minimum(start, n_alloc - DRAW_BLOCK)  # the window stays inside the array
-        shift = start - at  # > 0 only for a last block that would overrun
-        new = jnp.roll(block(i, DRAW_BLOCK), shift, axis=0)
-        j = jnp.arange(DRAW_BLOCK)
-        valid = (j >= shift) & (j < shift + jnp.minimum(DRAW_BLOCK, n - start))
-        old = jax.lax.dynamic_slice_in_dim(out, at, DRAW_BLOCK, 0)
-        upd = jnp.where(valid.reshape((-1,) + (1,) * len(tail)), new, old)
-        return jax.lax.dynamic_update_slice_in_dim(out, upd, at, 0)
+        return jax.lax.dynamic_update_slice_in_dim(out, block(i, DRAW_BLOCK), i * DRAW_BLOCK, 0)
 
-    return jax.lax.fori_loop(0, nblocks, body, out)
+    if nfull:
+        out = jax.lax.fori_loop(0, nfull, body, out)
+    if rem:
+        out = jax.lax.dynamic_update_slice_in_dim(out, block(nfull, rem), nfull * DRAW_BLOCK, 0)
+    return out
 
 
 def draw_samples(key, n: int, n_alloc: int, T1: int, p: int, k: int, nb: int, dtype):
