@@ -202,7 +202,8 @@ def test_error(problem: Problem, m, Q, a=None):
 @eqx.filter_jit
 def _test_error_map(problem, m, Q, a, what):
     fn = test_error if what == "error" else test_loss
-    return jax.lax.map(lambda x: fn(problem, *x), (m, Q, a))
+    with jax.default_matmul_precision("highest"):  # GPUs: no TF32-class float32 products
+        return jax.lax.map(lambda x: fn(problem, *x), (m, Q, a))
 
 
 def test_error_map(problem: Problem, m, Q, a, what: str = "error"):

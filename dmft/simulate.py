@@ -51,7 +51,10 @@ on a 24 GB machine the default is one seed at a time; benchmarks/sim_speed.py me
 resident memory of 2.62 GiB for that run (X is 2.24 GiB).
 
 Precision: ``dtype`` is the working dtype of the data, the weights and the observables (m and Q
-come straight from the W W*ᵀ and W Wᵀ matmuls). ``float64`` needs JAX x64 mode on. The normals are
+come straight from the W W*ᵀ and W Wᵀ matmuls). Every matrix product runs at full precision
+(``precision=HIGHEST``, and the jitted functions trace under
+``jax.default_matmul_precision("highest")``), whatever the user's global setting: GPUs otherwise
+use TF32-class float32 products. ``float64`` needs JAX x64 mode on. The normals are
 drawn in the working dtype, so float32 and float64 runs of the same seed see *different* data;
 they agree statistically (on the case below, 4 seeds: max |z| = 2.8 in m, 2.3 in Q, 3.0 in the
 test error over 10 steps). On the *same* data (drawn in float64, then float32 arithmetic), the
@@ -148,6 +151,19 @@ _TEST_ERROR_MODES = ("exact", "sample")
 # how often the seed batch was traced (= compiled); tests assert that a new number does not
 TRACE_COUNT = [0]
 
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def _mm(a, b):
+    """``a @ b`` at full precision (GPUs default to TF32-class float32 products)."""
+    return jnp.matmul(a, b, precision=_HIGHEST)
+
+
+def _full_precision():
+    """Every product traced inside runs at full precision, whatever the user's global
+    ``jax_default_matmul_precision`` (library code such as the QR included)."""
+    return jax.default_matmul_precision("highest")
+
 
 # --------------------------------------------------------------------------------------------
 # Per-seed building blocks (pure; also used by the tests)
@@ -181,7 +197,7 @@ def _init_weights(problem: Problem, d: int, key, dtype, draw_dtype=None):
     u = basis[:, k:]  # (d, p), orthonormal and orthogonal to the span of W*
     chol = jnp.linalg.cholesky(jnp.asarray(problem.qperp0, dtype))
     m0 = jnp.asarray(problem.m0, dtype)
-    w0 = m0 @ wstar + sqrt_d * (chol @ u.T)
+    w0 = _mm(m0, wstar) + sqrt_d * _mm(chol, u.T)
     return wstar, w0
 
 
@@ -219,7 +235,7 @@ def _draw_data(problem: Problem, wstar, key, n: int, dtype, draw_dtype=None, row
         x = _normal_rows(jax.random.fold_in(key, _K_X), n, d, dtype, draw_dtype)
     else:
         x = rows.normal_rows(jax.random.fold_in(key, _K_X), n, d, dtype, draw_dtype)
-    hstar = (x @ wstar.T) / math.sqrt(d)  # (n, k)
+    hstar = _mm(x, wstar.T) / math.sqrt(d)  # (n, k)
     xi = _normal(jax.random.fold_in(key, _K_NOISE), (n,), dtype, draw_dtype)
     if rows is not None:
         xi = rows.local(xi, n)
@@ -311,8 +327,9 @@ def _init_seed(problem: Problem, d: int, key, dtype="float64", n: int | None = N
     for seed index ``s``. ``n`` defaults to round(alpha·d).
     """
     n = int(round(problem.alpha * d)) if n is None else n
-    wstar, w0 = _init_weights(problem, d, key, dtype)
-    x, y = _draw_data(problem, wstar, _batch_key(key, 0), n, dtype)
+    with _full_precision():
+        wstar, w0 = _init_weights(problem, d, key, dtype)
+        x, y = _draw_data(problem, wstar, _batch_key(key, 0), n, dtype)
     return wstar, w0, x, y
 
 
@@ -363,13 +380,13 @@ def _run_one_seed(
         return rows.sum(jnp.sum(v * rows.weights(count, v.dtype))) / count
 
     def observe(w, a, x, y):
-        h = (x @ w.T) / sqrt_d  # (n, p)
+        h = _mm(x, w.T) / sqrt_d  # (n, p)
         # the train loss is over the whole dataset (every sample, selected at this step or not)
         train = mean_rows(loss(y, network_output(h, a, act), lk), n)
-        m = (w @ wstar.T) / d
-        q = (w @ w.T) / d
+        m = _mm(w, wstar.T) / d
+        q = _mm(w, w.T) / d
         if sample_test:
-            h_test = (x_test @ w.T) / sqrt_d
+            h_test = _mm(x_test, w.T) / sqrt_d
             f_test = network_output(h_test, a, act)
             if classify:  # classification error P(sign f ≠ y)
                 test = mean_rows((jnp.sign(f_test) != y_test).astype(dtype), n_test)
@@ -394,10 +411,10 @@ def _run_one_seed(
             dl = dl * scale
         # second layer (trained when lr_a > 0): a ← a − η_a (1/d) Σ_ν ∂ℓ_ν/∂f σ(h_ν)
         if rows is None:
-            w_next = dec * w - eta * ((g.T @ x) / sqrt_d)
-            a_next = a - eta_a * (dl @ act.fn(h))[None, :] / d
+            w_next = dec * w - eta * (_mm(g.T, x) / sqrt_d)
+            a_next = a - eta_a * _mm(dl, act.fn(h))[None, :] / d
         else:  # padding rows of x are zero; their ∂ℓ/∂f are weighted out
-            gx, ra = rows.sum((g.T @ x, (dl * rows.weights(n, dtype)) @ act.fn(h)))
+            gx, ra = rows.sum((_mm(g.T, x), _mm(dl * rows.weights(n, dtype), act.fn(h))))
             w_next = dec * w - eta * (gx / sqrt_d)
             a_next = a - eta_a * ra[None, :] / d
         return (w_next, a_next), obs
@@ -428,7 +445,8 @@ def _run_seed_batch(problem, root, seed_ids, d, n, dtype, sample_test, n_test, d
         key = jax.random.fold_in(root, s)
         return _run_one_seed(problem, key, d, n, dtype, sample_test, n_test, draw_dtype)
 
-    return jax.vmap(one)(seed_ids)
+    with _full_precision():
+        return jax.vmap(one)(seed_ids)
 
 
 @eqx.filter_jit
@@ -443,9 +461,10 @@ def _run_seed_batch_sharded(mesh, dyn, static, root_data, seed_ids, d, n, dtype,
         problem = eqx.combine(dyn, static)
         root = jax.random.wrap_key_data(rd)
         rows = _RowShard(row_shards) if row_shards > 1 else None
-        return jax.vmap(lambda s: _run_one_seed(
-            problem, jax.random.fold_in(root, s), d, n, dtype, sample_test, n_test, None,
-            rows))(ids)
+        with _full_precision():
+            return jax.vmap(lambda s: _run_one_seed(
+                problem, jax.random.fold_in(root, s), d, n, dtype, sample_test, n_test, None,
+                rows))(ids)
 
     f = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P("seed")), out_specs=P("seed"),
                       check_vma=False)

@@ -8,6 +8,8 @@ Modules, one concept each:
 
 - ``_structure``: what a compiled sweep is specialised on (sizes, schedule, estimator, dtype)
   and :func:`numeric_problem`, the problem's numbers as traced arrays;
+- ``_precision``: full-precision matmuls and the mixed-precision dtypes (a float32 solve keeps
+  its histories in float32 and its kernels, factor and sums in float64 when x64 is on);
 - ``_factor``: the causal block-Cholesky factor of Q⊥, one row per step;
 - ``_state``: the typed sweep state, the random draws and the initial state;
 - ``_estimators``: the control-variate regression (per schedule) and the response (Stein or

@@ -171,6 +171,14 @@ def solve(
     return finish(problem, state, outs, n_run, settings, keep_replicas)
 
 
+# With float32 kernels (float32 solve without JAX x64), a relative Schur complement of Q⊥
+# below this (~1e3 float32 epsilons) is not resolved by the causal factor: measured, all-float32
+# solves diverged a few steps after it fell to ~1e-5 (see ``_precision``).
+FLOAT32_SCHUR_TRUST = 1e-4
+FLOAT32_REMEDY = ("use dtype='float64' (with jax.config.update('jax_enable_x64', True)), or "
+                  "turn x64 on to keep dtype='float32' histories with float64 kernels")
+
+
 def finish(problem, state, outs, n_run, settings, keep_replicas, stacklevel=3) -> Trajectory:
     """Assemble the host arrays of one solve, warn, and raise on divergence."""
     first_bad = -1
@@ -179,6 +187,25 @@ def finish(problem, state, outs, n_run, settings, keep_replicas, stacklevel=3) -
     n_done = n_run if first_bad < 0 else first_bad  # steps whose outputs are all good
     traj = assemble(problem, state, outs, n_done, first_bad, settings, keep_replicas)
     rel = traj.diagnostics["min_schur_eig_rel"]
+    f32_kernels = np.asarray(state["m"]).dtype == np.float32
+    untrusted = np.nonzero(rel < FLOAT32_SCHUR_TRUST)[0] if f32_kernels else np.zeros(0, int)
+    if first_bad >= 0 and f32_kernels:
+        raise DivergenceError(
+            first_bad,
+            "DMFT kernels/overlaps computed in float32 (JAX x64 is off); the causal factor of "
+            f"Q⊥ cannot resolve relative Schur complements below {FLOAT32_SCHUR_TRUST:g} in "
+            "float32" + (f" (first below it at step {int(untrusted[0])})" if len(untrusted)
+                         else "") + f"; {FLOAT32_REMEDY}",
+            partial=traj)
+    if len(untrusted):
+        warnings.warn(
+            f"float32 kernels (JAX x64 is off): the relative Schur complement of Q⊥ fell to "
+            f"{float(np.min(rel)):.2e} at step {int(untrusted[0])}, below the "
+            f"{FLOAT32_SCHUR_TRUST:g} that float32 resolves; later steps may be wrong or diverge; "
+            f"{FLOAT32_REMEDY}",
+            RuntimeWarning,
+            stacklevel=stacklevel,
+        )
     if np.any(rel < -SCHUR_WARN_REL):
         bad = np.nonzero(rel < -SCHUR_WARN_REL)[0]
         warnings.warn(
@@ -244,7 +271,12 @@ def assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas) -> T
     Qtt = kernel_diagonal(Qperp)
     Q = np.einsum("rtqk,rtvk->rtqv", m, m) + Qtt
     a = np.asarray(st["a"][:, :T])
-    eg = replica_test_error(problem, m, Q, a) if T else np.zeros((R, 0))
+    # the quadrature in the solve's dtype: a float32 solve's kernels are float64 (mixed
+    # precision), but a float64 quadrature took 6x longer than the float32 one (0.6 s per solve
+    # at T = 28 on the CPU) for digits far below the Monte Carlo error
+    qdt = np.dtype(settings.get("dtype", m.dtype))
+    eg = (replica_test_error(problem, m.astype(qdt), Q.astype(qdt), a.astype(qdt)) if T
+          else np.zeros((R, 0)))
     tl = np.asarray(outs["train_loss"][:T]).T if T else np.zeros((R, 0))
     full = {"Qperp": Qperp, "C": st["C"], "Gamma": st["Gamma"], "R": st["R"]}
     kernels = {name: estimate_from_replicas(full[name][:, :T, :T]) for name in KERNELS}
@@ -277,9 +309,18 @@ def assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas) -> T
     )
 
 
+# Device (GPU) peak model, calibrated on an H200 at (T, N, p) = (50, 1e7, 2), float64: XLA's
+# GPU buffer assignment keeps one extra copy of both histories (z and g) alive during a step
+# (the sample-contracting products read transposed layouts); measured peak 31.2 GiB against
+# 31.7 GiB for state + that copy + the CPU transients. The pre-flight adds GPU_MARGIN on top.
+GPU_HISTORY_COPIES = 1.0
+GPU_MARGIN = 1.10
+
+
 def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
                     chunk_size: int | None = None, response: str = "stein",
-                    dtype="float64", grid: int = 1, devices: int = 1) -> dict:
+                    dtype="float64", grid: int = 1, devices: int = 1,
+                    platform: str | None = None) -> dict:
     """Memory a :func:`solve` (or a ``grid``-point batch of :func:`dmft.sweep`) needs, in bytes,
     on each of ``devices`` devices (an int; replicas and samples sharded as :func:`solve` does).
 
@@ -288,13 +329,19 @@ def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
             (histories z and g, labels, fixed regressors, padding weights, the pathwise
             tangents, and every replica's kernels and factors); a solve is refused when they
             do not fit in the free memory. In a grid the draws (z, h*, ξ, the regressors'
-            Gram) are shared by every point; the rest is per point.
-        ``peak``: ``state`` plus the transients seen on XLA:CPU: one block of draws for all
-            replicas (about 1.5 float64 words per normal, with the random bits), one more copy
-            of the kernels, and 0.3 GB of runtime. Peak RSS above the interpreter's, measured
-            (estimated), float64: (T, N, p) = (7, 1e6, 2): 0.69 (0.70) GB; (28, 1e5, 2): 0.43
-            (0.47) GB; (100, 1e5, 4): 1.68 (1.86) GB.
-        ``devices``: the device count. With several devices both are per device: each holds
+            Gram) are shared by every point; the rest is per point. A float32 solve keeps its
+            per-sample arrays in float32 and its kernels in float64 when x64 is on.
+        ``peak``: the expected peak on ``platform`` (default: JAX's default backend).
+            On the CPU: ``state`` plus the transients seen on XLA:CPU: one block of draws for
+            all replicas (about 1.5 float64 words per normal, with the random bits), one more
+            copy of the kernels, and 0.3 GB of runtime. Peak RSS above the interpreter's,
+            measured (estimated), float64: (T, N, p) = (7, 1e6, 2): 0.69 (0.70) GB;
+            (28, 1e5, 2): 0.43 (0.47) GB; (100, 1e5, 4): 1.68 (1.86) GB.
+            On a GPU: the same plus ``GPU_HISTORY_COPIES`` copies of the histories z and g
+            (H200, (50, 1e7, 2) float64: measured 31.2 GiB, this model 31.7 GiB).
+        ``device_limit``: what the pre-flight requires free: ``peak`` times ``GPU_MARGIN`` on
+            a GPU (where running out of memory aborts the run), ``state`` on the CPU.
+        ``devices``: the device count. With several devices all are per device: each holds
             replicas / D_r replicas of ⌈N_r / D_s⌉ (padded) rows (mesh (D_r, D_s), see
             ``dmft/solver/_sharding.py``), so ``state`` falls as 1/devices up to the kernels
             (replicated over a replica's sample shards) and the rounding of rows. The runtime
@@ -307,7 +354,8 @@ def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
     replicas = replicas // dr
     st = local_structure(st, chunk_size, ds)
     T1, p, k, nb, npad = st.T1, st.p, st.k, st.nb, st.npad
-    item = np.dtype(dtype).itemsize
+    item = np.dtype(st.dtype).itemsize
+    kitem = np.dtype(st.kdtype).itemsize
     # per sample: z and the fixed regressors (shared in a grid); g, labels, padding weights,
     # pathwise tangents (per grid point)
     shared_per = T1 * p + nb * (k + 2) + (T1 if st.selection != "none" else 0)  # + u
@@ -321,16 +369,24 @@ def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
         D = 1 + nb * (k + 1) + T1 * p
         shared_k = (2 if st.mode == "reuse" else 1) * D * D
         kernels += 2 * T1 * p * D
-    state = item * replicas * (npad * (shared_per + grid * per) + shared_k + grid * kernels)
+    state = replicas * (item * npad * (shared_per + grid * per)
+                        + kitem * (shared_k + grid * kernels))
     draw_item = 8 if (jax.config.jax_enable_x64 or item == 8) else 4
     block = int(1.5 * draw_item * replicas * min(n_real, DRAW_BLOCK) * T1 * p)
-    peak = state + block + item * replicas * grid * kernels + RUNTIME_BYTES
-    return {"state": int(state), "peak": int(peak)}
+    peak = state + block + kitem * replicas * grid * kernels + RUNTIME_BYTES
+    platform = jax.default_backend() if platform is None else platform
+    if platform == "cpu":
+        limit = state
+    else:
+        peak += int(GPU_HISTORY_COPIES * item * replicas * npad * T1 * p * (1 + grid))
+        limit = int(GPU_MARGIN * peak)
+    return {"state": int(state), "peak": int(peak), "device_limit": int(limit)}
 
 
 def check_memory(problem, samples, replicas, chunk_size, response, dtype, grid=1,
                  devices=None) -> None:
-    """Refuse a solve whose resident arrays cannot fit; warn when the estimated peak may not.
+    """Refuse a solve that cannot fit (on a GPU: its estimated peak with a margin; on the CPU:
+    its resident arrays); on the CPU, warn when the estimated peak may not fit.
 
     With several ``devices`` (a list) the need is per device, compared with each device's free
     memory; CPU devices share the host's memory, which must then hold this process's devices'
@@ -345,12 +401,22 @@ def check_memory(problem, samples, replicas, chunk_size, response, dtype, grid=1
         if shared:  # one host memory for all of this process's devices
             nloc = sum(d.process_index == jax.process_index() for d in devices)
             need = {"state": need["state"] * nloc,
-                    "peak": (need["peak"] - RUNTIME_BYTES) * nloc + RUNTIME_BYTES}
+                    "peak": (need["peak"] - RUNTIME_BYTES) * nloc + RUNTIME_BYTES,
+                    "device_limit": need["device_limit"] * nloc}
     if avail is None:
         return
     what = (f"samples={samples}, steps={problem.steps}, p={problem.p}, response={response!r}, "
             f"dtype={np.dtype(dtype).name}" + (f", grid batch={grid}" if grid > 1 else "")
             + (f", per device of {ndev}" if ndev > 1 else ""))
+    if need["device_limit"] > avail and need["device_limit"] > need["state"]:
+        raise DMFTInputError(
+            f"`samples` too large for this device: {what} needs an estimated "
+            f"{need['peak'] / 1e9:.2f} GB at its peak ({need['device_limit'] / 1e9:.2f} GB with "
+            f"a {GPU_MARGIN - 1:.0%} margin), but {avail / 1e9:.2f} GB is free on {where}; use "
+            "fewer samples (several solves with other seeds can be pooled)"
+            + (", dtype='float32'" if np.dtype(dtype).itemsize == 8 else "")
+            + (" or response='stein'" if response == "pathwise" else "")
+        )
     if need["state"] > avail:
         raise DMFTInputError(
             f"`samples` too large for this machine: {what} keeps {need['state'] / 1e9:.2f} GB "

@@ -78,6 +78,12 @@ def _draw_rows(key, n: int, n_alloc: int, tail: tuple, dtype, sampler=jax.random
 
     Drawn in float64 whenever JAX's x64 mode is on, then rounded to ``dtype``, so a float32
     solve sees the float64 solve's samples of the same seed (they differ by arithmetic only).
+
+    Compile time (issue #10, measured on the 2-core CPU): each generator call compiles its own
+    copy of the generator (about 1-3 s of XLA time, twice that batched over replicas). Drawing
+    the partial last block as the prefix of a full block's draw (one call instead of two) cut
+    2.5-7 s of compile at N/replica > DRAW_BLOCK but cost 0.7 s (+18%) warm at (T, N, p) =
+    (7, 2e6, 2), so the two calls are kept.
     """
     draw = jnp.float64 if jax.config.jax_enable_x64 else dtype
     out = jnp.zeros((n_alloc,) + tail, dtype)
@@ -120,17 +126,42 @@ def draw_samples(key, n: int, n_alloc: int, T1: int, p: int, k: int, nb: int, dt
     return z, hs, xi
 
 
-def regressor_gram(z, hs, xi, n_real: int, first_row=0):
+def regressor_gram(z, hs, xi, n_real: int, first_row=0, out_dtype=None):
     """Σ_b x_b x_bᵀ over the first ``n_real`` rows (the rest are zero padding),
     x = [1, h*_0..h*_{nb-1}, ξ_0..ξ_{nb-1}, z_0, ..., z_T], by blocks. The rows held here are
-    the replica's rows ``first_row, first_row + 1, ...`` (0 unless sample-sharded)."""
+    the replica's rows ``first_row, first_row + 1, ...`` (0 unless sample-sharded).
+
+    With ``out_dtype`` wider than the samples' (a mixed-precision float32 solve), the sum is
+    taken in ``out_dtype`` block by block of ``DRAW_BLOCK`` rows, each block widened on the fly:
+    the products of float32 numbers are exact in float64, and no widened copy of z is held.
+    """
     n = z.shape[0]
     one = (jnp.arange(n) + first_row < n_real).astype(z.dtype)[:, None]
     F = jnp.concatenate([one, hs.reshape(n, -1), xi], axis=1)
     zf = z.reshape(n, -1)
-    Fz = jnp.matmul(F.T, zf, precision=HIGHEST)
-    return jnp.block([[jnp.matmul(F.T, F, precision=HIGHEST), Fz],
-                      [Fz.T, jnp.matmul(zf.T, zf, precision=HIGHEST)]])
+    if out_dtype is None or jnp.dtype(out_dtype) == z.dtype:
+        Fz = jnp.matmul(F.T, zf, precision=HIGHEST)
+        return jnp.block([[jnp.matmul(F.T, F, precision=HIGHEST), Fz],
+                          [Fz.T, jnp.matmul(zf.T, zf, precision=HIGHEST)]])
+
+    def gram(F_rows, z_rows):
+        x = jnp.concatenate([F_rows, z_rows], axis=1).astype(out_dtype)
+        return jnp.matmul(x.T, x, precision=HIGHEST)
+
+    D = F.shape[1] + zf.shape[1]
+    nfull, rem = divmod(n, DRAW_BLOCK)
+
+    def body(i, acc):
+        def rows(a):
+            return jax.lax.dynamic_slice_in_dim(a, i * DRAW_BLOCK, DRAW_BLOCK, axis=0)
+        return acc + gram(rows(F), rows(zf))
+
+    out = jnp.zeros((D, D), out_dtype)
+    if nfull:
+        out = jax.lax.fori_loop(0, nfull, body, out)
+    if rem:
+        out = out + gram(F[nfull * DRAW_BLOCK:], zf[nfull * DRAW_BLOCK:])
+    return out
 
 
 def draw_replica(st: Structure, key, shard=None):
@@ -151,9 +182,10 @@ def draw_replica(st: Structure, key, shard=None):
             out["u"] = rows(ku, (st.T1,), sampler=jax.random.uniform)
     if st.mode != "fresh":
         if shard is None:
-            G = regressor_gram(z, hs, xi, st.n_real)
+            G = regressor_gram(z, hs, xi, st.n_real, out_dtype=st.kdtype)
         else:
-            G = shard.sum(regressor_gram(z, hs, xi, st.n_real, shard.first_row))
+            G = shard.sum(regressor_gram(z, hs, xi, st.n_real, shard.first_row,
+                                         out_dtype=st.kdtype))
         if st.mode == "reuse":
             LG = jnp.linalg.cholesky(G)
             out["LG"] = LG
@@ -167,27 +199,29 @@ def draw_replica(st: Structure, key, shard=None):
 def init_state(st: Structure, problem, draws, first_row=0) -> SweepState:
     """The state of one replica at t = 0, from its draws and the (traced) problem numbers.
 
-    ``first_row``: the replica's row index of this device's first row (sample shards)."""
-    p, k, T1, dtype = st.p, st.k, st.T1, st.dtype
+    ``first_row``: the replica's row index of this device's first row (sample shards). Per
+    sample arrays are in ``st.dtype``, kernels in ``st.kdtype`` (float64 for a mixed-precision
+    float32 solve)."""
+    p, k, T1, dtype, kd = st.p, st.k, st.T1, st.dtype, st.kdtype
     z, hs, xi = draws["z"], draws["hs"], draws["xi"]
     Tp = T1 * p
     # labels of every batch, computed once: y_b = g*(h*_b) + √Δ ξ_b
-    y = problem.target(hs).astype(dtype) + jnp.sqrt(problem.noise) * xi  # (npad, nb)
+    y = (problem.target(hs).astype(kd) + jnp.sqrt(problem.noise) * xi).astype(dtype)
     D = None if st.mode == "fresh" else 1 + st.nb * (k + 1) + Tp
     return SweepState(
         z=z,
         g=jnp.zeros((st.npad, Tp), dtype),
         y=y,
         xf=jnp.concatenate([jnp.ones_like(xi)[:, :, None], hs, xi[:, :, None]], axis=2),
-        L=jnp.eye(Tp, dtype=dtype),
-        Linv=jnp.eye(Tp, dtype=dtype),
-        Qp=jnp.zeros((T1, T1, p, p), dtype).at[0, 0].set(problem.qperp0),
-        C=jnp.zeros((T1, T1, p, p), dtype),
-        Gamma=jnp.zeros((T1, T1, p, p), dtype),
-        R=jnp.zeros((T1, T1, p, p), dtype),
-        R0=jnp.zeros((T1, p, p), dtype).at[0].set(jnp.eye(p, dtype=dtype)),
-        m=jnp.zeros((T1, p, k), dtype).at[0].set(problem.m0),
-        a=jnp.broadcast_to(problem.second_layer, (T1, p)),
+        L=jnp.eye(Tp, dtype=kd),
+        Linv=jnp.eye(Tp, dtype=kd),
+        Qp=jnp.zeros((T1, T1, p, p), kd).at[0, 0].set(problem.qperp0),
+        C=jnp.zeros((T1, T1, p, p), kd),
+        Gamma=jnp.zeros((T1, T1, p, p), kd),
+        R=jnp.zeros((T1, T1, p, p), kd),
+        R0=jnp.zeros((T1, p, p), kd).at[0].set(jnp.eye(p, dtype=kd)),
+        m=jnp.zeros((T1, p, k), kd).at[0].set(problem.m0),
+        a=jnp.broadcast_to(problem.second_layer, (T1, p)).astype(kd),
         w=((jnp.arange(st.npad) + first_row < st.n_real).astype(dtype) if st.padded
            else None),
         K=jnp.zeros((st.npad, T1, T1, p, p), dtype) if st.pathwise else None,
@@ -195,8 +229,8 @@ def init_state(st: Structure, problem, draws, first_row=0) -> SweepState:
         LG=draws.get("LG"),
         LGinv=draws.get("LGinv"),
         G=draws.get("G"),
-        beta=None if D is None else jnp.zeros((Tp, D), dtype),
-        cfull=None if D is None else jnp.zeros((Tp, D), dtype),
+        beta=None if D is None else jnp.zeros((Tp, D), kd),
+        cfull=None if D is None else jnp.zeros((Tp, D), kd),
     )
 
 

@@ -55,14 +55,14 @@ def make_step(st: Structure, act, loss_kind: str = "square", shard=None):
     the devices that hold the replica's samples.
     """
     p, k, T1, chunk = st.p, st.k, st.T1, st.chunk
-    dtype = st.dtype
+    dtype, kd = st.dtype, st.kdtype  # histories; kernels and sums (see _precision)
     q_overflow = overflow_limit(dtype)
     regression = make_regression(st)
     response = make_response(st)
     same_all = jnp.asarray([[bs == bt for bs in st.bt] for bt in st.bt])  # same batch at t, s
     bt_j = jnp.asarray(st.bt)
     idx = jnp.arange(T1)
-    eye = jnp.eye(p, dtype=dtype)
+    eye = jnp.eye(p, dtype=kd)
     nb = st.nb
 
     def grad_one(h, y, a):
@@ -85,8 +85,9 @@ def make_step(st: Structure, act, loss_kind: str = "square", shard=None):
         hslot = bt_j[t]
 
         # w_t − Σ_s η_s R(t,s) g_s = z_flat · coef_z + g_flat · coef_g (flat index s p + r)
-        coef_z = Lrow.T  # (T1 p, p): [s p + r, q] = L(t, s)[q, r]
-        coef_g = -jnp.transpose(etaR, (0, 2, 1)).reshape(T1 * p, p)
+        coef_z = Lrow.T.astype(dtype)  # (T1 p, p): [s p + r, q] = L(t, s)[q, r]
+        coef_g = -jnp.transpose(etaR, (0, 2, 1)).reshape(T1 * p, p).astype(dtype)
+        m_s, a_s, etaR_s = m_t.astype(dtype), a_t.astype(dtype), etaR.astype(dtype)
 
         def chunk_fn(carry, ic):
             # The chunk is sliced out of the arrays here rather than scanned over: under the
@@ -110,15 +111,15 @@ def make_step(st: Structure, act, loss_kind: str = "square", shard=None):
                 y = jax.lax.dynamic_index_in_dim(yc, hslot, axis=1, keepdims=False)
                 xf = jax.lax.dynamic_index_in_dim(xfc, hslot, axis=1, keepdims=False)
             hst = xf[:, 1 : k + 1]  # xf = [1, h*_b, ξ_b]: (B, k + 2)
-            h = _mm(zc, coef_z) + _mm(gc, coef_g) + sum_last(hst[:, None, :] * m_t[None])
-            a_b = jnp.broadcast_to(a_t, h.shape)
+            h = _mm(zc, coef_z) + _mm(gc, coef_g) + sum_last(hst[:, None, :] * m_s[None])
+            a_b = jnp.broadcast_to(a_s, h.shape)
             g = grad_one(h, y, a_b)
             f = network_output(h, a_b, act)
             lo = loss(y, f, loss_kind)  # over every sample of the dataset, selected or not
             dl = loss_grad_f(h, y, a_b, act, loss_kind)
             scale = None
             if st.selection != "none":  # g̃ = (s_t/b) g: the mini-batch's effective gradient
-                scale = selection_scale(st, uc, problem.batch_fraction, t)
+                scale = selection_scale(st, uc, problem.batch_fraction, t).astype(dtype)
                 g = g * scale[:, None]
                 dl = dl * scale
             gw = weighted(g)
@@ -130,7 +131,7 @@ def make_step(st: Structure, act, loss_kind: str = "square", shard=None):
                 # Σ ∂ℓ/∂f σ(h): the second layer's gradient (used when η_a > 0)
                 "fa": _mm(weighted(dl), act.fn(h)),
             }
-            resp, Krow = response.chunk_sums(h, y, a_b, etaR, Kc, t, weighted, hess_one,
+            resp, Krow = response.chunk_sums(h, y, a_b, etaR_s, Kc, t, weighted, hess_one,
                                              scale)
             new.update(resp)
             new.update(regression.extra_sums(xf, zc, t, weighted))
@@ -140,22 +141,22 @@ def make_step(st: Structure, act, loss_kind: str = "square", shard=None):
             ghist = jax.lax.dynamic_update_slice(ghist, g, (ic * chunk, t * p))
             gc_new = jax.lax.dynamic_slice_in_dim(ghist, ic * chunk, chunk, axis=0)
             new["mg"] = _mm(gw.T, gc_new)
-            acc = jax.tree.map(jnp.add, acc, new)
+            acc = jax.tree.map(lambda a, b: a + b.astype(kd), acc, new)
             if Krow is not None:
                 Kall = jax.lax.dynamic_update_slice(
                     Kall, Krow[:, None], (ic * chunk, t) + (0,) * (Kall.ndim - 2))
             return (acc, ghist, Kall), None
 
         acc0 = {
-            "mz": jnp.zeros((p, T1 * p), dtype),
-            "mg": jnp.zeros((p, T1 * p), dtype),
-            "g": jnp.zeros((p,), dtype),
-            "gx": jnp.zeros((p, k + 2), dtype),
-            "l": jnp.zeros((), dtype),
-            "fa": jnp.zeros((p,), dtype),
+            "mz": jnp.zeros((p, T1 * p), kd),
+            "mg": jnp.zeros((p, T1 * p), kd),
+            "g": jnp.zeros((p,), kd),
+            "gx": jnp.zeros((p, k + 2), kd),
+            "l": jnp.zeros((), kd),
+            "fa": jnp.zeros((p,), kd),
         }
-        acc0.update(response.zeros(dtype))
-        acc0.update(regression.extra_zeros(dtype))
+        acc0.update(response.zeros(kd))
+        acc0.update(regression.extra_zeros(kd))
         nc = st.npad // chunk
         (acc, ghist, Kall), _ = jax.lax.scan(chunk_fn, (acc0, state.g, state.K), jnp.arange(nc))
         if shard is not None:

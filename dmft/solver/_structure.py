@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..problem import Problem, batch_index
+from ._precision import kernel_dtype
 
 
 def schedule_mode(bt) -> str:
@@ -39,13 +40,20 @@ class Structure:
     # sample shards of a replica (dmft/solver/_sharding.py): each device holds ``npad`` rows,
     # the replica ``npad * sample_shards`` >= n_real; 1 = the whole replica on one device
     sample_shards: int = 1
+    kernel_dtype_name: str = ""  # "" = dtype; float64 for a mixed-precision float32 solve
     # mini-batches of one dataset: "none", "sgd" (b traced) or "epochs" (B = ``epoch``, static)
     selection: str = "none"
     epoch: int = 1
 
     @property
     def dtype(self):
+        """The dtype of the per-sample arrays (histories) and arithmetic."""
         return jnp.dtype(self.dtype_name)
+
+    @property
+    def kdtype(self):
+        """The dtype of the kernels, factors and Monte Carlo sums (see ``_precision``)."""
+        return jnp.dtype(self.kernel_dtype_name or self.dtype_name)
 
     @property
     def nb(self) -> int:
@@ -78,7 +86,8 @@ def make_structure(problem: Problem, n_real: int, chunk: int, response: str,
     return Structure(p=problem.p, k=problem.k, T1=T + 1, n_real=n_real, npad=npad, chunk=chunk,
                      response=response, dtype_name=jnp.dtype(dtype).name,
                      bt=tuple(int(b) for b in batch_index(problem.schedule, T)),
-                     selection=problem.selection, epoch=problem.epoch_length)
+                     selection=problem.selection, epoch=problem.epoch_length,
+                     kernel_dtype_name=kernel_dtype(dtype).name)
 
 
 def structural_schedule(schedule: str) -> str:
@@ -89,14 +98,15 @@ def structural_schedule(schedule: str) -> str:
 
 
 def numeric_problem(problem: Problem, dtype) -> Problem:
-    """The same problem with every number an array of ``dtype`` (traced under jit).
+    """The same problem with every number an array (traced under jit) of the kernel dtype of
+    ``dtype`` (float64 for a float32 solve when x64 is on: see ``_precision``).
 
     ``lr`` is padded with a trailing 0 (η_T is never used) and ``lr_a`` likewise, so that the
     sweep can index them at every time t = 0..T. The mini-batch fraction b becomes the traced
     ``batch_fraction`` and the static schedule string its structural part
     (:func:`structural_schedule`), so a new b does not recompile.
     """
-    dt = jnp.dtype(dtype)
+    dt = kernel_dtype(dtype)
 
     def arr(x):
         return np.asarray(x, dtype=np.float64).astype(dt)
