@@ -20,8 +20,9 @@ import dataclasses
 import numpy as np
 
 from ._checks import DMFTInputError, check_real
+from ._table import OBSERVABLES
 
-OBS_ORDER = ("m", "Q", "test_error", "train_loss")
+OBS_ORDER = tuple(OBSERVABLES)  # the one table (dmft/_table.py)
 THEORY_KINDS = ("dmft", "flow", "online")
 SIM_KINDS = ("simulation",)
 ROUND_TOL = 1e-10  # relative rounding allowance, see _zscore
