@@ -194,7 +194,7 @@ def test_io_round_trip(tmp_path, linear_traj):
         np.testing.assert_array_equal(back.observable(name).error,
                                       linear_traj.observable(name).error)
     with h5py.File(path, "r") as f:
-        assert list(f.attrs["format_version"]) == [1, 1]
+        assert list(f.attrs["format_version"]) == [1, 2]
         assert f.attrs["time_axis"] == "tau" and f["step"].dtype == np.float64
     assert "time_axis:" in io.describe(path)
 
