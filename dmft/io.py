@@ -101,6 +101,15 @@ def save(traj, path, *, command_line: str | None = None) -> str:
             f"got {type(traj).__name__}"
         )
     path = check_output_path(path, suffixes=())
+    return write_atomic(path, lambda f: _write_contents(f, traj, command_line))
+
+
+def write_atomic(path, fill) -> str:
+    """Write an HDF5 file with ``fill(h5py.File)`` atomically: to ``<path>.tmp-<pid>`` in the
+    same folder, flushed, closed and fsynced, then renamed onto ``path`` (docs/FORMAT.md). Every
+    dmft file (trajectories, sweeps, feature spectra) is written through here. A failure removes
+    the temporary file; an OS error (e.g. a full disk) becomes one DMFTInputError naming it."""
+    path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -110,7 +119,7 @@ def save(traj, path, *, command_line: str | None = None) -> str:
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with h5py.File(tmp, "w") as f:
-            _write_contents(f, traj, command_line)
+            fill(f)
             f.flush()
         _fsync_path(tmp)
         os.replace(tmp, path)
@@ -720,25 +729,7 @@ def _feature_dims(name: str) -> tuple:
 
 def save_features(result, path, *, command_line: str | None = None) -> str:
     """Write a :class:`dmft.features.FeaturesResult` to ``path`` atomically (docs/FORMAT.md)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with h5py.File(tmp, "w") as f:
-            _write_features(f, result, command_line)
-            f.flush()
-        _fsync_path(tmp)
-        os.replace(tmp, path)
-        _fsync_dir(folder)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _remove_stale_temps(path)
-    return path
+    return write_atomic(path, lambda f: _write_features(f, result, command_line))
 
 
 def _write_features(f: h5py.File, result, command_line: str | None) -> None:

@@ -26,28 +26,6 @@ from ._table import OBSERVABLES
 _OBS_DIMS = {name: e.dims for name, e in OBSERVABLES.items()}
 
 
-def _atomic_h5(path: str, fill) -> str:
-    """Write with ``fill(h5py.File)`` to ``<path>.tmp-<pid>``, fsync, rename onto ``path``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with h5py.File(tmp, "w") as f:
-            fill(f)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
 def save_sweep(result, path, *, command_line: str | None = None) -> str:
     """Write a :class:`dmft.sweep.SweepResult` to ``path`` atomically; returns the path."""
     from .io import FORMAT, FORMAT_VERSION, _json_default
@@ -111,7 +89,9 @@ def save_sweep(result, path, *, command_line: str | None = None) -> str:
         f.create_dataset("status", data=np.asarray(result.status).astype("S"))
         f.create_dataset("first_bad_step", data=np.asarray(result.first_bad_step, np.int64))
 
-    return _atomic_h5(path, fill)
+    from .io import write_atomic
+
+    return write_atomic(path, fill)
 
 
 def load_sweep(path):
