@@ -117,8 +117,10 @@ def test_readout_is_ridge(n1):
     np.testing.assert_allclose(np.sort(eig), np.linalg.eigvalsh(S), atol=1e-11)
     for i, lam in enumerate(np.asarray(ridges)):
         a = np.linalg.solve(S + lam * np.eye(p), F.T @ np.asarray(y1) / n1)
-        assert train[i] == pytest.approx(0.5 * np.mean((y1 - F @ a) ** 2), rel=1e-9)
-        assert test[i] == pytest.approx(0.5 * np.mean((y2 - Ft @ a) ** 2), rel=1e-9)
+        want_train = float(0.5 * np.mean((np.asarray(y1) - F @ a) ** 2))
+        want_test = float(0.5 * np.mean((np.asarray(y2) - Ft @ a) ** 2))
+        assert float(train[i]) == pytest.approx(want_train, rel=1e-9)
+        assert float(test[i]) == pytest.approx(want_test, rel=1e-9)
     assert overlap.shape == (3, k) and np.all(overlap <= 1 + 1e-12)
 
 
