@@ -264,9 +264,13 @@ def _solve_points(problem, points, samples, seed, replicas, chunk_size, response
         avail, _ = free_memory_bytes()
         grid_batch = n
         if avail is not None:
-            while grid_batch > 1 and memory_estimate(
-                    problem, samples, replicas=replicas, chunk_size=chunk_size,
-                    response=response, dtype=st.dtype, grid=grid_batch)["peak"] > avail:
+            def need(g):  # CPU: the estimated peak; GPU: the peak with its margin
+                est = memory_estimate(problem, samples, replicas=replicas,
+                                      chunk_size=chunk_size, response=response,
+                                      dtype=st.dtype, grid=g)
+                return max(est["peak"], est["device_limit"])
+
+            while grid_batch > 1 and need(grid_batch) > avail:
                 grid_batch = (grid_batch + 1) // 2
     grid_batch = min(check_int("grid_batch", grid_batch, low=1), n)
     if ndev > 1:  # per device: grid_batch / ndev points (CPU devices share the host's memory)
