@@ -1,6 +1,7 @@
 """``dmft sweep`` and ``dmft plot-sweep``: phase diagrams from the command line.
 
-Every numeric problem flag (``--alpha --lr --ridge --label-noise --lr-a --m0``) takes one value,
+Every numeric problem flag (``--alpha --lr --ridge --label-noise --lr-a --m0``, and
+``--batch-fraction`` for b of an ``sgd:b`` schedule) takes one value,
 a comma list ``v1,v2,...`` or a range ``start:stop:num[:log]`` (``num`` points, linear or
 log-spaced, both ends included). A flag with more than one value is a grid axis; axes are in the
 order the flags are given. Example::
@@ -26,6 +27,7 @@ SWEEP_FLAGS = {
     "--label-noise": ("noise", "label_noise"),
     "--lr-a": ("lr_a", "lr_a"),
     "--m0": ("m0", "m0"),
+    "--batch-fraction": ("batch_fraction", "batch_fraction"),
 }
 
 
@@ -70,6 +72,9 @@ def add_sweep_parsers(sub, add_problem_args, formatter, defaults) -> None:
         if action.option_strings and action.option_strings[0] in SWEEP_FLAGS:
             action.type = str
             action.help = (action.help or "") + "; a list v1,v2,... or start:stop:num[:log]"
+    p.add_argument("--batch-fraction", default=None, type=str,
+                   help="b of the schedule sgd:b as an axis (sets --schedule sgd:b); a value, "
+                   "a list v1,v2,... or start:stop:num[:log], each in (0, 1]")
     r = p.add_argument_group("run")
     r.add_argument("--samples", type=int, default=defaults["samples"],
                    help="effective samples N per grid point")
@@ -126,6 +131,8 @@ def cmd_sweep(args) -> int:
         raise DMFTInputError(
             "`dmft sweep` needs at least one axis: give one of "
             f"{', '.join(SWEEP_FLAGS)} two or more values (v1,v2 or start:stop:num[:log])")
+    if "batch_fraction" in base:  # b is part of the schedule string: sgd:b
+        args.schedule = f"sgd:{base.pop('batch_fraction')}"
     for dest, val in base.items():
         setattr(args, dest, val)
     problem = cli.problem_from_args(args)

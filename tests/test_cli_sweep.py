@@ -47,3 +47,16 @@ def test_sweep_and_plot_from_the_cli(tmp_path, capsys):
     assert main(["sweep", "--target", "he3", "--steps", "2", "--lr", "0.3", "--samples",
                  "2400", "--replicas", "4", "--out", str(out)]) == 1
     assert "at least one axis" in capsys.readouterr().err
+
+
+def test_sweep_over_the_minibatch_fraction_from_the_cli(tmp_path, capsys):
+    out = tmp_path / "b.h5"
+    code = main(["sweep", "--target", "he3", "--steps", "2", "--batch-fraction", "0.25,1",
+                 "--samples", "2400", "--replicas", "4", "--no-progress", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    res = load_sweep(out)
+    assert res.axes == ["batch_fraction"] and res.problem.schedule == "sgd:0.25"
+    np.testing.assert_allclose(res.coords[0], [0.25, 1.0])
+    assert main(["sweep", "--target", "he3", "--steps", "2", "--batch-fraction", "0.5,1.5",
+                 "--samples", "2400", "--replicas", "4", "--out", str(out)]) == 1
+    assert "schedule" in capsys.readouterr().err
