@@ -343,8 +343,31 @@ def _package_version(name: str) -> str:
         return "0+unknown"
 
 
-def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
+def write_root_attrs(f: h5py.File, *, fmt: str, version, kind: str, config: dict, seed,
+                     key_scheme: str, status: str, command_line: str | None, **extra) -> None:
+    """The root attributes every dmft file carries (docs/FORMAT.md): file type and version,
+    kind, configuration JSON, provenance, seed, key scheme and status; ``extra`` adds
+    kind-specific ones (e.g. ``time_axis``)."""
     from . import __version__
+
+    f.attrs["format"] = fmt
+    f.attrs["format_version"] = np.array(version, dtype=np.int64)
+    f.attrs["kind"] = kind
+    for key, val in extra.items():
+        f.attrs[key] = val
+    f.attrs["config_json"] = json.dumps(config, sort_keys=True, default=_json_default)
+    f.attrs["creator"] = "dmft"
+    f.attrs["creator_version"] = __version__
+    f.attrs["jax_version"] = _package_version("jax")
+    f.attrs["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    f.attrs["seed"] = int(seed)
+    f.attrs["key_scheme"] = key_scheme
+    f.attrs["status"] = status
+    if command_line is not None:
+        f.attrs["command_line"] = command_line
+
+
+def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
     from .problem import KEY_SCHEME
 
     if traj.kind not in KINDS:
@@ -354,21 +377,10 @@ def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
     p, k = problem.p, problem.k
     config = config_dict(traj)
 
-    f.attrs["format"] = FORMAT
-    f.attrs["format_version"] = np.array(FORMAT_VERSION, dtype=np.int64)
-    f.attrs["kind"] = traj.kind
-    f.attrs["time_axis"] = TIME_AXIS[traj.kind]
-    f.attrs["config_json"] = json.dumps(config, sort_keys=True, default=_json_default)
-    f.attrs["creator"] = "dmft"
-    f.attrs["creator_version"] = __version__
-    f.attrs["jax_version"] = _package_version("jax")
-    f.attrs["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    f.attrs["seed"] = int(traj.settings.get("seed", -1))
-    f.attrs["key_scheme"] = KEY_SCHEME
-    f.attrs["status"] = traj.status
-    f.attrs["first_bad_step"] = int(traj.first_bad_step)
-    if command_line is not None:
-        f.attrs["command_line"] = command_line
+    write_root_attrs(f, fmt=FORMAT, version=FORMAT_VERSION, kind=traj.kind, config=config,
+                     seed=traj.settings.get("seed", -1), key_scheme=KEY_SCHEME,
+                     status=traj.status, command_line=command_line,
+                     time_axis=TIME_AXIS[traj.kind], first_bad_step=int(traj.first_bad_step))
 
     # Scalar hyperparameters, one attribute each, for quick looks (config_json is authoritative).
     cfg = f.create_group("config")
@@ -733,26 +745,13 @@ def save_features(result, path, *, command_line: str | None = None) -> str:
 
 
 def _write_features(f: h5py.File, result, command_line: str | None) -> None:
-    import jax
-
-    from . import __version__
-
     cfg = result.config.to_dict()
     config = {"kind": "features", "config": cfg, "settings": dict(result.settings),
               "maps": list(result.maps)}
-    f.attrs["format"] = FEATURES_FORMAT
-    f.attrs["format_version"] = np.array(FEATURES_VERSION, dtype=np.int64)
-    f.attrs["kind"] = "features"
-    f.attrs["config_json"] = json.dumps(config, sort_keys=True, default=_json_default)
-    f.attrs["creator"] = "dmft"
-    f.attrs["creator_version"] = __version__
-    f.attrs["jax_version"] = jax.__version__
-    f.attrs["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    f.attrs["seed"] = int(result.settings.get("seed", -1))
-    f.attrs["key_scheme"] = str(result.settings.get("key_scheme", ""))
-    f.attrs["status"] = "ok"
-    if command_line is not None:
-        f.attrs["command_line"] = command_line
+    write_root_attrs(f, fmt=FEATURES_FORMAT, version=FEATURES_VERSION, kind="features",
+                     config=config, seed=result.settings.get("seed", -1),
+                     key_scheme=str(result.settings.get("key_scheme", "")), status="ok",
+                     command_line=command_line)
     g = f.create_group("config")
     for key, val in cfg.items():
         if isinstance(val, (int, float, str)) and not isinstance(val, bool):

@@ -14,7 +14,6 @@ and ``first_bad_step`` have the grid's shape. Reading needs numpy and h5py only;
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 
@@ -28,7 +27,7 @@ _OBS_DIMS = {name: e.dims for name, e in OBSERVABLES.items()}
 
 def save_sweep(result, path, *, command_line: str | None = None) -> str:
     """Write a :class:`dmft.sweep.SweepResult` to ``path`` atomically; returns the path."""
-    from .io import FORMAT, FORMAT_VERSION, _json_default
+    from .io import FORMAT, FORMAT_VERSION, write_root_attrs
     from .problem import KEY_SCHEME
 
     pr = result.problem
@@ -39,26 +38,11 @@ def save_sweep(result, path, *, command_line: str | None = None) -> str:
                                                                  strict=True)}}
 
     def fill(f):
-        import jax
-
-        from . import __version__
-
-        f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = np.array(FORMAT_VERSION, dtype=np.int64)
-        f.attrs["kind"] = "sweep"
-        f.attrs["sweep_method"] = result.method
-        f.attrs["grid_axes"] = json.dumps(axes)
-        f.attrs["time_axis"] = "step"
-        f.attrs["config_json"] = json.dumps(config, sort_keys=True, default=_json_default)
-        f.attrs["creator"] = "dmft"
-        f.attrs["creator_version"] = __version__
-        f.attrs["jax_version"] = jax.__version__
-        f.attrs["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        f.attrs["seed"] = int(result.settings.get("seed", -1))
-        f.attrs["key_scheme"] = KEY_SCHEME
-        f.attrs["status"] = "ok" if np.all(result.status == "ok") else "diverged"
-        if command_line is not None:
-            f.attrs["command_line"] = command_line
+        write_root_attrs(f, fmt=FORMAT, version=FORMAT_VERSION, kind="sweep", config=config,
+                         seed=result.settings.get("seed", -1), key_scheme=KEY_SCHEME,
+                         status="ok" if np.all(result.status == "ok") else "diverged",
+                         command_line=command_line, sweep_method=result.method,
+                         grid_axes=json.dumps(axes), time_axis="step")
         scales = {}
         for name, n in (("step", len(result.step)), ("unit", pr.p), ("unit2", pr.p),
                         ("target_dir", pr.k)):

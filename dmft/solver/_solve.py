@@ -408,24 +408,22 @@ def check_memory(problem, samples, replicas, chunk_size, response, dtype, grid=1
     what = (f"samples={samples}, steps={problem.steps}, p={problem.p}, response={response!r}, "
             f"dtype={np.dtype(dtype).name}" + (f", grid batch={grid}" if grid > 1 else "")
             + (f", per device of {ndev}" if ndev > 1 else ""))
+    # the remedies that apply to this run
+    remedies = ("use fewer samples (several solves with other seeds can be pooled), more "
+                "devices (`devices=`)"
+                + (", dtype='float32'" if np.dtype(dtype).itemsize == 8 else "")
+                + (" or response='stein'" if response == "pathwise" else ""))
     if need["device_limit"] > avail and need["device_limit"] > need["state"]:
         raise DMFTInputError(
             f"`samples` too large for this device: {what} needs an estimated "
             f"{need['peak'] / 1e9:.2f} GB at its peak ({need['device_limit'] / 1e9:.2f} GB with "
-            f"a {GPU_MARGIN - 1:.0%} margin), but {avail / 1e9:.2f} GB is free on {where}; use "
-            "fewer samples (several solves with other seeds can be pooled)"
-            + (", dtype='float32'" if np.dtype(dtype).itemsize == 8 else "")
-            + (" or response='stein'" if response == "pathwise" else "")
-        )
+            f"a {GPU_MARGIN - 1:.0%} margin), but {avail / 1e9:.2f} GB is free on {where}; "
+            + remedies)
     if need["state"] > avail:
         raise DMFTInputError(
             f"`samples` too large for this machine: {what} keeps {need['state'] / 1e9:.2f} GB "
             f"resident (histories N (T+1) p x 2 and kernels), but {avail / 1e9:.2f} GB is free "
-            f"on {where}; use fewer samples (several solves with other seeds can be pooled), "
-            "more devices (`devices=`)"
-            + (", dtype='float32'" if np.dtype(dtype).itemsize == 8 else "")
-            + (" or response='stein'" if response == "pathwise" else "")
-        )
+            f"on {where}; " + remedies)
     if need["peak"] > avail:
         warnings.warn(
             f"{what} needs an estimated {need['peak'] / 1e9:.2f} GB at its peak, more than the "
