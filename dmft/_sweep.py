@@ -264,10 +264,11 @@ def _solve_points(problem, points, samples, seed, replicas, chunk_size, response
         avail, _ = free_memory_bytes()
         grid_batch = n
         if avail is not None:
-            def need(g):  # CPU: the estimated peak; GPU: the peak with its margin
+            def need(g):  # CPU: the estimated peak; GPU: the peak with its margin; each
+                # device holds g / ndev of the points
                 est = memory_estimate(problem, samples, replicas=replicas,
                                       chunk_size=chunk_size, response=response,
-                                      dtype=st.dtype, grid=g)
+                                      dtype=st.dtype, grid=-(-g // ndev))
                 return max(est["peak"], est["device_limit"])
 
             while grid_batch > 1 and need(grid_batch) > avail:
