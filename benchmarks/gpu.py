@@ -22,9 +22,15 @@ device's peak-memory counter start empty):
   3e4: seconds per GD step (warm, data draw included) and peak memory;
 * the plain-numpy baseline of ``benchmarks/numpy_baseline.py`` on the host's CPU at
   (7, 1e6, 2), and the ratio baseline / warm DMFT float64 at the same size;
+* the live-slot loop (item 4, ``$DMFT_LIVE_COLUMNS``, ``dmft/solver/_live.py``) on the two
+  large float64 cases, each with its warm time over the full-width row's: on the 2-core CPU
+  the loop was 1.2-1.5x slower (``benchmarks/live_slots.py``), so it is off by default until
+  a GPU run shows it faster;
 * the cold-start breakdown of the first DMFT case: trace + lower, and XLA compile, timed with
-  ``run_sweep.lower(...).compile()``; on a GPU it is repeated with XLA's autotuning off
-  (``--xla_gpu_autotune_level=0``) to show autotuning's share.
+  ``run_sweep.lower(...).compile()`` under ``dmft._devices.gpu_rng_kernel`` as ``dmft.solve``
+  calls it; on a GPU it is repeated with XLA's autotuning off (``--xla_gpu_autotune_level=0``)
+  to show autotuning's share, and with the threefry hash unrolled as before item 6
+  (``DMFT_GPU_RNG_KERNEL=0``).
 
 ``--quick`` shrinks every size (N by 50-1000x, d to 500/1000) so that the script runs anywhere,
 unchanged; ``--budget`` (seconds, default 280) skips the rows left when it is spent, and says so.
@@ -45,6 +51,7 @@ ROOT = os.path.dirname(HERE)
 
 PROBLEM = dict(target="tanh_he3", activation="relu", second_layer="alternating", alpha=3.0, lr=0.2)
 REPLICAS = 16
+RNG_KERNEL_ENV = "DMFT_GPU_RNG_KERNEL"  # "0": the threefry hash unrolled (dmft._devices)
 
 # (T, N, p, dtype)
 DMFT_FULL = [(7, 10**6, 2, d) for d in ("float64", "float32")] + [
@@ -56,6 +63,10 @@ DMFT_FULL = [(7, 10**6, 2, d) for d in ("float64", "float32")] + [
 ]
 DMFT_QUICK = [(7, 20_000, 2, "float64"), (7, 20_000, 2, "float32"),
               (28, 8_000, 2, "float64"), (28, 8_000, 2, "float32")]
+# the live-slot loop (issue #10 item 4, $DMFT_LIVE_COLUMNS): (T, N, p, dtype, columns per block),
+# each compared with the full-width row of the same case above
+LIVE_FULL = [(50, 10**7, 2, "float64", 32), (200, 10**6, 8, "float64", 256)]
+LIVE_QUICK = [(28, 8_000, 2, "float64", 16)]
 SIM_FULL = [(10_000, 8), (30_000, 8)]
 SIM_QUICK = [(500, 2), (1000, 2)]
 SIM_STEPS = 10
@@ -140,12 +151,15 @@ def child_compile(T, N, p, dtype) -> dict:
     st = _solve.validate(pr, N, 0, REPLICAS, None, "stein", dtype)
     args = (st, _structure.numeric_problem(pr, st.dtype), _solve.replica_keys(0, REPLICAS),
             diffrax.NoProgressMeter())
-    lowered = _step.run_sweep.lower(*args)
-    t1 = time.perf_counter()
-    compiled = lowered.compile()
-    t2 = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    t3 = time.perf_counter()
+    from dmft._devices import gpu_rng_kernel
+
+    with gpu_rng_kernel():  # as dmft.solve calls it
+        lowered = _step.run_sweep.lower(*args)
+        t1 = time.perf_counter()
+        compiled = lowered.compile()
+        t2 = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        t3 = time.perf_counter()
     return dict(lower=t1 - t0, compile=t2 - t1, run=t3 - t2,
                 xla_flags=os.environ.get("XLA_FLAGS", ""))
 
@@ -234,6 +248,12 @@ def main(argv=None) -> int:
     def left():
         return args.budget - (time.perf_counter() - start)
 
+    def dmft_row(name, dtype, r, note=""):
+        print(f"{name:<22}{dtype:<9}{r['cold']:8.2f}{r['warm']:8.2f}{r['cold'] - r['warm']:8.2f}"
+              f"{_gb(r['peak']):>9}{_gb(r['est']):>8}{r['floor']:9.4f}"
+              f"{r['warm'] / r['floor']:11.1f}  {r['peak_where']}{note}"
+              + ("" if r["status"] == "ok" else f", {r['status']}"), flush=True)
+
     dmft_cases = (DMFT_QUICK if args.quick else DMFT_FULL)[:args.rows]
     sim_cases = SIM_QUICK if args.quick else SIM_FULL
     base_case = BASELINE_QUICK if args.quick else BASELINE_FULL
@@ -253,10 +273,20 @@ def main(argv=None) -> int:
             print(f"{name:<22}{dtype:<9}  {r['error']}", flush=True)
             continue
         platform = r["platform"]
-        print(f"{name:<22}{dtype:<9}{r['cold']:8.2f}{r['warm']:8.2f}{r['cold'] - r['warm']:8.2f}"
-              f"{_gb(r['peak']):>9}{_gb(r['est']):>8}{r['floor']:9.4f}"
-              f"{r['warm'] / r['floor']:11.1f}  {r['peak_where']}"
-              + ("" if r["status"] == "ok" else f", {r['status']}"), flush=True)
+        dmft_row(name, dtype, r)
+
+    for T, N, p, dtype, cols in (LIVE_QUICK if args.quick else LIVE_FULL):
+        name = f"dmft ({T}, {_n(N)}, {p})"
+        if left() <= 5:
+            print(f"{name:<22}{dtype:<9}  live {cols}: skipped (budget spent)", flush=True)
+            continue
+        r = run_child("dmft", [T, N, p, dtype], left(), {"DMFT_LIVE_COLUMNS": str(cols)})
+        if "error" in r:
+            print(f"{name:<22}{dtype:<9}  live {cols}: {r['error']}", flush=True)
+            continue
+        full = [x[2] for x in rows if x[0] == name and x[1] == dtype and "error" not in x[2]]
+        vs = f", warm / full width {r['warm'] / full[0]['warm']:.2f}" if full else ""
+        dmft_row(name, dtype, r, f"; live slots, {cols} columns per block{vs}")
 
     if not args.no_sim:
         for d, seeds in sim_cases:
@@ -297,6 +327,8 @@ def main(argv=None) -> int:
     if variants and platform not in ("cpu", "?"):
         flags = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_autotune_level=0").strip()
         variants.append((" (autotune off)", {"XLA_FLAGS": flags}))
+        # before item 6: the threefry hash unrolled into the program at every draw site
+        variants.append((" (threefry unrolled, as before)", {RNG_KERNEL_ENV: "0"}))
     for label, env in variants:
         if left() <= 5:
             print(f"cold start{label}: skipped (budget spent)", flush=True)

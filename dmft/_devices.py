@@ -8,6 +8,9 @@ compiled SPMD program runs on all of them.
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
@@ -94,3 +97,23 @@ def to_host(tree):
 def run_info(devs) -> dict:
     """What a run records in its settings: devices and processes used."""
     return {"devices": len(devs), "processes": process_count_of(devs)}
+
+
+def gpu_rng_kernel():
+    """Context manager for *calling* a compiled entry point (it must be active when the program
+    is lowered, not only traced): on a GPU, JAX lowers the threefry hash behind ``jax.random``
+    to its hand-written CUDA kernel instead of the unrolled XLA expression that XLA compiles
+    (and autotunes) anew at every call site. The bits are the same (same algorithm, same
+    counters; ``jax_threefry_gpu_kernel_lowering``); only the GPU compile gets shorter. On the
+    CPU it changes nothing. The flag is part of JAX's compile-cache key. If a future JAX drops
+    the flag, this is a no-op; ``DMFT_GPU_RNG_KERNEL=0`` turns it off (to measure the compile
+    without it, ``benchmarks/gpu.py``)."""
+    if os.environ.get("DMFT_GPU_RNG_KERNEL", "").strip() == "0":
+        return contextlib.nullcontext()
+    try:
+        from jax._src import config as jax_config
+
+        state = jax_config.threefry_gpu_kernel_lowering
+    except (ImportError, AttributeError):
+        return contextlib.nullcontext()
+    return state(True)

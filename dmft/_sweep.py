@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from ._checks import DivergenceError, DMFTInputError, check_choice, check_int, free_memory_bytes
-from ._devices import device_free_memory, resolve_devices, run_info, to_host
+from ._devices import device_free_memory, gpu_rng_kernel, resolve_devices, run_info, to_host
 from ._table import OBSERVABLES
 from .problem import Problem, parse_schedule
 from .result import Estimate, Trajectory
@@ -293,10 +293,11 @@ def _solve_points(problem, points, samples, seed, replicas, chunk_size, response
         batch = batch + [batch[-1]] * (grid_batch - real)  # same shape: no recompile
         stacked = jax.tree.map(lambda *xs: np.stack(xs), *batch)
         t1 = time.perf_counter()
-        if ndev == 1:
-            n_run, state, outs = jax.device_get(run_grid(st, stacked, keys, meter))
-        else:
-            n_run, state, outs = to_host(run_grid_sharded(st, devs, stacked, keys, meter))
+        with gpu_rng_kernel():
+            if ndev == 1:
+                n_run, state, outs = jax.device_get(run_grid(st, stacked, keys, meter))
+            else:
+                n_run, state, outs = to_host(run_grid_sharded(st, devs, stacked, keys, meter))
         elapsed = time.perf_counter() - t1
         for i in range(real):
             settings = dict(samples=samples, replicas=replicas, seed=seed,

@@ -116,6 +116,7 @@ from ._checks import (
 from ._devices import (
     device_free_memory,
     global_array,
+    gpu_rng_kernel,
     replicated,
     resolve_devices,
     run_info,
@@ -679,14 +680,17 @@ def simulate(
         for lo in range(0, seeds, seed_batch):
             ids = jnp.arange(lo, min(lo + seed_batch, seeds), dtype=jnp.int32)
             if ndev == 1:
-                m, q, train, test, a = _run_seed_batch(
-                    numbers, root, ids, d, n, dtype, sample_test, n_test
-                )
+                with gpu_rng_kernel():
+                    m, q, train, test, a = _run_seed_batch(
+                        numbers, root, ids, d, n, dtype, sample_test, n_test
+                    )
             else:  # a full batch (a multiple of the devices); the extra seeds are dropped
                 ids_all = global_array(np.arange(lo, lo + seed_batch, dtype=np.int32), mesh,
                                        P("seed"))
-                out = to_host(_run_seed_batch_sharded(
-                    mesh, dyn, static, root_data, ids_all, d, n, dtype, sample_test, n_test))
+                with gpu_rng_kernel():
+                    out = to_host(_run_seed_batch_sharded(
+                        mesh, dyn, static, root_data, ids_all, d, n, dtype, sample_test,
+                        n_test))
                 m, q, train, test, a = (jnp.asarray(x[: len(ids)]) for x in out)
             if not sample_test:
                 s, t1 = m.shape[:2]

@@ -318,3 +318,78 @@ def test_gpu_benchmark_quick_full(capsys):
     out = capsys.readouterr().out
     assert "skipped" not in out and "exit" not in out and "timed out" not in out, out
     assert "baseline / dmft warm" in out and "XLA compile" in out
+
+
+# ---- item 6: the GPU compile of the random draws (checked by lowering for CUDA on the CPU) ----
+
+
+def _sweep_cuda_text(schedule="reuse"):
+    """StableHLO of the solver's sweep lowered for a CUDA device (no GPU needed)."""
+    pr = make_problem("tanh_he3", p=2, activation="relu", alpha=3.0, lr=0.2, steps=4,
+                      schedule=schedule)
+    st = _solve.validate(pr, 4000, 0, 2, None, "stein", "float64")
+    num = _structure.numeric_problem(pr, st.dtype)
+    dyn, static = eqx.partition(num, eqx.is_array)
+    meter = diffrax.NoProgressMeter()
+
+    def fn(dyn, keys):
+        return _step._sweep_one(st, eqx.combine(dyn, static), keys, meter)
+
+    lowered = jax.jit(fn).trace(dyn, _solve.replica_keys(0, 2)).lower(
+        lowering_platforms=("cuda",))
+    return lowered.as_text()
+
+
+def test_gpu_lowering_uses_the_threefry_kernel():
+    """Under ``gpu_rng_kernel`` (what solve, sweep and simulate call their compiled programs
+    in), the CUDA program calls JAX's threefry kernel instead of carrying the unrolled hash
+    (20 rounds of add/rotate/xor per call site) for XLA to compile; without it, it does not.
+    The bits are the same algorithm's, so nothing else changes (the CPU lowering is
+    untouched: every other test runs under the same context)."""
+    from dmft._devices import gpu_rng_kernel
+
+    plain = _sweep_cuda_text("sgd:0.5")
+    with gpu_rng_kernel():
+        kernel = _sweep_cuda_text("sgd:0.5")
+    assert "cu_threefry2x32" not in plain and "cu_threefry2x32" in kernel
+    # the unrolled hash is a private function of the module (shift-rotate by 13, 15, 26, ...)
+    assert plain.count("stablehlo.shift_left") > 3 * max(kernel.count("stablehlo.shift_left"), 1)
+    assert len(kernel) < 0.85 * len(plain)
+
+
+@pytest.mark.parametrize("entry", ["solve", "sweep", "simulate"])
+def test_entry_points_compile_under_the_gpu_rng_kernel(entry, monkeypatch):
+    """The compiled programs of dmft.solve, dmft.sweep and dmft.simulate are called (hence
+    lowered) with the threefry kernel lowering on; the user's setting is restored after."""
+    import importlib
+
+    from jax._src import config as jax_config
+
+    import dmft
+    from dmft import _sweep
+
+    simulate = importlib.import_module("dmft.simulate")  # the module (dmft.simulate: the function)
+
+    seen = []
+
+    def spy(fn):
+        def wrapped(*a, **k):
+            seen.append(jax_config.threefry_gpu_kernel_lowering.value)
+            return fn(*a, **k)
+        return wrapped
+
+    if entry == "solve":
+        monkeypatch.setattr(_solve, "run_sweep", spy(_solve.run_sweep))
+    elif entry == "sweep":
+        monkeypatch.setattr(_step, "run_grid", spy(_step.run_grid))
+    else:
+        monkeypatch.setattr(simulate, "_run_seed_batch", spy(simulate._run_seed_batch))
+    pr = make_problem("tanh_he3", p=2, activation="relu", alpha=3.0, lr=0.2, steps=2)
+    if entry == "solve":
+        dmft.solve(pr, 1000, replicas=2, progress=False)
+    elif entry == "sweep":
+        _sweep.sweep(pr, over={"lr": [0.1, 0.2]}, samples=1000, replicas=2, progress=False)
+    else:
+        dmft.simulate(pr, 200, seeds=2, progress=False)
+    assert seen and all(seen)
+    assert not jax.config.jax_threefry_gpu_kernel_lowering

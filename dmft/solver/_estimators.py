@@ -33,9 +33,8 @@ class FreshRegression(eqx.Module):
 
     st: Structure = eqx.field(static=True)
 
-    def extra_sums(self, xf, zc, t, weighted):
-        p = self.st.p
-        zt = jax.lax.dynamic_slice_in_dim(zc, t * p, p, axis=1)
+    def extra_sums(self, xf, zt, weighted):
+        """Σ x xᵀ of this step's regressors x = [1, h*, ξ, z_t] (``zt``: the chunk's z_t)."""
         xs_ = jnp.concatenate([xf, zt], axis=1)
         return {"xx": _mm(weighted(xs_).T, xs_)}
 
@@ -68,7 +67,7 @@ class BatchRegression(eqx.Module):
 
     st: Structure = eqx.field(static=True)
 
-    def extra_sums(self, xf, zc, t, weighted):
+    def extra_sums(self, xf, zt, weighted):
         return {}
 
     def extra_zeros(self, dtype):
@@ -118,8 +117,12 @@ class BatchRegression(eqx.Module):
         """
         st = self.st
         n = float(st.n_real)
+        nfix = 1 + st.nb * (st.k + 1)
         betas = jax.lax.dynamic_update_slice(state.beta, beta, (t * st.p, 0))
-        cfull = jax.lax.dynamic_update_slice(state.cfull, c_full, (t * st.p, 0))
+        # the past rows' column of z_t: Ê[g_s z_tᵀ] for s < t (β_t reaches z_t, and the steps
+        # only stream the live slots, so row s was written without it); then row t
+        cfull = jax.lax.dynamic_update_slice(state.cfull, acc["zg"].T / n, (0, nfix + t * st.p))
+        cfull = jax.lax.dynamic_update_slice(cfull, c_full, (t * st.p, 0))
         row = alpha * (
             acc["gg"] / n
             - flat_to_blocks(_mm(beta, cfull.T), st.T1, st.p)

@@ -32,7 +32,7 @@ from .._checks import (
     mark_blowup,
     step0_causes,
 )
-from .._devices import device_free_memory, resolve_devices, run_info, to_host
+from .._devices import device_free_memory, gpu_rng_kernel, resolve_devices, run_info, to_host
 from .._table import KERNELS
 from ..observables import test_error_map
 from ..problem import STREAM_DMFT, Problem, stream_key
@@ -157,11 +157,13 @@ def solve(
         with contextlib.ExitStack() as ctx:
             if devs[0] != jax.devices()[0]:
                 ctx.enter_context(jax.default_device(devs[0]))
+            ctx.enter_context(gpu_rng_kernel())
             n_run, state, outs = run_sweep(st, numeric_problem(problem, st.dtype), keys, meter)
     else:
         st_local = local_structure(st, chunk_size, mesh_shape(replicas, len(devs))[1])
-        n_run, state, outs = run_sweep_sharded(st_local, devs, numeric_problem(
-            problem, st.dtype), keys, meter)
+        with gpu_rng_kernel():
+            n_run, state, outs = run_sweep_sharded(st_local, devs, numeric_problem(
+                problem, st.dtype), keys, meter)
     n_run, state, outs = to_host((n_run, state, outs))  # waits for the sweep
     n_run = int(n_run)
     elapsed = time.perf_counter() - t_start

@@ -17,8 +17,9 @@ from .._checks import overflow_limit
 from ..problem import loss, loss_grad_f, loss_grad_h, network_output, sum_last
 from ._estimators import make_regression, make_response
 from ._factor import append_factor_row, flat_to_blocks
+from ._live import LiveSlots
 from ._precision import HIGHEST, full_precision
-from ._state import SweepState, draw_replica, init_state
+from ._state import SweepState, draw_replicas, init_state
 from ._structure import Structure
 
 
@@ -64,6 +65,7 @@ def make_step(st: Structure, act, loss_kind: str = "square", shard=None):
     idx = jnp.arange(T1)
     eye = jnp.eye(p, dtype=kd)
     nb = st.nb
+    live = LiveSlots(st)
 
     def grad_one(h, y, a):
         return loss_grad_h(h, y, a, act, loss_kind)
@@ -99,8 +101,8 @@ def make_step(st: Structure, act, loss_kind: str = "square", shard=None):
                 return None if x is None else jax.lax.dynamic_slice_in_dim(x, ic * chunk,
                                                                            chunk, axis=0)
 
-            zc, yc, xfc, wgt, gc, Kc, uc = (rows(x) for x in (state.z, state.y, state.xf,
-                                                              state.w, ghist, Kall, state.u))
+            yc, xfc, wgt, Kc, uc = (rows(x) for x in (state.y, state.xf, state.w, Kall,
+                                                      state.u))
 
             def weighted(x):  # padding rows zeroed (a no-op without padding)
                 return x * wgt.reshape((-1,) + (1,) * (x.ndim - 1)) if st.padded else x
@@ -111,7 +113,8 @@ def make_step(st: Structure, act, loss_kind: str = "square", shard=None):
                 y = jax.lax.dynamic_index_in_dim(yc, hslot, axis=1, keepdims=False)
                 xf = jax.lax.dynamic_index_in_dim(xfc, hslot, axis=1, keepdims=False)
             hst = xf[:, 1 : k + 1]  # xf = [1, h*_b, ξ_b]: (B, k + 2)
-            h = _mm(zc, coef_z) + _mm(gc, coef_g) + sum_last(hst[:, None, :] * m_s[None])
+            h = live.field(state.z, ghist, coef_z, coef_g, ic * chunk, t)
+            h = h + sum_last(hst[:, None, :] * m_s[None])
             a_b = jnp.broadcast_to(a_s, h.shape)
             g = grad_one(h, y, a_b)
             f = network_output(h, a_b, act)
@@ -124,7 +127,6 @@ def make_step(st: Structure, act, loss_kind: str = "square", shard=None):
                 dl = dl * scale
             gw = weighted(g)
             new = {
-                "mz": _mm(gw.T, zc),  # (p, T1 p): Σ g_t z_sᵀ
                 "g": jnp.sum(gw, axis=0),
                 "gx": _mm(gw.T, xf),
                 "l": jnp.sum(weighted(lo)),
@@ -134,13 +136,16 @@ def make_step(st: Structure, act, loss_kind: str = "square", shard=None):
             resp, Krow = response.chunk_sums(h, y, a_b, etaR_s, Kc, t, weighted, hess_one,
                                              scale)
             new.update(resp)
-            new.update(regression.extra_sums(xf, zc, t, weighted))
+            zt = jax.lax.dynamic_slice(state.z, (ic * chunk, t * p), (chunk, p))
+            new.update(regression.extra_sums(xf, zt, weighted))
             # write g_t, then read the new history for Σ g_t g_sᵀ (s <= t; slots > t are 0).
             # Reading the old history after computing g_t (which the write also needs) made
             # XLA copy the whole history twice per step to keep the old values.
             ghist = jax.lax.dynamic_update_slice(ghist, g, (ic * chunk, t * p))
-            gc_new = jax.lax.dynamic_slice_in_dim(ghist, ic * chunk, chunk, axis=0)
-            new["mg"] = _mm(gw.T, gc_new)
+            # Σ g_t z_sᵀ and Σ g_t g_sᵀ over the live slots s <= t: (p, T1 p) each
+            # and, for the regression's past rows, Σ z_t g_sᵀ (s < t)
+            new.update(live.moments(gw, weighted(zt) if st.mode != "fresh" else None, state.z,
+                                    ghist, ic * chunk, t))
             acc = jax.tree.map(lambda a, b: a + b.astype(kd), acc, new)
             if Krow is not None:
                 Kall = jax.lax.dynamic_update_slice(
@@ -150,6 +155,7 @@ def make_step(st: Structure, act, loss_kind: str = "square", shard=None):
         acc0 = {
             "mz": jnp.zeros((p, T1 * p), kd),
             "mg": jnp.zeros((p, T1 * p), kd),
+            **({} if st.mode == "fresh" else {"zg": jnp.zeros((p, T1 * p), kd)}),
             "g": jnp.zeros((p,), kd),
             "gx": jnp.zeros((p, k + 2), kd),
             "l": jnp.zeros((), kd),
@@ -243,7 +249,7 @@ def _sweep_one(st: Structure, problem, keys, meter, shard=None):
     TRACE_COUNT[0] += 1
     act = problem.act
     step_r = jax.vmap(make_step(st, act, problem.loss, shard), in_axes=(None, 0, None))
-    draws = jax.vmap(lambda kk: draw_replica(st, kk, shard))(keys)
+    draws = draw_replicas(st, keys, shard)
     first_row = 0 if shard is None else shard.first_row
     state = jax.vmap(lambda dr: init_state(st, problem, dr, first_row))(draws)
     shapes = jax.eval_shape(step_r, problem, state, jnp.asarray(0))[1]
