@@ -45,7 +45,7 @@ class SweepState(eqx.Module):
         Qp, C, Gamma, R: (T1, T1, p, p); R0: (T1, p, p); m: (T1, p, k); a: (T1, p).
         L, Linv: the causal factor of Q⊥ and its inverse, ((T1 p), (T1 p)).
     Regression (control variates, not for ``fresh``):
-        LG, LGinv (``reuse``) or G (other schedules): the regressors' Gram (factor);
+        G: the regressors' Gram; LGinv (``reuse``): the inverse of its Cholesky factor;
         beta, cfull: past coefficients β_s and Ê[g_s xᵀ], flat over (s, unit).
     """
 
@@ -65,7 +65,6 @@ class SweepState(eqx.Module):
     w: Float[Array, " n"] | None = None
     K: Array | None = None
     u: Array | None = None
-    LG: Array | None = None
     LGinv: Array | None = None
     G: Array | None = None
     beta: Array | None = None
@@ -193,13 +192,11 @@ def add_gram(st: Structure, out, shard=None):
     else:
         G = shard.sum(regressor_gram(z, hs, xi, st.n_real, shard.first_row,
                                      out_dtype=st.kdtype))
+    out["G"] = G
     if st.mode == "reuse":
         LG = jnp.linalg.cholesky(G)
-        out["LG"] = LG
         out["LGinv"] = jsl.solve_triangular(LG, jnp.eye(G.shape[0], dtype=G.dtype),
                                             lower=True)
-    else:
-        out["G"] = G
     return out
 
 
@@ -253,7 +250,6 @@ def init_state(st: Structure, problem, draws, first_row=0) -> SweepState:
            else None),
         K=jnp.zeros((st.npad, T1, T1, p, p), dtype) if st.pathwise else None,
         u=draws.get("u"),
-        LG=draws.get("LG"),
         LGinv=draws.get("LGinv"),
         G=draws.get("G"),
         beta=None if D is None else jnp.zeros((Tp, D), kd),

@@ -202,13 +202,18 @@ def make_step(st: Structure, act, loss_kind: str = "square", shard=None):
         R0_next = decay * R0[t] - eta[t] * jnp.einsum("uqr,urx->qx", G_row, R0,
                                                       precision=HIGHEST)
         R0 = R0.at[tp].set(jnp.where(more, R0_next, R0[tp]))
-        A = eta[None, :, None, None] * R  # A(t1, s) = η_s R(t1, s)
+        # Q⊥(t+1, t1) = R0 Q⊥0 R0ᵀ + Σ_{s,u} A(t+1, s) C(s, u) A(t1, u)ᵀ, A(t1, s) = η_s R(t1, s):
+        # X(u) = η_u Σ_s A(t+1, s) C(s, u) first, so that C and R are each read once and no
+        # (T1, T1, p, p) product η R is formed.
         Qrow = jnp.einsum("qr,rx,tyx->tqy", R0[tp], problem.qperp0, R0, precision=HIGHEST)
-        Qrow = Qrow + jnp.einsum("sqr,sury,tuvy->tqv", A[tp], C, A, precision=HIGHEST)
+        X = jnp.einsum("sqr,sury->uqy", eta[:, None, None] * R[tp], C, precision=HIGHEST)
+        X = eta[:, None, None] * X
+        Qrow = Qrow + jnp.einsum("uqy,tuvy->tqv", X, R, precision=HIGHEST)
         Qrow = jnp.where((idx <= tp)[:, None, None], Qrow, 0.0)
         Qp = state.Qp
-        Qp_new = Qp.at[tp].set(Qrow).at[:, tp].set(jnp.swapaxes(Qrow, -1, -2))
-        Qp = jnp.where(more, Qp_new, Qp)
+        # row and column t+1 only (a select over the whole Q⊥ cost three passes over it)
+        Qp = Qp.at[tp].set(jnp.where(more, Qrow, Qp[tp]))
+        Qp = Qp.at[:, tp].set(jnp.where(more, jnp.swapaxes(Qrow, -1, -2), Qp[:, tp]))
 
         state = eqx.tree_at(
             lambda s: (s.L, s.Linv, s.C, s.Gamma, s.m, s.a, s.R, s.R0, s.Qp), state,
