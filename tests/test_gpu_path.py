@@ -123,7 +123,7 @@ def test_float32_solve_keeps_kernels_in_float64():
             st, _structure.numeric_problem(pr, st.dtype),
             _state.draw_replica(st, k)))(_solve.replica_keys(0, 2)))
     assert shapes.z.dtype == shapes.g.dtype == shapes.y.dtype == jnp.float32
-    for name in ("L", "Linv", "Qp", "C", "Gamma", "R", "m", "LG", "LGinv", "beta", "cfull"):
+    for name in ("L", "Linv", "Qp", "C", "Gamma", "R", "m", "G", "LGinv", "beta", "cfull"):
         assert getattr(shapes, name).dtype == jnp.float64, name
     assert np.dtype(st.kdtype).itemsize == 8
 

@@ -52,7 +52,13 @@ def assert_same(a, b, rtol=RTOL):
         assert err <= rtol, (name, err)
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+# the default suite runs four cases (every regression, response, selection and padding path);
+# plain reuse and p = 3 epochs (covered by those paths) run with -m slow
+SLOW = {"reuse", "epochs_p3"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in sorted(CASES)])
 def test_live_blocks_equal_full_width(name, monkeypatch):
     problem_kw, solve_kw = CASES[name]
     full = solve(problem_kw, solve_kw, monkeypatch, 0)
