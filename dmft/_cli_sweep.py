@@ -64,6 +64,8 @@ def parse_values(flag: str, text) -> list[float]:
 
 def add_sweep_parsers(sub, add_problem_args, formatter, defaults) -> None:
     """Register ``sweep`` and ``plot-sweep`` on the ``dmft`` subparsers."""
+    from .cli import add_devices_arg
+
     p = sub.add_parser("sweep", help="DMFT (or simulation) on a grid of hyper-parameters",
                        formatter_class=formatter, description=__doc__,
                        epilog="Axis flags: " + " ".join(SWEEP_FLAGS))
@@ -87,6 +89,7 @@ def add_sweep_parsers(sub, add_problem_args, formatter, defaults) -> None:
     r.add_argument("--seeds", type=int, default=16, help="seeds (--method simulate)")
     r.add_argument("--grid-batch", type=int, default=None,
                    help="points solved at once (default: as many as fit in memory)")
+    add_devices_arg(r)
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--out", required=True, help="output HDF5 file (.h5)")
     p.set_defaults(func=cmd_sweep)
@@ -136,13 +139,15 @@ def cmd_sweep(args) -> int:
     for dest, val in base.items():
         setattr(args, dest, val)
     problem = cli.problem_from_args(args)
+    devices = cli.devices_from_args(args)
     shape = " x ".join(f"{n}[{len(v)}]" for n, v in over.items())
     print(f"dmft sweep: {problem.target.name}, {problem.schedule}, T={problem.steps}, "
           f"grid {shape} = {int(np.prod([len(v) for v in over.values()]))} points, "
           f"method {args.method}")
     res = sweep(problem, over, args.samples, seed=args.seed, replicas=args.replicas,
                 response=args.response, dtype=args.dtype, progress=cli._progress(args),
-                method=args.method, d=args.d, seeds=args.seeds, grid_batch=args.grid_batch)
+                method=args.method, d=args.d, seeds=args.seeds, grid_batch=args.grid_batch,
+                devices=devices)
     save_sweep(res, out, command_line=args.command_line)
     T = len(res.step) - 1
     est = res.observable("m_norm", T)

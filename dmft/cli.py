@@ -156,6 +156,46 @@ DTYPE_HELP = ("float64 (default) or float32: faster on a GPU; the solver's float
               "stays below 5%% of one standard error (tests/test_solver.py)")
 
 
+DEVICES_HELP = ("use the first N devices of the default backend (an integer >= 1; when not "
+                "given: all of them)")
+
+
+def add_devices_arg(group) -> None:
+    """--devices N: a string here, checked by :func:`devices_from_args` (so that a non-integer
+    is a one-line error, exit code 1, like a count out of range)."""
+    group.add_argument("--devices", default=None, metavar="N", help=DEVICES_HELP)
+
+
+def devices_from_args(args) -> int | None:
+    """--devices → ``devices=`` of solve/simulate/sweep: None (every device of the default
+    backend) or an int in [1, available], checked before any compute."""
+    text = getattr(args, "devices", None)
+    if text is None:
+        return None
+    import jax
+
+    from ._checks import show
+
+    every = jax.devices()
+    try:
+        n = int(str(text).strip())
+    except ValueError:
+        n = None
+    if n is None or not 1 <= n <= len(every):
+        raise DMFTInputError(
+            f"`devices` must be an integer in [1, {len(every)}] (the {len(every)} "
+            f"{every[0].platform} device(s) of the default backend); got devices="
+            f"{show(text) if n is None else n}")
+    return n
+
+
+def device_count(devices: int | None) -> int:
+    """The number of devices a run with ``devices`` (from :func:`devices_from_args`) uses."""
+    import jax
+
+    return len(jax.devices()) if devices is None else devices
+
+
 def enable_x64() -> None:
     """Entry points run in double precision: turn JAX x64 on before any array exists, and use
     the persistent compilation cache (``dmft._cache``; ``DMFT_NO_COMPILE_CACHE=1`` turns it
@@ -251,17 +291,19 @@ def _cmd_solve(args) -> int:
     samples = check_int("samples", args.samples, low=2)
     check_int("seed", args.seed, low=0)
     check_choice("dtype", args.dtype, set(DTYPES))
+    devices = devices_from_args(args)
     from .io import estimate_file_bytes
 
     out = _check_out(args.out, need_bytes=estimate_file_bytes("dmft", problem.steps, problem.p,
                                                               problem.k))
     settings = dict(samples=samples, seed=args.seed, replicas=args.replicas,
-                    chunk_size=args.chunk_size, response=args.response, dtype=args.dtype)
+                    chunk_size=args.chunk_size, response=args.response, dtype=args.dtype,
+                    devices=device_count(devices))
     _print_config("dmft solve", problem, settings)
     traj = save_or_partial(
         lambda: solve(problem, samples, seed=args.seed, replicas=args.replicas,
                       chunk_size=args.chunk_size, response=args.response,
-                      dtype=args.dtype, progress=_progress(args)),
+                      dtype=args.dtype, progress=_progress(args), devices=devices),
         out, args.command_line)
     print(f"wall time: {traj.settings.get('wall_time_s', float('nan')):.2f} s")
     print(f"wrote {out}" + _status_note(traj))
@@ -292,13 +334,14 @@ def _cmd_simulate(args) -> int:
     from .simulate import simulate
 
     check_choice("dtype", args.dtype, set(DTYPES))
+    devices = devices_from_args(args)
     settings = dict(d=d, seeds=seeds, seed=args.seed, seed_batch=args.seed_batch,
-                    test_error=args.test_error, dtype=args.dtype)
+                    test_error=args.test_error, dtype=args.dtype, devices=device_count(devices))
     _print_config("dmft simulate", problem, settings)
     traj = save_or_partial(
         lambda: simulate(problem, d, seeds, seed=args.seed, seed_batch=args.seed_batch,
                          test_error=args.test_error, dtype=args.dtype,
-                         progress=_progress(args)),
+                         progress=_progress(args), devices=devices),
         out, args.command_line)
     print(f"wrote {out}" + _status_note(traj))
     return 0
@@ -460,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "fastest; smaller bounds the per-step temporaries)")
     r.add_argument("--response", default="stein", help="response estimator: stein or pathwise")
     r.add_argument("--dtype", default="float64", help=DTYPE_HELP)
+    add_devices_arg(r)
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--out", required=True, help="output HDF5 file (.h5)")
     p.set_defaults(func=_cmd_solve)
@@ -476,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dtype", default="float64", help=DTYPE_HELP)
     r.add_argument("--test-error", default="exact",
                    help="exact (quadrature from m, Q) or sample (fresh test set)")
+    add_devices_arg(r)
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--out", required=True, help="output HDF5 file (.h5)")
     p.set_defaults(func=_cmd_simulate)
@@ -563,7 +608,7 @@ FLAGS = {
     "chunk_size": "--chunk-size", "response": "--response", "dtype": "--dtype", "d": "--d",
     "seeds": "--seeds", "seed_batch": "--seed-batch", "test_error": "--test-error",
     "threshold": "--threshold", "sys_error": "--sys-error", "dpi": "--dpi", "out": "--out",
-    "fig_dir": "--fig-dir",
+    "fig_dir": "--fig-dir", "devices": "--devices",
 }
 _NAME = r"([a-z][a-z0-9_]*)((?:\[\d+\])?)"
 

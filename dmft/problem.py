@@ -2,7 +2,8 @@
 
 Everything here is the *model*: activations, targets, the network output, the loss and its
 gradient with respect to the pre-activations. Neither the solver's nor the simulator's machinery
-lives here, so that an error in one cannot hide in the other.
+lives here, so that an error in one cannot hide in the other. The target registry lives in
+``dmft._targets`` and the batch schedules in ``dmft._schedule``; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import weakref
 from collections.abc import Callable
 
 import equinox as eqx
@@ -26,6 +26,17 @@ from ._checks import (
     check_int,
     check_real,
 )
+from ._schedule import batch_index as batch_index
+from ._schedule import epoch_length as epoch_length
+from ._schedule import minibatch_fraction as minibatch_fraction
+from ._schedule import parse_schedule as parse_schedule
+from ._schedule import selection_kind as selection_kind
+from ._targets import TARGETS as TARGETS
+from ._targets import Target as Target
+from ._targets import check_target as check_target
+from ._targets import custom_target as custom_target
+from ._targets import get_target as get_target
+from ._targets import unavailable_target as unavailable_target
 
 # --------------------------------------------------------------------------------------------
 # Activations
@@ -72,70 +83,6 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
-# --------------------------------------------------------------------------------------------
-# Targets g*(z), z = h* ~ N(0, I_k)
-# --------------------------------------------------------------------------------------------
-
-
-def _he(j: int, z):
-    if j == 1:
-        return z
-    if j == 2:
-        return z * z - 1.0
-    if j == 3:
-        return z**3 - 3.0 * z
-    if j == 4:
-        return z**4 - 6.0 * z * z + 3.0
-    raise ValueError(j)
-
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """A target function g*: R^k → R acting on the teacher fields z = h* (last axis of size k)."""
-
-    name: str
-    k: int
-    fn: Callable
-    formula: str
-
-    def __call__(self, z):
-        return self.fn(z)
-
-
-TARGETS: dict[str, Target] = {
-    "linear": Target("linear", 1, lambda z: z[..., 0], "z1"),
-    "he2": Target("he2", 1, lambda z: _he(2, z[..., 0]) / math.sqrt(2.0), "He2(z1)/sqrt(2)"),
-    "he3": Target("he3", 1, lambda z: _he(3, z[..., 0]) / math.sqrt(6.0), "He3(z1)/sqrt(6)"),
-    "he4": Target("he4", 1, lambda z: _he(4, z[..., 0]) / math.sqrt(24.0), "He4(z1)/sqrt(24)"),
-    "tanh_he3": Target(
-        "tanh_he3",
-        2,
-        lambda z: jnp.tanh(z[..., 0] + z[..., 1] ** 3 - 3.0 * z[..., 1]),
-        "tanh(z1 + z2^3 - 3 z2)",
-    ),
-    "z1_plus_he3": Target(
-        "z1_plus_he3",
-        2,
-        lambda z: z[..., 0] + _he(3, z[..., 1]) / math.sqrt(6.0),
-        "z1 + He3(z2)/sqrt(6)",
-    ),
-    "staircase2": Target(
-        "staircase2", 2, lambda z: z[..., 0] + z[..., 0] * z[..., 1], "z1 + z1 z2"
-    ),
-    "staircase3": Target(
-        "staircase3",
-        3,
-        lambda z: z[..., 0] + z[..., 0] * z[..., 1] + z[..., 0] * z[..., 1] * z[..., 2],
-        "z1 + z1 z2 + z1 z2 z3",
-    ),
-    "z1z2z3": Target("z1z2z3", 3, lambda z: z[..., 0] * z[..., 1] * z[..., 2], "z1 z2 z3"),
-    "sign_z1z2z3": Target(
-        "sign_z1z2z3",
-        3,
-        lambda z: jnp.sign(z[..., 0] * z[..., 1] * z[..., 2]),
-        "sign(z1 z2 z3)",
-    ),
-}
 
 
 def get_activation(name: str) -> Activation:
@@ -144,93 +91,6 @@ def get_activation(name: str) -> Activation:
     check_choice("activation", name, set(ACTIVATIONS))
     return ACTIVATIONS[name]
 
-
-def get_target(target) -> Target:
-    """Look up a target by name, or accept a ``Target`` built by the user."""
-    if isinstance(target, Target):
-        if TARGETS.get(target.name) is target:
-            return target
-        return check_target(target)
-    if not isinstance(target, str):
-        raise DMFTInputError(
-            "`target` must be a registered name (see dmft.TARGETS) or a dmft.Target (see "
-            f"dmft.custom_target); got {type(target).__name__}"
-        )
-    check_choice("target", target, set(TARGETS))
-    return TARGETS[target]
-
-
-def custom_target(fn: Callable, k: int, name: str = "custom", formula: str = "user function"):
-    """Wrap a user's JAX-traceable ``fn(z) -> y`` (z has last axis k) as a target.
-
-    The function is checked once (see :func:`check_target`): it must be traceable by
-    ``jax.jit`` (written with ``jax.numpy``), map shape (n, k) to (n,), and be finite on
-    standard-normal inputs.
-    """
-    k = check_int("k", k, low=1, high=16)
-    if not callable(fn):
-        raise DMFTInputError(f"`fn` must be a function of z; got {type(fn).__name__}")
-    return check_target(Target(name, k, fn, formula))
-
-
-# Target objects already checked (a Target is frozen, so one check suffices)
-_CHECKED_TARGETS: weakref.WeakSet = weakref.WeakSet()
-_PROBE_N = 512
-
-
-def check_target(target: Target) -> Target:
-    """Check a user-built target: ``k`` an integer in [1, 16], ``fn`` traceable by ``jax.jit``,
-    output shape (n,) for input (n, k), finite on ``_PROBE_N`` standard-normal inputs (and z = 0).
-    Raises DMFTInputError naming the target and what failed."""
-    if target in _CHECKED_TARGETS or getattr(target.fn, "dmft_placeholder", False):
-        return target
-    name = target.name
-    k = check_int("k", target.k, low=1, high=16)
-    z = np.random.default_rng(0).standard_normal((_PROBE_N, k))
-    z[0] = 0.0
-    try:
-        out = jax.jit(target.fn)(jnp.asarray(z))
-    except jax.errors.JAXTypeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DMFTInputError(
-            f"target function `{name}` is not JAX-traceable: write it with jax.numpy (no numpy "
-            f"calls, float() or Python if on values); jax.jit(fn) failed with "
-            f"{type(exc).__name__}: {first}"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - report any failure of user code clearly
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise DMFTInputError(
-            f"target function `{name}` failed on input of shape ({_PROBE_N}, {k}): "
-            f"{type(exc).__name__}: {first}"
-        ) from None
-    if jnp.shape(out) != (_PROBE_N,):
-        raise DMFTInputError(
-            f"target function `{name}` must map shape (..., {k}) to (...); "
-            f"got output shape {tuple(jnp.shape(out))} for input ({_PROBE_N}, {k})"
-        )
-    y = np.asarray(out, dtype=np.float64)
-    bad = np.nonzero(~np.isfinite(y))[0]
-    if bad.size:
-        zb = ", ".join(f"{v:.3g}" for v in z[bad[0]])
-        raise DMFTInputError(
-            f"target function `{name}` returns NaN or inf on {bad.size} of {_PROBE_N} "
-            f"standard-normal inputs (e.g. z=[{zb}]); the labels would not be finite"
-        )
-    _CHECKED_TARGETS.add(target)
-    return target
-
-
-def unavailable_target(name: str, k: int, formula: str = "") -> Target:
-    """Placeholder for a user target read back from a file (the function is not stored)."""
-
-    def fn(z):
-        raise DMFTInputError(
-            f"target {name!r} was a user function and is not stored in the file; "
-            "rebuild it with dmft.custom_target to rerun"
-        )
-
-    fn.dmft_placeholder = True
-    return Target(name, int(k), fn, formula)
 
 
 def second_layer_vector(spec, p: int) -> np.ndarray:
@@ -349,126 +209,6 @@ def check_pm1_labels(target: Target, noise, loss_name: str) -> None:
 # The problem: frozen, validated at construction
 # --------------------------------------------------------------------------------------------
 
-def _parse_fraction(text: str, schedule) -> float:
-    try:
-        b = float(text)
-    except ValueError:
-        b = float("nan")
-    if not (0.0 < b <= 1.0):  # also refuses NaN
-        raise DMFTInputError(
-            f"`schedule` 'sgd:b' needs a mini-batch fraction b in (0, 1]; got schedule={schedule!r}"
-        )
-    return b
-
-
-def _parse_epoch(text: str, schedule) -> int:
-    try:
-        B = int(text)
-    except ValueError:
-        B = 0
-    if B < 1:
-        raise DMFTInputError(
-            f"`schedule` 'epochs:B' needs an integer number of mini-batches per epoch B >= 1; "
-            f"got schedule={schedule!r}"
-        )
-    return B
-
-
-def selection_kind(schedule: str) -> str:
-    """``"sgd"`` or ``"epochs"`` for the mini-batch schedules on one dataset, else ``"none"``."""
-    for kind in ("sgd", "epochs"):
-        if schedule.startswith(kind + ":"):
-            return kind
-    return "none"
-
-
-def minibatch_fraction(schedule: str) -> float:
-    """The expected fraction b of the dataset in a mini-batch (``sgd:b``; 1/B for
-    ``epochs:B``; 1 for the full-batch schedules)."""
-    kind = selection_kind(schedule)
-    if kind == "sgd":
-        return _parse_fraction(schedule[4:], schedule)
-    if kind == "epochs":
-        return 1.0 / _parse_epoch(schedule[7:], schedule)
-    return 1.0
-
-
-def epoch_length(schedule: str) -> int:
-    """B for ``epochs:B`` (steps per epoch), else 1."""
-    return _parse_epoch(schedule[7:], schedule) if selection_kind(schedule) == "epochs" else 1
-
-
-def parse_schedule(schedule, steps: int) -> str:
-    """Canonical schedule string: ``reuse``, ``fresh``, ``repeat:R`` or ``list:b0,...,b_{T-1}``.
-
-    ``schedule`` may also be a sequence of T batch labels (step t uses batch b_t).
-    """
-    if not isinstance(schedule, str):
-        try:
-            labels = [check_int(f"schedule[{i}]", b, low=0) for i, b in enumerate(schedule)]
-        except TypeError:
-            raise DMFTInputError(
-                f"`schedule` must be 'reuse', 'fresh', 'repeat:R' or a list of {steps} batch "
-                f"labels; got schedule={schedule!r}"
-            ) from None
-        schedule = "list:" + ",".join(str(b) for b in labels)
-    if schedule in ("reuse", "fresh"):
-        return schedule
-    if schedule.startswith("sgd:"):
-        b = _parse_fraction(schedule[4:], schedule)
-        return f"sgd:{int(b)}" if b == 1.0 else f"sgd:{b!r}"
-    if schedule.startswith("epochs:"):
-        text = schedule[7:].strip()
-        if not text.isdigit():  # refuse 2.5, 2.0, -1: B is an integer
-            _parse_epoch("0", schedule)
-        return f"epochs:{_parse_epoch(text, schedule)}"
-    if schedule.startswith("repeat:"):
-        try:
-            r = int(schedule.split(":", 1)[1])
-        except ValueError:
-            r = 0
-        if r < 1:
-            raise DMFTInputError(
-                f"`schedule` 'repeat:R' needs an integer R >= 1; got schedule={schedule!r}"
-            )
-        return f"repeat:{r}"
-    if schedule.startswith("list:"):
-        try:
-            labels = [int(v) for v in schedule[5:].split(",")]
-        except ValueError:
-            labels = [-1]
-        if len(labels) != steps or min(labels) < 0:
-            raise DMFTInputError(
-                f"`schedule` as a list needs {steps} non-negative integer batch labels (one per "
-                f"step); got schedule={schedule!r}"
-            )
-        return schedule
-    raise DMFTInputError(
-        f"`schedule` must be one of 'reuse', 'fresh', 'repeat:R' (R >= 1), 'sgd:b' (0 < b <= 1), "
-        f"'epochs:B' (integer B >= 1) or a list of batch labels; got schedule={schedule!r}"
-    )
-
-
-def batch_index(schedule: str, steps: int) -> np.ndarray:
-    """Batch used at each time t = 0..T (t = T: the batch the train loss is measured on).
-
-    Labels are renumbered 0, 1, ... in order of first use. ``fresh`` uses batch t at time t,
-    ``repeat:R`` batch t // R, ``reuse``, ``sgd:b`` and ``epochs:B`` batch 0 (mini-batches of
-    one dataset); a list uses its last label at t = T.
-    """
-    T1 = steps + 1
-    if schedule == "reuse" or selection_kind(schedule) != "none":  # one dataset
-        raw = np.zeros(T1, int)
-    elif schedule == "fresh":
-        raw = np.arange(T1)
-    elif schedule.startswith("repeat:"):
-        raw = np.arange(T1) // int(schedule.split(":")[1])
-    else:
-        lab = [int(v) for v in schedule[5:].split(",")]
-        raw = np.array(lab + [lab[-1]])
-    _, first = np.unique(raw, return_index=True)
-    order = {v: i for i, v in enumerate(raw[np.sort(first)])}
-    return np.array([order[v] for v in raw])
 
 
 class Problem(eqx.Module):

@@ -7,9 +7,9 @@ Each script only states its target's defaults and calls :func:`run_target`::
     def main(argv=None) -> int:
         return run_target("tanh_he3", dict(alpha=3.0, lr=0.2, steps=6), argv)
 
-The script then accepts ``--quick --samples --d --seeds --seed --no-progress --out --fig-dir``
-(plus every problem flag of ``dmft solve``, defaulting to the script's values), writes
-``<out>/dmft.h5``, ``<out>/simulation.h5`` and ``<fig-dir>/<target>.png``, and prints the
+The script then accepts ``--quick --samples --d --seeds --seed --devices --no-progress --out
+--fig-dir`` (plus every problem flag of ``dmft solve``, defaulting to the script's values),
+writes ``<out>/dmft.h5``, ``<out>/simulation.h5`` and ``<fig-dir>/<target>.png``, and prints the
 z-score table. Exit codes as for ``dmft``: 0 ok, 1 user error or divergence, 2 usage error, 3 a
 failed verdict with ``--strict``.
 """
@@ -31,7 +31,10 @@ from .cli import (
     _check_out,
     _Formatter,
     _print_config,
+    add_devices_arg,
     add_problem_args,
+    device_count,
+    devices_from_args,
     enable_x64,
     problem_from_args,
     run_guarded,
@@ -61,6 +64,7 @@ def build_parser(name: str, defaults: dict, description: str | None = None):
     r.add_argument("--seeds", type=int, default=None,
                    help=f"simulation seeds (default {defaults.get('seeds', DEFAULT_SEEDS)})")
     r.add_argument("--seed", type=int, default=0, help="random seed (both runs)")
+    add_devices_arg(r)
     r.add_argument("--threshold", type=float, default=4.0, help="verdict: max |z| < threshold")
     r.add_argument("--strict", action="store_true", help="exit code 3 when the verdict fails")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -116,6 +120,7 @@ def _run(args, defaults: dict) -> int:
     seeds = check_int("seeds", pick("seeds", DEFAULT_SEEDS), low=1)
     seed = check_int("seed", args.seed, low=0)
     problem = problem_from_args(args)
+    devices = devices_from_args(args)
     progress = False if args.no_progress else None
 
     dmft_path = os.path.join(args.out, "dmft.h5")
@@ -130,16 +135,18 @@ def _run(args, defaults: dict) -> int:
                                                         problem.k, seeds))
     check_output_path(fig_path, name="fig_dir", suffixes=FIGURE_SUFFIXES)
     _print_config(f"{args.target}", problem, dict(samples=samples, replicas=args.replicas, d=d,
-                                                  seeds=seeds, seed=seed))
+                                                  seeds=seeds, seed=seed,
+                                                  devices=device_count(devices)))
 
     t0 = time.perf_counter()
     theory = save_or_partial(
-        lambda: solve(problem, samples, seed=seed, replicas=args.replicas, progress=progress),
+        lambda: solve(problem, samples, seed=seed, replicas=args.replicas, progress=progress,
+                      devices=devices),
         dmft_path, args.command_line)
     t1 = time.perf_counter()
     print(f"DMFT: {t1 - t0:.1f} s, wrote {dmft_path}")
     sim = save_or_partial(
-        lambda: simulate(problem, d, seeds, seed=seed, progress=progress),
+        lambda: simulate(problem, d, seeds, seed=seed, progress=progress, devices=devices),
         sim_path, args.command_line)
     t2 = time.perf_counter()
     print(f"simulation: {t2 - t1:.1f} s, wrote {sim_path}")

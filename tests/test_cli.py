@@ -203,3 +203,64 @@ def test_minibatch_and_logistic_flags(tmp_path, capsys):
     code, out, err = run(capsys, *SOLVE, "--loss", "logistic", "--out", str(tmp_path / "c.h5"))
     assert code == 1
     assert_one_line_error(err, "loss", "±1")
+
+
+SIMULATE = ("simulate", "--target", "tanh_he3", "--steps", "2", "--d", "60", "--seeds", "2",
+            "--no-progress")
+SWEEP = ("sweep", "--target", "he3", "--steps", "2", "--lr", "0.2,0.4", "--samples", "640",
+         "--replicas", "4", "--no-progress")
+
+
+@pytest.mark.parametrize("argv", [SOLVE, SIMULATE], ids=["solve", "simulate"])
+def test_devices_flag_is_passed_on(tmp_path, capsys, argv):
+    """--devices 1 reaches the library: the saved settings and the HDF5 /config say 1."""
+    path = tmp_path / "d1.h5"
+    code, out, err = run(capsys, *argv, "--devices", "1", "--out", str(path))
+    assert code == 0, err
+    assert io.load(path).settings["devices"] == 1
+    with h5py.File(path, "r") as f:
+        assert int(f["config"].attrs["settings.devices"]) == 1
+
+
+@pytest.mark.parametrize("command", ["solve", "simulate", "sweep"])
+@pytest.mark.parametrize("value", ["0", "-1", "many", "1.5", "too_many"])
+def test_bad_devices_exit_1_one_line(tmp_path, capsys, command, value):
+    """A bad --devices is one line naming the flag, the value and [1, available]; nothing is
+    computed or written."""
+    import jax
+
+    n = len(jax.devices())
+    value = str(n + 1) if value == "too_many" else value
+    argv = {"solve": SOLVE, "simulate": SIMULATE, "sweep": SWEEP}[command]
+    code, out, err = run(capsys, *argv, "--devices", value, "--out", str(tmp_path / "x.h5"))
+    assert code == 1, (out, err)
+    got = value if value.lstrip("-").isdigit() else repr(value)
+    assert_one_line_error(err, "`--devices`", f"[1, {n}]", f"got --devices={got}")
+    assert not os.listdir(tmp_path)
+
+
+def test_devices_flag_on_forced_host_devices(tmp_path):
+    """`dmft solve --devices 2` on 4 forced host devices (a subprocess: the flag must be set
+    before JAX starts) records devices=2; --devices 5 names the range [1, 4]."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu", DMFT_NO_COMPILE_CACHE="1",
+               PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    path = tmp_path / "d2.h5"
+    code = ("import sys; from dmft.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    argv = [sys.executable, "-c", code, *SOLVE, "--out", str(path)]
+    done = subprocess.run(argv + ["--devices", "2"], env=env, cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    with h5py.File(path, "r") as f:
+        assert int(f["config"].attrs["settings.devices"]) == 2
+        assert int(f["config"].attrs["settings.processes"]) == 1
+    assert io.load(path).settings["devices"] == 2
+    done = subprocess.run(argv + ["--devices", "5"], env=env, cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1
+    assert_one_line_error(done.stderr, "`--devices`", "[1, 4]", "--devices=5")

@@ -60,3 +60,12 @@ def test_sweep_over_the_minibatch_fraction_from_the_cli(tmp_path, capsys):
     assert main(["sweep", "--target", "he3", "--steps", "2", "--batch-fraction", "0.5,1.5",
                  "--samples", "2400", "--replicas", "4", "--out", str(out)]) == 1
     assert "schedule" in capsys.readouterr().err
+
+
+def test_sweep_devices_flag(tmp_path, capsys):
+    """--devices 1 reaches dmft.sweep: the sweep file's settings say devices=1."""
+    out = tmp_path / "d1.h5"
+    code = main(["sweep", "--target", "he3", "--steps", "2", "--lr", "0.2,0.4", "--samples",
+                 "640", "--replicas", "4", "--devices", "1", "--no-progress", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert load_sweep(out).settings["devices"] == 1

@@ -64,3 +64,22 @@ def test_bad_flag_exit_1(tmp_path, capsys):
     assert mod.main(["--quick", "--d", "0", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "`--d`" in err and err.count("\n") == 1
+
+
+def test_devices_flag(tmp_path, capsys):
+    """--devices 1 reaches both runs (the files' settings say 1); --devices 0 is one line, exit
+    1, before any compute."""
+    import jax
+
+    mod = load_script("tanh_he3")
+    small = ["--quick", "--samples", "640", "--replicas", "4", "--d", "60", "--seeds", "2",
+             "--steps", "2", "--no-progress", "--out", str(tmp_path), "--fig-dir", str(tmp_path)]
+    assert mod.main(small + ["--devices", "1"]) == 0, capsys.readouterr().err
+    for name in ("dmft.h5", "simulation.h5"):
+        assert io.load(tmp_path / name).settings["devices"] == 1
+    capsys.readouterr()
+    assert mod.main(["--quick", "--devices", "0", "--out", str(tmp_path / "no")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "`--devices`" in err and f"[1, {len(jax.devices())}]" in err and "=0" in err
+    assert not (tmp_path / "no").exists()

@@ -29,6 +29,8 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np
 
 import dmft
+from dmft._checks import DMFTInputError
+from dmft.cli import add_devices_arg, devices_from_args, flag_message
 from dmft.simulate import simulate
 
 # The published test case and the targets the issue asks for (he3 at a large learning rate,
@@ -93,19 +95,20 @@ def _zscore(diff, se):
     return np.where(exact & (np.abs(diff) > 1e-9), np.inf, z)
 
 
-def run_case(name, *, ds, seeds, samples, seed, quick, progress):
+def run_case(name, *, ds, seeds, samples, seed, quick, progress, devices=None):
     cfg = dict(CASES[name])
     if quick:
         cfg["steps"] = min(cfg["steps"], 3)
     target = cfg.pop("target")
     problem = dmft.make_problem(target, **cfg)
     t0 = time.perf_counter()
-    th = dmft.solve(problem, samples=samples, seed=seed, progress=progress)
+    th = dmft.solve(problem, samples=samples, seed=seed, progress=progress, devices=devices)
     t_dmft = time.perf_counter() - t0
     sims = {}
     t0 = time.perf_counter()
     for d in ds:
-        sims[d] = simulate(problem, d=d, seeds=seeds, seed=seed + 1, progress=progress)
+        sims[d] = simulate(problem, d=d, seeds=seeds, seed=seed + 1, progress=progress,
+                           devices=devices)
     t_sim = time.perf_counter() - t0
     report = {"case": name, "problem": problem.to_dict(), "ds": list(ds), "seeds": seeds,
               "samples": samples, "seed": seed, "time_dmft_s": t_dmft, "time_sim_s": t_sim,
@@ -176,7 +179,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/validation")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     ap.add_argument("--no-progress", action="store_true")
+    add_devices_arg(ap)
     args = ap.parse_args(argv)
+    try:
+        devices = devices_from_args(args)
+    except DMFTInputError as exc:  # one line, exit code 1, as for `dmft`
+        print(f"error: {flag_message(str(exc))}", file=sys.stderr)
+        return 1
     names = sorted(CASES) if args.all else (args.case or ["tanh_he3"])
     if args.quick:
         args.d, args.seeds, args.samples = [200, 400], 4, 16_000
@@ -185,7 +194,7 @@ def main(argv=None) -> int:
     for name in names:
         problem, th, sims, report = run_case(
             name, ds=args.d, seeds=args.seeds, samples=args.samples, seed=args.seed,
-            quick=args.quick, progress=False if args.no_progress else None)
+            quick=args.quick, progress=False if args.no_progress else None, devices=devices)
         ok &= print_report(report, args.threshold)
         jpath = os.path.join(args.out, f"{name}.json")
         tmp = f"{jpath}.tmp-{os.getpid()}"
