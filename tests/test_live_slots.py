@@ -52,9 +52,10 @@ def assert_same(a, b, rtol=RTOL):
         assert err <= rtol, (name, err)
 
 
-# the default suite runs four cases (every regression, response, selection and padding path);
-# plain reuse and p = 3 epochs (covered by those paths) run with -m slow
-SLOW = {"reuse", "epochs_p3"}
+# the default suite runs the two cases that cover the regression's reuse and general paths,
+# both responses, chunks and padding (each case compiles two solves, ~5 s each on the 2-core CI
+# machine); fresh, sgd + trained a, plain reuse and p = 3 epochs run with -m slow
+SLOW = {"reuse", "epochs_p3", "fresh", "sgd_trained_a"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
