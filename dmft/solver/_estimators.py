@@ -122,9 +122,11 @@ class BatchRegression(eqx.Module):
         n = float(st.n_real)
         nfix = 1 + st.nb * (st.k + 1)
         betas = jax.lax.dynamic_update_slice(state.beta, beta, (t * st.p, 0))
-        # the past rows' column of z_t: Ê[g_s z_tᵀ] for s < t (β_t reaches z_t, and the steps
-        # only stream the live slots, so row s was written without it); then row t
-        cfull = jax.lax.dynamic_update_slice(state.cfull, acc["zg"].T / n, (0, nfix + t * st.p))
+        cfull = state.cfull
+        if "zg" in acc:
+            # live-slot steps (``_live``): the past rows' column of z_t, Ê[g_s z_tᵀ] for s < t
+            # (β_t reaches z_t, and row s was written at step s without the future columns)
+            cfull = jax.lax.dynamic_update_slice(cfull, acc["zg"].T / n, (0, nfix + t * st.p))
         cfull = jax.lax.dynamic_update_slice(cfull, c_full, (t * st.p, 0))
         row = alpha * (
             acc["gg"] / n

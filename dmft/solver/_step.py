@@ -66,6 +66,9 @@ def make_step(st: Structure, act, loss_kind: str = "square", shard=None):
     eye = jnp.eye(p, dtype=kd)
     nb = st.nb
     live = LiveSlots(st)
+    # the regression's past rows need Ê[g_s z_t] (s < t), which a full-width step wrote at step
+    # s already; a live-slot step did not, and reads it from its pass over g instead
+    need_zg = st.mode != "fresh" and live.blocks > 1
 
     def grad_one(h, y, a):
         return loss_grad_h(h, y, a, act, loss_kind)
@@ -144,8 +147,8 @@ def make_step(st: Structure, act, loss_kind: str = "square", shard=None):
             ghist = jax.lax.dynamic_update_slice(ghist, g, (ic * chunk, t * p))
             # Σ g_t z_sᵀ and Σ g_t g_sᵀ over the live slots s <= t: (p, T1 p) each
             # and, for the regression's past rows, Σ z_t g_sᵀ (s < t)
-            new.update(live.moments(gw, weighted(zt) if st.mode != "fresh" else None, state.z,
-                                    ghist, ic * chunk, t))
+            new.update(live.moments(gw, weighted(zt) if need_zg else None, state.z, ghist,
+                                    ic * chunk, t))
             acc = jax.tree.map(lambda a, b: a + b.astype(kd), acc, new)
             if Krow is not None:
                 Kall = jax.lax.dynamic_update_slice(
@@ -155,7 +158,7 @@ def make_step(st: Structure, act, loss_kind: str = "square", shard=None):
         acc0 = {
             "mz": jnp.zeros((p, T1 * p), kd),
             "mg": jnp.zeros((p, T1 * p), kd),
-            **({} if st.mode == "fresh" else {"zg": jnp.zeros((p, T1 * p), kd)}),
+            **({"zg": jnp.zeros((p, T1 * p), kd)} if need_zg else {}),
             "g": jnp.zeros((p,), kd),
             "gx": jnp.zeros((p, k + 2), kd),
             "l": jnp.zeros((), kd),
