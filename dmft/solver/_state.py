@@ -209,15 +209,14 @@ def draw_replica(st: Structure, key, shard=None):
 
 
 def draw_replicas(st: Structure, keys, shard=None):
-    """:func:`draw_replica` of every key (leading replica axis).
+    """:func:`draw_replica` of every key (leading replica axis), batched over replicas.
 
-    The generator runs one replica at a time (``lax.map``): batched over replicas, XLA compiled
-    it in 2.40 s against 1.38 s unbatched at (T, N, p) = (7, 1e6, 2) on the 2-core CPU
-    (benchmarks/compile_time.py), the larger part of the solve's compile, for the same run time.
-    The numbers are the same (elementwise). The Gram stays batched (its sums then keep their
-    order, so results are bitwise those of the batched draw)."""
-    normals = jax.lax.map(lambda k: draw_normals(st, k, shard), keys)
-    return jax.vmap(lambda d: add_gram(st, d, shard))(normals)
+    Compile time (issue #10, item 6; benchmarks/compile_time.py, 2-core CPU): drawing one replica
+    at a time (``lax.map``) compiled the draws alone in 1.18 s against 2.40 s batched at
+    (T, N, p) = (7, 1e6, 2), but the whole sweep only 0.92x as long (and 1.02x at
+    (100, 1e5, 4)), while the warm solve at (50, 4e5, 2) took ~1 s (12 %) longer. So the draws
+    stay batched."""
+    return jax.vmap(lambda k: draw_replica(st, k, shard))(keys)
 
 
 def init_state(st: Structure, problem, draws, first_row=0) -> SweepState:
