@@ -163,9 +163,11 @@ def regressor_gram(z, hs, xi, n_real: int, first_row=0, out_dtype=None):
     return out
 
 
-def draw_normals(st: Structure, key, shard=None):
-    """A replica's random numbers: z, h*, ξ (and the selection uniforms u of ``sgd:b`` /
-    ``epochs:B``). ``shard``: this device's rows of a sample-sharded replica."""
+def draw_replica(st: Structure, key, shard=None):
+    """The problem-independent part of a replica: normals and the regressors' Gram.
+
+    ``shard`` (sample-sharded replicas only, see ``_sharding.SampleShard``): this device's rows
+    and the sum over the replica's devices."""
     rows = None if shard is None else shard.rows
     z, hs, xi = draw_samples(key, st.n_real, st.npad, st.T1, st.p, st.k, st.nb, st.dtype,
                              rows=rows)
@@ -177,35 +179,18 @@ def draw_normals(st: Structure, key, shard=None):
                                   sampler=jax.random.uniform)
         else:
             out["u"] = rows(ku, (st.T1,), sampler=jax.random.uniform)
+    if st.mode != "fresh":
+        if shard is None:
+            G = regressor_gram(z, hs, xi, st.n_real, out_dtype=st.kdtype)
+        else:
+            G = shard.sum(regressor_gram(z, hs, xi, st.n_real, shard.first_row,
+                                         out_dtype=st.kdtype))
+        out["G"] = G
+        if st.mode == "reuse":
+            LG = jnp.linalg.cholesky(G)
+            out["LGinv"] = jsl.solve_triangular(LG, jnp.eye(G.shape[0], dtype=G.dtype),
+                                                lower=True)
     return out
-
-
-def add_gram(st: Structure, out, shard=None):
-    """``out`` (a replica's :func:`draw_normals`) with the regressors' Gram (its Cholesky
-    factor and inverse for ``reuse``) added; unchanged for ``fresh``."""
-    if st.mode == "fresh":
-        return out
-    z, hs, xi = out["z"], out["hs"], out["xi"]
-    out = dict(out)
-    if shard is None:
-        G = regressor_gram(z, hs, xi, st.n_real, out_dtype=st.kdtype)
-    else:
-        G = shard.sum(regressor_gram(z, hs, xi, st.n_real, shard.first_row,
-                                     out_dtype=st.kdtype))
-    out["G"] = G
-    if st.mode == "reuse":
-        LG = jnp.linalg.cholesky(G)
-        out["LGinv"] = jsl.solve_triangular(LG, jnp.eye(G.shape[0], dtype=G.dtype),
-                                            lower=True)
-    return out
-
-
-def draw_replica(st: Structure, key, shard=None):
-    """The problem-independent part of a replica: normals and the regressors' Gram.
-
-    ``shard`` (sample-sharded replicas only, see ``_sharding.SampleShard``): this device's rows
-    and the sum over the replica's devices."""
-    return add_gram(st, draw_normals(st, key, shard), shard)
 
 
 def draw_replicas(st: Structure, keys, shard=None):
