@@ -168,32 +168,31 @@ def add_devices_arg(group) -> None:
 
 def devices_from_args(args) -> int | None:
     """--devices → ``devices=`` of solve/simulate/sweep: None (every device of the default
-    backend) or an int in [1, available], checked before any compute."""
+    backend) or an int in [1, available], checked before any compute (the range by
+    ``_devices.resolve_devices``, as the library checks it)."""
     text = getattr(args, "devices", None)
     if text is None:
         return None
-    import jax
-
     from ._checks import show
+    from ._devices import resolve_devices
 
-    every = jax.devices()
     try:
         n = int(str(text).strip())
     except ValueError:
-        n = None
-    if n is None or not 1 <= n <= len(every):
+        import jax
+
         raise DMFTInputError(
-            f"`devices` must be an integer in [1, {len(every)}] (the {len(every)} "
-            f"{every[0].platform} device(s) of the default backend); got devices="
-            f"{show(text) if n is None else n}")
+            f"`devices` must be an integer in [1, {len(jax.devices())}] (a count of devices of "
+            f"the default backend); got devices={show(text)}") from None
+    resolve_devices(n)
     return n
 
 
 def device_count(devices: int | None) -> int:
     """The number of devices a run with ``devices`` (from :func:`devices_from_args`) uses."""
-    import jax
+    from ._devices import resolve_devices
 
-    return len(jax.devices()) if devices is None else devices
+    return len(resolve_devices(devices))
 
 
 def enable_x64() -> None:
