@@ -239,6 +239,7 @@ def test_bad_devices_exit_1_one_line(tmp_path, capsys, command, value):
     assert not os.listdir(tmp_path)
 
 
+@pytest.mark.slow  # a 4-device subprocess (6 s); the library paths are in test_devices.py
 def test_devices_flag_on_forced_host_devices(tmp_path):
     """`dmft solve --devices 2` on 4 forced host devices (a subprocess: the flag must be set
     before JAX starts) records devices=2; --devices 5 names the range [1, 4]."""

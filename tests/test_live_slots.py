@@ -52,10 +52,11 @@ def assert_same(a, b, rtol=RTOL):
         assert err <= rtol, (name, err)
 
 
-# the default suite runs the two cases that cover the regression's reuse and general paths,
-# both responses, chunks and padding (each case compiles two solves, ~5 s each on the 2-core CI
-# machine); fresh, sgd + trained a, plain reuse and p = 3 epochs run with -m slow
-SLOW = {"reuse", "epochs_p3", "fresh", "sgd_trained_a"}
+# the default suite runs the reuse case with chunks and padding (each case compiles two solves,
+# ~3-5 s each on the 2-core CI machine, whose 10-minute budget is nearly spent); the general
+# schedule with the pathwise response, fresh, sgd + trained a, plain reuse, p = 3 epochs, float32
+# and the one-block program run with -m slow
+SLOW = {"reuse", "epochs_p3", "fresh", "sgd_trained_a", "repeat3_pathwise"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
@@ -72,6 +73,7 @@ def test_live_blocks_equal_full_width(name, monkeypatch):
     assert st.slot_block == 4 // problem_kw["p"] and st.slot_block < st.T1
 
 
+@pytest.mark.slow
 def test_live_blocks_float32_equal_full_width(monkeypatch):
     """The mixed-precision float32 solve (float32 histories, float64 sums): same to float32
     rounding of the products, ~1e-7 relative; allowed 1e-5."""
@@ -81,6 +83,7 @@ def test_live_blocks_float32_equal_full_width(monkeypatch):
     assert_same(full, blocked, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_one_block_is_the_full_width_program(monkeypatch):
     """A block as wide as every slot is the plain product: bitwise the default solve."""
     problem_kw, solve_kw = CASES["reuse"]
