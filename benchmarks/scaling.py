@@ -40,7 +40,7 @@ jax.config.update("jax_enable_x64", True)
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from dmft._devices import global_array, replicated  # noqa: E402
-from dmft.problem import make_problem  # noqa: E402
+from dmft.model import make_problem  # noqa: E402
 from dmft.solver import _sharding, _step, memory_estimate, solve  # noqa: E402
 from dmft.solver._solve import replica_keys, validate  # noqa: E402
 from dmft.solver._structure import numeric_problem  # noqa: E402

@@ -35,8 +35,9 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp
 
-from dmft.problem import STREAM_SIM, make_problem, stream_key
-from dmft.simulate import _run_seed_batch
+from dmft._rng import STREAM_SIM, stream_key
+from dmft.model import make_problem
+from dmft.simulator._simulate import _run_seed_batch
 
 
 def _time(fn, repeats: int, warm_up: bool = True) -> float:

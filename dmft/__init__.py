@@ -4,18 +4,20 @@ Solve the dynamical mean-field theory (DMFT) of full-batch GD that reuses its ba
 against a direct large-d simulation of the same training. See README.md and docs/.
 
 Importing ``dmft`` is cheap: the public names (``dmft.solve``, ``dmft.simulate``, ...) and the
-submodules (``dmft.io``, ``dmft.plot``, ...) are imported on first use (PEP 562 module
+subpackages (``dmft.io``, ``dmft.plot``, ...) are imported on first use (PEP 562 module
 ``__getattr__``), so ``import dmft.io`` reads files with numpy and h5py alone, without JAX.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
-import types
+import warnings
 
-from ._checks import DivergenceError as DivergenceError
-from ._checks import DMFTInputError as DMFTInputError
+from ._errors import DivergenceError as DivergenceError
+from ._errors import DMFTInputError as DMFTInputError
 
 
 def _read_version() -> str:
@@ -29,36 +31,48 @@ def _read_version() -> str:
 
 __version__ = _read_version()
 
-# public name -> the submodule that defines it (imported on first access)
+# public name -> the module that defines it (imported on first access)
 _LAZY = {
-    "solve_flow": "flow",
+    "ACTIVATIONS": "model",
+    "LOSSES": "model",
+    "TARGETS": "model",
+    "Loss": "model",
+    "Problem": "model",
+    "Target": "model",
+    "custom_target": "model",
+    "make_problem": "model",
+    "Estimate": "_result",
+    "Trajectory": "_result",
     "test_error": "observables",
     "test_loss": "observables",
-    "LOSSES": "problem",
-    "Loss": "problem",
-    "solve_online": "online",
-    "ACTIVATIONS": "problem",
-    "TARGETS": "problem",
-    "Problem": "problem",
-    "Target": "problem",
-    "custom_target": "problem",
-    "make_problem": "problem",
-    "Estimate": "result",
-    "Trajectory": "result",
-    "simulate": "simulate",
     "solve": "solver",
+    "simulate": "simulator",
     "sweep": "_sweep",
     "SweepResult": "_sweep",
-    "enable_compile_cache": "_cache",
+    "solve_flow": "baselines",
+    "solve_online": "baselines",
     "simulate_features": "features",
-    "rf_test_error": "rf_theory",
+    "rf_test_error": "features",
+    "enable_compile_cache": "_cache",
 }
-_SUBMODULES = ("cli", "compare", "exact", "flow", "io", "observables", "online", "plot",
-               "problem", "result", "runner", "simulate", "solver", "sweep_io",
-               "features", "features_plot", "rf_theory")
+_SUBPACKAGES = ("baselines", "cli", "compare", "features", "io", "model", "observables", "plot",
+                "simulator", "solver")
 
-__all__ = sorted(["DivergenceError", "DMFTInputError", "set_precision", "__version__",
-                  *_LAZY])
+# module paths of earlier releases -> where their names live now (imported with a
+# DeprecationWarning)
+_MOVED = {
+    "dmft.problem": "dmft.model",
+    "dmft.result": "dmft._result",
+    "dmft.flow": "dmft.baselines",
+    "dmft.online": "dmft.baselines",
+    "dmft.exact": "dmft.baselines",
+    "dmft.rf_theory": "dmft.features",
+    "dmft.features_plot": "dmft.features",
+    "dmft.sweep_io": "dmft.io",
+    "dmft.runner": "dmft.cli",
+}
+
+__all__ = sorted(["DivergenceError", "DMFTInputError", "set_precision", "__version__", *_LAZY])
 
 
 def __getattr__(name: str):
@@ -66,27 +80,36 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value
-    if name in _SUBMODULES:
+    if name in _SUBPACKAGES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'dmft' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBPACKAGES))
 
 
-class _Package(types.ModuleType):
-    """``dmft.simulate`` is the function, also after the submodule ``dmft.simulate`` is imported
-    (the import system then sets the package attribute to the module; it is ignored here, the
-    module stays in ``sys.modules``)."""
+class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``import dmft.problem`` (and the other paths of ``_MOVED``) gives the module that holds
+    those names now, with a DeprecationWarning."""
 
-    def __setattr__(self, name, value):
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname in _MOVED:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        new = _MOVED[spec.name]
+        warnings.warn(f"`{spec.name}` is deprecated; import from `{new}` (or `dmft`) instead",
+                      DeprecationWarning, stacklevel=3)
+        return importlib.import_module(new)
+
+    def exec_module(self, module):
+        pass
 
 
-sys.modules[__name__].__class__ = _Package
+if not any(isinstance(f, _MovedFinder) for f in sys.meta_path):
+    sys.meta_path.append(_MovedFinder())
 
 
 def set_precision(precision: str) -> None:

@@ -17,7 +17,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ._checks import DMFTInputError, free_memory_bytes
+from ._errors import DMFTInputError
 
 
 def resolve_devices(devices) -> list:
@@ -117,3 +117,25 @@ def gpu_rng_kernel():
     except (ImportError, AttributeError):
         return contextlib.nullcontext()
     return state(True)
+
+
+def free_memory_bytes() -> tuple[int | None, str]:
+    """Free memory on JAX's default device (None where it cannot be read) and its name."""
+    import jax
+
+    dev = jax.devices()[0]
+    if dev.platform != "cpu":
+        try:
+            st = dev.memory_stats() or {}
+            return int(st["bytes_limit"] - st.get("bytes_in_use", 0)), str(dev)
+        except (KeyError, TypeError, AttributeError, NotImplementedError):
+            return None, str(dev)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "cpu (MemAvailable)"
+    except OSError:
+        pass
+    return None, "cpu"
+

@@ -22,11 +22,20 @@ import warnings
 import jax
 import numpy as np
 
-from ._checks import DivergenceError, DMFTInputError, check_choice, check_int, free_memory_bytes
-from ._devices import device_free_memory, gpu_rng_kernel, resolve_devices, run_info, to_host
-from ._table import OBSERVABLES
-from .problem import Problem, parse_schedule
-from .result import Estimate, Trajectory
+from ._devices import (
+    device_free_memory,
+    free_memory_bytes,
+    gpu_rng_kernel,
+    resolve_devices,
+    run_info,
+    to_host,
+)
+from ._errors import DivergenceError, DMFTInputError
+from ._result import Estimate, Trajectory
+from ._validate import check_choice, check_int
+from .model._problem import Problem
+from .model._schedules import parse_schedule
+from .observables._table import OBSERVABLES
 
 # the numeric fields a sweep may vary, with their per-point shape (T = steps)
 SWEEPABLE = ("alpha", "lr", "ridge", "noise", "m0", "qperp0", "second_layer", "lr_a",
@@ -317,7 +326,7 @@ def _solve_points(problem, points, samples, seed, replicas, chunk_size, response
 
 
 def _simulate_points(points, d, seeds, seed, dtype, progress, devices=None):
-    from .simulate import simulate
+    from .simulator._simulate import simulate
 
     trajs = []
     for pr in points:

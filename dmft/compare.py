@@ -19,8 +19,9 @@ import dataclasses
 
 import numpy as np
 
-from ._checks import DMFTInputError, check_real
-from ._table import OBSERVABLES
+from ._errors import DMFTInputError
+from ._validate import check_real
+from .observables._table import OBSERVABLES
 
 OBS_ORDER = tuple(OBSERVABLES)  # the one table (dmft/_table.py)
 THEORY_KINDS = ("dmft", "flow", "online")
@@ -155,7 +156,7 @@ def zscore_table(theory, sim, *, threshold: float = 4.0, sys_error: float = 0.0,
     Returns:
         A :class:`ZTable` over the steps present in both runs.
     """
-    from .io import load
+    from .io._format import load
 
     if not hasattr(theory, "kind"):
         theory = load(theory)

@@ -37,7 +37,7 @@ def style():
 def _as_traj(x):
     if x is None or hasattr(x, "kind"):
         return x
-    from .io import load
+    from .io._format import load
 
     return load(x)
 
@@ -203,7 +203,7 @@ def plot_comparison(theory, sim=None, fig=None):
 
     theory, sim = _as_traj(theory), _as_traj(sim)
     if theory is None and sim is None:
-        from ._checks import DMFTInputError
+        from ._errors import DMFTInputError
 
         raise DMFTInputError("plot_comparison needs at least one of `theory` and `sim`")
     ref = theory if theory is not None else sim
@@ -252,7 +252,8 @@ def save_figure(fig, path, *, dpi: int = 200) -> str:
         DMFTInputError: ``path`` has no extension matplotlib can write, is a directory, or
             ``dpi`` is not an integer in [10, 1200].
     """
-    from ._checks import DMFTInputError, check_int
+    from ._errors import DMFTInputError
+    from ._validate import check_int
 
     path = os.fspath(path)
     check_int("dpi", dpi, low=10, high=1200)
@@ -297,13 +298,13 @@ def plot_online_baseline(gd, online, observable: str = "test_error", ax=None):
     Returns:
         The Axes.
     """
-    from ._checks import check_choice
+    from ._validate import check_choice
 
     check_choice("observable", observable, {"test_error", "train_loss", "m", "Q"})
     gd, online = _as_traj(gd), _as_traj(online)
     ref = online if online is not None else gd
     if ref is None:
-        from ._checks import DMFTInputError
+        from ._errors import DMFTInputError
 
         raise DMFTInputError("plot_online_baseline needs at least one of `gd` and `online`")
     p, k = ref.problem.p, ref.problem.k
@@ -378,7 +379,7 @@ def plot_sweep(result, observable: str = "m_norm", step: int | None = None, ax=N
     ``result`` is a :class:`dmft.sweep.SweepResult` or a sweep file path.
     """
     if isinstance(result, (str, os.PathLike)):
-        from .sweep_io import load_sweep
+        from .io._sweep import load_sweep
 
         result = load_sweep(result)
     step = len(result.step) - 1 if step is None else step

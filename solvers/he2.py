@@ -8,7 +8,7 @@ Writes runs/he2/{dmft,simulation}.h5 and figures/he2.png; every default can be
 overridden on the command line (see --help).
 """
 
-from dmft.runner import run_target
+from dmft.cli import run_target
 
 DEFAULTS = dict(
     p=2, activation="relu", second_layer="ones", alpha=3.0,

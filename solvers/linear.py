@@ -7,7 +7,7 @@ Writes runs/linear/{dmft,simulation}.h5 and figures/linear.png; every default ca
 overridden on the command line (see --help).
 """
 
-from dmft.runner import run_target
+from dmft.cli import run_target
 
 DEFAULTS = dict(
     p=1, activation="linear", second_layer="ones",

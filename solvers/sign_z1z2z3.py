@@ -7,7 +7,7 @@ Writes runs/sign_z1z2z3/{dmft,simulation}.h5 and figures/sign_z1z2z3.png; every 
 overridden on the command line (see --help).
 """
 
-from dmft.runner import run_target
+from dmft.cli import run_target
 
 DEFAULTS = dict(
     p=3, activation="relu", second_layer="alternating", alpha=3.0,

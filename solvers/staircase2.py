@@ -7,7 +7,7 @@ Writes runs/staircase2/{dmft,simulation}.h5 and figures/staircase2.png; every de
 overridden on the command line (see --help).
 """
 
-from dmft.runner import run_target
+from dmft.cli import run_target
 
 DEFAULTS = dict(
     p=2, activation="relu", second_layer="alternating",

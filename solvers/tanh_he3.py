@@ -5,7 +5,7 @@ a = (1, -1)/√2, m_0 = 0, Q⊥_0 = I, no ridge, no label noise, the batch reuse
 Writes runs/tanh_he3/{dmft,simulation}.h5 and figures/tanh_he3.png; see --help.
 """
 
-from dmft.runner import run_target
+from dmft.cli import run_target
 
 DEFAULTS = dict(
     p=2, activation="relu", second_layer="alternating",

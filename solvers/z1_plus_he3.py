@@ -7,7 +7,7 @@ Writes runs/z1_plus_he3/{dmft,simulation}.h5 and figures/z1_plus_he3.png; every 
 overridden on the command line (see --help).
 """
 
-from dmft.runner import run_target
+from dmft.cli import run_target
 
 DEFAULTS = dict(
     p=2, activation="relu", second_layer="alternating",

@@ -7,7 +7,7 @@ Writes runs/z1z2z3/{dmft,simulation}.h5 and figures/z1z2z3.png; every default ca
 overridden on the command line (see --help).
 """
 
-from dmft.runner import run_target
+from dmft.cli import run_target
 
 DEFAULTS = dict(
     p=3, activation="relu", second_layer="alternating", alpha=3.0,

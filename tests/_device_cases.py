@@ -10,8 +10,8 @@ import h5py
 import jax
 
 from dmft.io import save
-from dmft.problem import make_problem
-from dmft.simulate import simulate
+from dmft.model import make_problem
+from dmft.simulator import simulate
 from dmft.solver import solve
 
 
@@ -82,7 +82,7 @@ def _sweep(ndev):
 def fits_only_when_sharded():
     """Free memory per device set (fake accelerator devices) between the per-device state of
     the "solve" case on 4 devices and on 1: refused on 1 device, run on 4."""
-    from dmft._checks import DMFTInputError
+    from dmft import DMFTInputError
     from dmft.solver import _solve, memory_estimate
 
     pr = make_problem("tanh_he3", activation="erf", p=2, steps=3, schedule="sgd:0.5")

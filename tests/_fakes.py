@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dmft.problem import make_problem
-from dmft.result import Estimate, Trajectory
+from dmft import Estimate, Trajectory
+from dmft.model import make_problem
 
 
 def fake_trajectory(kind: str = "dmft", steps: int = 3, seeds: int = 4, seed: int = 0,

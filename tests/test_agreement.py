@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dmft import make_problem, solve
-from dmft.simulate import simulate
+from dmft.simulator import simulate
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "validation"))
 from validate import extrapolate  # noqa: E402

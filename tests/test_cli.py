@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from _fakes import fake_trajectory
 
-from dmft import io
 from dmft.cli import main
-from dmft.problem import ACTIVATIONS, TARGETS
+from dmft.io import _format as io
+from dmft.model import ACTIVATIONS, TARGETS
 
 
 def run(capsys, *argv):

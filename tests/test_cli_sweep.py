@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from dmft._cli_sweep import parse_values
 from dmft.cli import main
-from dmft.sweep_io import load_sweep
+from dmft.cli._sweep import parse_values
+from dmft.io import load_sweep
 
 pytestmark = pytest.mark.filterwarnings("ignore:the response:RuntimeWarning")
 

@@ -123,7 +123,7 @@ def test_devices_argument_checked():
     """`devices` is None, a count in [1, available] or a list of distinct devices."""
     import jax
 
-    from dmft._checks import DMFTInputError
+    from dmft import DMFTInputError
     from dmft._devices import resolve_devices
 
     assert resolve_devices(None) == jax.devices()

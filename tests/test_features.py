@@ -14,10 +14,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dmft import io
-from dmft._checks import DMFTInputError
+from dmft import DMFTInputError
 from dmft.cli import main
-from dmft.features import (
+from dmft.features._rf_theory import (
+    _mp_rule,
+    hermite_coefficients,
+    rf_test_error,
+    target_coefficients,
+)
+from dmft.features._simulate import (
     FeaturesConfig,
     _readout,
     gd_step,
@@ -25,8 +30,8 @@ from dmft.features import (
     simulate_features,
     wasserstein1,
 )
-from dmft.problem import get_activation
-from dmft.rf_theory import _mp_rule, hermite_coefficients, rf_test_error, target_coefficients
+from dmft.io import _format as io
+from dmft.model import get_activation
 
 # --------------------------------------------------------------------------------------------
 # Closed form ingredients
@@ -110,7 +115,7 @@ def test_readout_is_ridge(n1):
     y1, y2 = jnp.tanh(x1[:, 0]), jnp.tanh(x2[:, 0])
     ridges = jnp.array([0.05, 0.5])
     eig, top, overlap, train, test = _readout(act, W, x1, y1, x2, y2, ridges, k)
-    from dmft.features import _centred
+    from dmft.features._simulate import _centred
 
     F, Ft = np.asarray(_centred(act, W, x1)), np.asarray(_centred(act, W, x2))
     S = F.T @ F / n1

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 from jax.extend.core import ClosedJaxpr, Jaxpr
 
-from dmft.observables import _test_error_map
-from dmft.problem import STREAM_SIM, make_problem, stream_key
-from dmft.simulate import _init_seed, _run_seed_batch, traced_numbers
+from dmft._rng import STREAM_SIM, stream_key
+from dmft.model import make_problem
+from dmft.observables._test_error import _test_error_map
+from dmft.simulator._simulate import _init_seed, _run_seed_batch, traced_numbers
 from dmft.solver import _solve, _state, _step, _structure
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -174,7 +175,7 @@ def test_float32_warns_and_names_remedy_without_float64_kernels(monkeypatch):
     """Without float64 kernels (x64 off; simulated here), a float32 solve warns when Q⊥'s
     relative Schur complement falls below what float32 resolves, and a divergence names the
     step and the remedy dtype='float64'."""
-    from dmft._checks import DivergenceError
+    from dmft import DivergenceError
 
     monkeypatch.setattr(_structure, "kernel_dtype", lambda d: jnp.dtype(d))
     monkeypatch.setattr(_solve, "FLOAT32_SCHUR_TRUST", 0.5)
@@ -273,7 +274,7 @@ def test_memory_estimate_gpu_calibration():
 
 
 def test_preflight_refuses_what_does_not_fit_on_the_device(monkeypatch):
-    from dmft._checks import DMFTInputError
+    from dmft import DMFTInputError
     from dmft.solver import memory_estimate
 
     pr = make_problem("tanh_he3", steps=3)
@@ -368,7 +369,7 @@ def test_entry_points_compile_under_the_gpu_rng_kernel(entry, monkeypatch):
     import dmft
     from dmft import _sweep
 
-    simulate = importlib.import_module("dmft.simulate")  # the module (dmft.simulate: the function)
+    simulate = importlib.import_module("dmft.simulator._simulate")
 
     seen = []
 

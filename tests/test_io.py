@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from _fakes import fake_trajectory
 
-from dmft import io
-from dmft._checks import DMFTInputError
+from dmft import DMFTInputError
+from dmft.io import _format as io
 
 
 def _assert_same(a, b):
@@ -66,7 +66,7 @@ def test_round_trip(tmp_path, kind):
         else:
             assert f["m/per_seed"].shape == (4, 4, 2, 2)
     # a rerun from the stored configuration rebuilds the same problem
-    from dmft.problem import Problem
+    from dmft.model import Problem
 
     assert Problem.from_dict(cfg["problem"]).to_dict() == traj.problem.to_dict()
 
@@ -239,7 +239,7 @@ def test_damaged_file_refused(tmp_path):
 def test_dmft_file_with_replicas_roundtrips(tmp_path):
     """A solve kept with its replicas (keep_replicas=True) saves and reloads them."""
     import dmft
-    from dmft import io
+    from dmft.io import _format as io
 
     tr = dmft.solve(dmft.make_problem("he3", p=2, steps=2), 2000, replicas=2,
                     keep_replicas=True, progress=False)

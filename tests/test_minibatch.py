@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 import dmft
-from dmft.problem import DMFTInputError, get_activation, loss_grad_f, loss_grad_h, make_problem
-from dmft.simulate import _minibatch_scale, simulate
-from dmft.solver._step import TRACE_COUNT
+from dmft import DMFTInputError
+from dmft.model import get_activation, loss_grad_f, loss_grad_h, make_problem
+from dmft.simulator._simulate import _minibatch_scale, simulate
+from dmft.solver import TRACE_COUNT
 
 KW = dict(p=2, activation="relu", alpha=3.0, lr=0.5, steps=3)
 

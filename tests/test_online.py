@@ -30,10 +30,10 @@ import pytest
 import scipy.linalg
 
 import dmft
-from dmft import io
-from dmft._checks import DivergenceError, DMFTInputError
-from dmft.online import solve_online
-from dmft.problem import make_problem
+from dmft import DivergenceError, DMFTInputError
+from dmft.baselines import solve_online
+from dmft.io import _format as io
+from dmft.model import make_problem
 
 SAMPLES = 20_000
 # the same save-grid size and tolerances compile the linear model's integrator once

@@ -19,10 +19,11 @@ import pytest
 from _fakes import fake_trajectory
 
 import dmft
-from dmft import DivergenceError, DMFTInputError, io
-from dmft._checks import BLOWUP_RATIO, blowup_step, kernel_diagonal, mark_blowup
-from dmft.cli import build_parser, main, problem_from_args, save_or_partial
-from dmft.problem import Target, custom_target, make_problem
+from dmft import DivergenceError, DMFTInputError
+from dmft._result import BLOWUP_RATIO, blowup_step, kernel_diagonal, mark_blowup
+from dmft.cli._main import build_parser, main, problem_from_args, save_or_partial
+from dmft.io import _format as io
+from dmft.model import Target, custom_target, make_problem
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

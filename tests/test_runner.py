@@ -8,8 +8,8 @@ import pathlib
 import h5py
 import pytest
 
-from dmft import io
-from dmft.problem import TARGETS
+from dmft.io import _format as io
+from dmft.model import TARGETS
 
 SOLVERS = pathlib.Path(__file__).resolve().parent.parent / "solvers"
 
@@ -28,8 +28,8 @@ def test_one_script_per_target():
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_script_defaults_build_a_problem(name, capsys):
     """Each script's defaults are valid, and --help works without running anything."""
-    from dmft.cli import problem_from_args
-    from dmft.runner import build_parser
+    from dmft.cli._main import problem_from_args
+    from dmft.cli._runner import build_parser
 
     mod = load_script(name)
     args = build_parser(name, mod.DEFAULTS).parse_args([])

@@ -16,9 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dmft._checks import DivergenceError, DMFTInputError
-from dmft.problem import STREAM_SIM, make_problem, stream_key
-from dmft.simulate import (
+from dmft import DivergenceError, DMFTInputError
+from dmft._rng import STREAM_SIM, stream_key
+from dmft.model import make_problem
+from dmft.simulator._simulate import (
     _batch_key,
     _draw_data,
     _init_seed,

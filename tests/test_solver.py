@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import dmft
-from dmft._checks import DivergenceError, DMFTInputError
-from dmft.exact import linear_gd
-from dmft.problem import make_problem
+from dmft import DivergenceError, DMFTInputError
+from dmft.baselines import linear_gd
+from dmft.model import make_problem
 from dmft.solver import append_factor_row, solve
 
 Z_MAX = 4.0
@@ -46,7 +46,7 @@ def test_linear_matches_marchenko_pastur(alpha, lr, ridge, noise, m0):
 
 def test_marchenko_pastur_rule_moments():
     """Mass 1 and mean alpha, second moment alpha^2 + alpha (exact MP moments)."""
-    from dmft.exact import marchenko_pastur_rule
+    from dmft.baselines import marchenko_pastur_rule
 
     for alpha in (0.3, 1.0, 2.5):
         x, w = marchenko_pastur_rule(alpha)

@@ -6,7 +6,7 @@ import pytest
 
 import dmft
 from dmft import DMFTInputError, make_problem
-from dmft.simulate import TRACE_COUNT as SIM_TRACES
+from dmft.simulator import TRACE_COUNT as SIM_TRACES
 from dmft.solver import TRACE_COUNT as DMFT_TRACES
 
 SAMPLES, REPLICAS = 6000, 4
@@ -123,8 +123,8 @@ def test_sweep_simulate_matches_simulate():
 def test_sweep_file_roundtrip_xarray_and_plot(grid, tmp_path):
     """One HDF5 file: grid dims in front, coordinates in grid/<name>, named dims in xarray."""
     xr = pytest.importorskip("xarray")
+    from dmft.io import load_sweep, save_sweep
     from dmft.plot import plot_sweep
-    from dmft.sweep_io import load_sweep, save_sweep
 
     _, over, res = grid
     path = save_sweep(res, tmp_path / "sweep.h5")
@@ -148,8 +148,8 @@ def test_sweep_file_roundtrip_xarray_and_plot(grid, tmp_path):
 
 
 def test_io_load_points_a_sweep_file_to_load_sweep(grid, tmp_path):
-    from dmft import io
-    from dmft.sweep_io import save_sweep
+    from dmft.io import _format as io
+    from dmft.io import save_sweep
 
     path = save_sweep(grid[2], tmp_path / "s.h5")
     with pytest.raises(DMFTInputError, match="load_sweep"):

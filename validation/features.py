@@ -36,9 +36,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from dmft import io  # noqa: E402
-from dmft.features import simulate_features  # noqa: E402
-from dmft.rf_theory import rf_test_error  # noqa: E402
+from dmft.features import (
+    rf_test_error,  # noqa: E402
+    simulate_features,  # noqa: E402
+)
+from dmft.io import _format as io  # noqa: E402
 
 RIDGES = (0.01, 0.1, 1.0, 10.0)
 KAPPAS = (0.5, 1.0, 2.0)
@@ -150,7 +152,7 @@ def run_step(target, dmap, out_json, figure, out_h5=None, spike_rank=1):
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
 
-            from dmft.features_plot import plot_features, save_figure
+            from dmft.features._plot import plot_features, save_figure
 
             fig = plot_features(last)
             save_figure(fig, figure)

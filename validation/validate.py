@@ -29,9 +29,9 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np
 
 import dmft
-from dmft._checks import DMFTInputError
-from dmft.cli import add_devices_arg, devices_from_args, flag_message
-from dmft.simulate import simulate
+from dmft import DMFTInputError
+from dmft.cli._main import add_devices_arg, devices_from_args, flag_message
+from dmft.simulator import simulate
 
 # The published test case and the targets the issue asks for (he3 at a large learning rate,
 # where batch reuse matters), plus two fresh-batch cases.

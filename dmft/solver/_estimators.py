@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 
+from .._precision import HIGHEST
 from ._factor import flat_to_blocks
-from ._precision import HIGHEST
 from ._structure import Structure
 
 

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 
-from ._precision import HIGHEST
+from .._precision import HIGHEST
 
 # Schur complements with an eigenvalue below this fraction of the marginal variance are clipped.
 SCHUR_FLOOR_REL = 1e-8

@@ -27,7 +27,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._precision import HIGHEST
+from .._precision import HIGHEST
 from ._structure import Structure
 
 

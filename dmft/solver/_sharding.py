@@ -41,9 +41,9 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from .._checks import DMFTInputError
 from .._devices import global_array, replicated
-from ._precision import full_precision
+from .._errors import DMFTInputError
+from .._precision import full_precision
 from ._state import DRAW_BLOCK
 from ._step import _sweep_one
 from ._structure import Structure

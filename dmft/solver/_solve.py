@@ -20,23 +20,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import (
-    DivergenceError,
-    DMFTInputError,
-    check_choice,
-    check_int,
-    check_problem,
-    check_x64,
+from .._devices import (
+    device_free_memory,
     free_memory_bytes,
-    kernel_diagonal,
-    mark_blowup,
-    step0_causes,
+    gpu_rng_kernel,
+    resolve_devices,
+    run_info,
+    to_host,
 )
-from .._devices import device_free_memory, gpu_rng_kernel, resolve_devices, run_info, to_host
-from .._table import KERNELS
-from ..observables import test_error_map
-from ..problem import STREAM_DMFT, Problem, stream_key
-from ..result import Trajectory, estimate_from_replicas
+from .._diagnose import step0_causes
+from .._errors import DivergenceError, DMFTInputError
+from .._result import Trajectory, estimate_from_replicas, kernel_diagonal, mark_blowup
+from .._rng import STREAM_DMFT, stream_key
+from .._validate import check_choice, check_int, check_problem, check_x64
+from ..model._problem import Problem
+from ..observables._table import KERNELS
+from ..observables._test_error import test_error_map
 from ._factor import SCHUR_WARN_REL
 from ._sharding import local_structure, mesh_shape, run_sweep_sharded
 from ._state import DRAW_BLOCK

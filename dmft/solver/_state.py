@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 from jaxtyping import Array, Float
 
-from ._precision import HIGHEST
+from .._precision import HIGHEST
 from ._structure import Structure
 
 # Samples per random draw. The normals of a replica are drawn block by block of this many

@@ -13,12 +13,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._checks import overflow_limit
-from ..problem import loss, loss_grad_f, loss_grad_h, network_output, sum_last
+from .._precision import HIGHEST, full_precision, overflow_limit
+from ..model._losses import loss, loss_grad_f, loss_grad_h
+from ..model._network import network_output, sum_last
 from ._estimators import make_regression, make_response
 from ._factor import append_factor_row, flat_to_blocks
 from ._live import LiveSlots
-from ._precision import HIGHEST, full_precision
 from ._state import SweepState, draw_replicas, init_state
 from ._structure import Structure
 

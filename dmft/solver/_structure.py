@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import DMFTInputError
-from ..problem import Problem, batch_index
-from ._precision import kernel_dtype
+from .._errors import DMFTInputError
+from .._precision import kernel_dtype
+from ..model._problem import Numbers, Problem
+from ..model._schedules import batch_index
 
 
 def schedule_mode(bt) -> str:
@@ -124,45 +124,7 @@ def make_structure(problem: Problem, n_real: int, chunk: int, response: str,
                      kernel_dtype_name=kernel_dtype(dtype).name, live_columns=live_columns())
 
 
-def structural_schedule(schedule: str) -> str:
-    """The part of the schedule the compiled sweep is specialised on: ``sgd:b`` → ``sgd:1``
-    (b is a traced number, ``Problem.batch_fraction`` in the numeric copy); every other schedule
-    (``epochs:B`` included: B sets the epochs' step pattern) is structural as it is."""
-    return "sgd:1" if schedule.startswith("sgd:") else schedule
-
-
-def numeric_problem(problem: Problem, dtype) -> Problem:
-    """The same problem with every number an array (traced under jit) of the kernel dtype of
-    ``dtype`` (float64 for a float32 solve when x64 is on: see ``_precision``).
-
-    ``lr`` is padded with a trailing 0 (η_T is never used) and ``lr_a`` likewise, so that the
-    sweep can index them at every time t = 0..T. The mini-batch fraction b becomes the traced
-    ``batch_fraction`` and the static schedule string its structural part
-    (:func:`structural_schedule`), so a new b does not recompile.
-    """
-    dt = kernel_dtype(dtype)
-
-    def arr(x):
-        return np.asarray(x, dtype=np.float64).astype(dt)
-
-    values = (
-        arr(problem.second_layer),
-        arr(problem.alpha),
-        arr(problem.noise),
-        arr(np.append(np.asarray(problem.lr, np.float64), 0.0)),
-        arr(problem.ridge),
-        arr(problem.m0),
-        arr(problem.qperp0),
-        arr(np.append(problem.second_layer_lr, 0.0)),
-        arr(problem.fraction),
-    )
-    # tree_at, not dataclasses.replace: the padded η would fail Problem's validation
-    out = eqx.tree_at(NUMERIC, problem, values, is_leaf=lambda x: x is None)
-    # the copy's static schedule: its structural part only (a frozen field of a fresh copy)
-    object.__setattr__(out, "schedule", structural_schedule(problem.schedule))
-    return out
-
-
-def NUMERIC(pr):  # noqa: N802 - the list of a Problem's numeric fields, for eqx.tree_at
-    return (pr.second_layer, pr.alpha, pr.noise, pr.lr, pr.ridge, pr.m0, pr.qperp0, pr.lr_a,
-            pr.batch_fraction)
+def numeric_problem(problem: Problem, dtype) -> Numbers:
+    """``problem.numbers()`` in the kernel dtype of ``dtype`` (float64 for a float32 solve when
+    x64 is on: see ``dmft._precision``)."""
+    return problem.numbers(kernel_dtype(dtype))

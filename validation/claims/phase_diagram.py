@@ -47,7 +47,7 @@ from _common import (  # noqa: E402
 )
 
 import dmft  # noqa: E402
-from dmft.result import Estimate  # noqa: E402
+from dmft import Estimate  # noqa: E402
 
 SCHEDULES = ("repeat:2", "reuse")
 

@@ -28,7 +28,8 @@ import shlex
 import sys
 import warnings
 
-from ._checks import DivergenceError, DMFTInputError, check_choice, check_int
+from .._errors import DivergenceError, DMFTInputError
+from .._validate import check_choice, check_int
 
 PROBLEM_DEFAULTS = dict(p=2, activation="relu", second_layer="alternating", alpha=3.0, lr=0.2,
                         steps=6, ridge=0.0, noise=0.0, schedule="reuse", m0=None)
@@ -94,7 +95,8 @@ def problem_from_args(args):
     """Build the validated Problem from parsed flags (raises DMFTInputError naming the flag)."""
     import numpy as np
 
-    from .problem import get_target, make_problem
+    from ..model._problem import make_problem
+    from ..model._targets import get_target
 
     target = get_target(args.target)
     p = check_int("p", args.p, low=1, high=64)
@@ -173,8 +175,8 @@ def devices_from_args(args) -> int | None:
     text = getattr(args, "devices", None)
     if text is None:
         return None
-    from ._checks import show
-    from ._devices import resolve_devices
+    from .._devices import resolve_devices
+    from .._validate import show
 
     try:
         n = int(str(text).strip())
@@ -190,7 +192,7 @@ def devices_from_args(args) -> int | None:
 
 def device_count(devices: int | None) -> int:
     """The number of devices a run with ``devices`` (from :func:`devices_from_args`) uses."""
-    from ._devices import resolve_devices
+    from .._devices import resolve_devices
 
     return len(resolve_devices(devices))
 
@@ -201,7 +203,7 @@ def enable_x64() -> None:
     off), so a second call of the same structure does not compile again."""
     import jax
 
-    from ._cache import enable_compile_cache
+    from .._cache import enable_compile_cache
 
     jax.config.update("jax_enable_x64", True)
     enable_compile_cache()
@@ -224,7 +226,7 @@ def _print_config(title: str, problem, settings: dict) -> None:
 def _check_out(path: str, name: str = "out", need_bytes: int = 0) -> str:
     """--out: an .h5 name in a writable folder, not a directory, short enough, with room for
     the file and its partial twin (checked before any compute)."""
-    from .io import check_output_path
+    from ..io._format import check_output_path
 
     return check_output_path(path, name=name, need_bytes=need_bytes, partial=True)
 
@@ -238,7 +240,7 @@ def _check_figure_args(args) -> None:
     """compare/runner: --out a figure name matplotlib can write, --dpi in DPI_RANGE."""
     check_int("dpi", args.dpi, low=DPI_RANGE[0], high=DPI_RANGE[1])
     if args.out:
-        from .io import check_output_path
+        from ..io._format import check_output_path
 
         check_output_path(args.out, name="out", suffixes=FIGURE_SUFFIXES)
 
@@ -252,8 +254,8 @@ def save_or_partial(run, out: str, command_line: str | None):
     On divergence the partial trajectory goes to ``<stem>.partial.h5`` (never over ``out``) and
     the DivergenceError is re-raised with that path in its message.
     """
-    from . import io
-    from ._checks import mark_blowup
+    from .._result import mark_blowup
+    from ..io import _format as io
 
     try:
         traj = run()
@@ -284,14 +286,14 @@ def save_or_partial(run, out: str, command_line: str | None):
 
 
 def _cmd_solve(args) -> int:
-    from .solver import solve
+    from ..solver import solve
 
     problem = problem_from_args(args)
     samples = check_int("samples", args.samples, low=2)
     check_int("seed", args.seed, low=0)
     check_choice("dtype", args.dtype, set(DTYPES))
     devices = devices_from_args(args)
-    from .io import estimate_file_bytes
+    from ..io._format import estimate_file_bytes
 
     out = _check_out(args.out, need_bytes=estimate_file_bytes("dmft", problem.steps, problem.p,
                                                               problem.k))
@@ -319,7 +321,7 @@ def _cmd_simulate(args) -> int:
     problem = problem_from_args(args)
     d = check_int("d", args.d, low=1)
     seeds = check_int("seeds", args.seeds, low=1)
-    from .io import estimate_file_bytes
+    from ..io._format import estimate_file_bytes
 
     out = _check_out(args.out, need_bytes=estimate_file_bytes(
         "simulation", problem.steps, problem.p, problem.k, seeds))
@@ -330,7 +332,7 @@ def _cmd_simulate(args) -> int:
         raise DMFTInputError(
             f"`test_error` must be one of ['exact', 'sample']; got test_error={args.test_error!r}"
         )
-    from .simulate import simulate
+    from ..simulator._simulate import simulate
 
     check_choice("dtype", args.dtype, set(DTYPES))
     devices = devices_from_args(args)
@@ -347,9 +349,9 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from . import io
-    from ._checks import check_real
-    from .compare import zscore_table
+    from .._validate import check_real
+    from ..compare import zscore_table
+    from ..io import _format as io
 
     check_real("threshold", args.threshold, low=0.0, low_open=True)
     check_real("sys_error", args.sys_error, low=0.0)
@@ -361,7 +363,7 @@ def _cmd_compare(args) -> int:
                          allow_flag="--allow-different")
     print(table)
     if args.out:
-        from .plot import plot_comparison, save_figure
+        from ..plot import plot_comparison, save_figure
 
         fig = plot_comparison(theory, sim)
         import matplotlib.pyplot as plt
@@ -381,8 +383,8 @@ def _cmd_compare(args) -> int:
 
 def _cmd_features(args) -> int:
     """``dmft features``: wide network after giant step(s); spectra and ridge readout."""
-    from . import io
-    from .features import FeaturesConfig, simulate_features
+    from ..features._simulate import FeaturesConfig, simulate_features
+    from ..io import _format as io
 
     out = _check_out(args.out)
     check_int("seeds", args.seeds, low=1)
@@ -409,7 +411,7 @@ def _cmd_features(args) -> int:
     if args.figure:
         import matplotlib.pyplot as plt
 
-        from .features_plot import plot_features, save_figure
+        from ..features._plot import plot_features, save_figure
 
         fig = plot_features(res)
         save_figure(fig, args.figure)
@@ -453,7 +455,8 @@ def _existing(path: str, name: str) -> str:
 
 
 def _cmd_targets(args) -> int:
-    from .problem import ACTIVATIONS, TARGETS
+    from ..model._activations import ACTIVATIONS
+    from ..model._targets import TARGETS
 
     print("targets (g* acting on z = h* ~ N(0, I_k)):")
     for name, t in TARGETS.items():
@@ -466,7 +469,7 @@ def _cmd_targets(args) -> int:
 
 
 def _cmd_inspect(args) -> int:
-    from . import io
+    from ..io import _format as io
 
     print(io.describe(_existing(args.file, "file")))
     return 0
@@ -483,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="DMFT of multi-pass GD on two-layer networks, and a large-d simulator.",
         epilog=__doc__.split("Examples::", 1)[1] if "Examples::" in __doc__ else None,
     )
-    from . import __version__
+    from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"dmft {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -539,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"figure resolution, {DPI_RANGE[0]} to {DPI_RANGE[1]}")
     p.set_defaults(func=_cmd_compare)
 
-    from ._cli_sweep import add_sweep_parsers
+    from ._sweep import add_sweep_parsers
 
     add_sweep_parsers(sub, add_problem_args, _Formatter, dict(samples=DEFAULT_SAMPLES))
 
@@ -696,6 +699,3 @@ def _main(argv=None) -> int:
     args.argv = argv
     return run_guarded(args.func, args)
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

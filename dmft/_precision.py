@@ -45,3 +45,14 @@ def kernel_dtype(dtype) -> jnp.dtype:
 def mm(a, b):
     """``a @ b`` at full precision."""
     return jnp.matmul(a, b, precision=HIGHEST)
+
+
+def overflow_limit(dtype) -> float:
+    """|Q| (or |Q⊥|) beyond which a discrete-time run (DMFT sweep or simulation) counts as
+    diverged: 1e100, or √(largest float) in float32, whose products would overflow first.
+    (The online-SGD ODE stops at 1e8 instead: its state grows exponentially in τ, and
+    integrating on to 1e100 would only cost solver steps.)"""
+    import numpy as np
+
+    return min(1e100, float(np.sqrt(np.finfo(np.dtype(dtype)).max)))
+

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from ._checks import DMFTInputError
+from .._errors import DMFTInputError
 
 # flag → (Problem field, argparse dest)
 SWEEP_FLAGS = {
@@ -64,7 +64,7 @@ def parse_values(flag: str, text) -> list[float]:
 
 def add_sweep_parsers(sub, add_problem_args, formatter, defaults) -> None:
     """Register ``sweep`` and ``plot-sweep`` on the ``dmft`` subparsers."""
-    from .cli import add_devices_arg
+    from ._main import add_devices_arg
 
     p = sub.add_parser("sweep", help="DMFT (or simulation) on a grid of hyper-parameters",
                        formatter_class=formatter, description=__doc__,
@@ -123,9 +123,9 @@ def _axes_from_args(args, argv_order):
 
 
 def cmd_sweep(args) -> int:
-    from . import cli
-    from ._sweep import sweep
-    from .sweep_io import save_sweep
+    from .._sweep import sweep
+    from ..io._sweep import save_sweep
+    from . import _main as cli
 
     out = cli._check_out(args.out)
     order = {tok.split("=")[0]: i for i, tok in enumerate(args.argv)}
@@ -161,9 +161,9 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_plot_sweep(args) -> int:
-    from . import cli
-    from .plot import plot_sweep, save_figure
-    from .sweep_io import load_sweep
+    from ..io._sweep import load_sweep
+    from ..plot import plot_sweep, save_figure
+    from . import _main as cli
 
     dpi = args.dpi
     if not 20 <= dpi <= 1200:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .plot import _COLORS, save_figure, style
+from ..plot import _COLORS, save_figure, style
 
 _LABELS = {"rf": "random features (init)", "step": "after the step(s)",
            "spiked": "spiked RF equivalent"}
@@ -17,7 +17,7 @@ _LABELS = {"rf": "random features (init)", "step": "after the step(s)",
 def _as_result(x):
     if hasattr(x, "per_seed"):
         return x
-    from .io import load_features
+    from ..io._format import load_features
 
     return load_features(x)
 
@@ -65,7 +65,7 @@ def plot_features(result, fig=None):
                          ms=4, mfc="white", color=_COLORS[i], capsize=2, label=_LABELS[m])
         if r.theory is not None:
             grid = np.geomspace(lam.min(), lam.max(), 60)
-            from .rf_theory import rf_test_error
+            from ._rf_theory import rf_test_error
 
             th = rf_test_error(c.kappa, c.alpha1, grid, c.activation, c.target, c.noise)
             ax2.plot(grid, th["test_error"], color=_COLORS[0], lw=1.2,

@@ -40,9 +40,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import DMFTInputError, check_choice, check_int, check_real, check_x64
-from .problem import get_activation, get_target
-from .result import Estimate, estimate_from_replicas
+from .._errors import DMFTInputError
+from .._result import Estimate, estimate_from_replicas
+from .._validate import check_choice, check_int, check_real, check_x64
+from ..model._activations import get_activation
+from ..model._targets import get_target
 
 STREAM_FEATURES = 4
 KEY_SCHEME = (
@@ -76,7 +78,7 @@ class FeaturesConfig:
     outlier_margin: float = 0.05
 
     def __post_init__(self):
-        from .problem import TARGETS
+        from ..model._targets import TARGETS
 
         check_choice("target", self.target, set(TARGETS))  # registered names only (saved)
         get_activation(self.activation)
@@ -216,7 +218,7 @@ _NODES, _WEIGHTS = None, None
 def _normal_rule():
     global _NODES, _WEIGHTS
     if _NODES is None:
-        from .rf_theory import _normal_rule as rule
+        from ._rf_theory import _normal_rule as rule
 
         _NODES, _WEIGHTS = rule(100)
     return _NODES, _WEIGHTS
@@ -393,7 +395,7 @@ def rf_closed_form(config: FeaturesConfig) -> dict | None:
     """The d → ∞ test and train error of the random features at init for ``config``'s ridges
     (:func:`dmft.rf_theory.rf_test_error`), or None where the closed form does not apply
     (a linear activation, or a target with more than 3 directions)."""
-    from .rf_theory import rf_test_error
+    from ._rf_theory import rf_test_error
 
     c = config
     try:

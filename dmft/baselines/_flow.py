@@ -23,10 +23,11 @@ import dataclasses
 
 import numpy as np
 
-from ._checks import DMFTInputError, check_problem, check_real, mark_blowup
-from ._table import OBSERVABLES
-from .problem import Problem
-from .result import Trajectory, estimate_from_replicas
+from .._errors import DMFTInputError
+from .._result import Trajectory, estimate_from_replicas, mark_blowup
+from .._validate import check_problem, check_real
+from ..model._problem import Problem
+from ..observables._table import OBSERVABLES
 
 
 def solve_flow(
@@ -57,7 +58,7 @@ def solve_flow(
         A :class:`~dmft.result.Trajectory` of kind ``"flow"`` whose ``step`` holds τ, with
         ``settings["discrete"]`` the two sweeps' values at the same τ (for the η → 0 check).
     """
-    from .solver import solve
+    from ..solver import solve
 
     check_problem(problem)
     horizon = check_real("horizon", horizon, low=0.0, low_open=True)

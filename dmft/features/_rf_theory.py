@@ -23,7 +23,8 @@ import math
 
 import numpy as np
 
-from ._checks import DMFTInputError, check_real
+from .._errors import DMFTInputError
+from .._validate import check_real
 
 # Gauss–Legendre rule on [-L, 0] ∪ [0, L] for E f(G), G ~ N(0,1): exact to ~1e-15 for the
 # activations of dmft.problem, including the ReLU kink at 0 (a node boundary).
@@ -44,7 +45,7 @@ def hermite_coefficients(activation, scale: float = 1.0) -> dict:
     μ2 = E[He2(G) σ]/√2 is the normalised second coefficient (reported for the docs and the
     after-step discussion; the closed form needs μ0, μ1, μ*).
     """
-    from .problem import get_activation
+    from ..model._activations import get_activation
 
     act = get_activation(activation)
     xs, ws = _normal_rule()
@@ -58,7 +59,7 @@ def hermite_coefficients(activation, scale: float = 1.0) -> dict:
 
 def target_coefficients(target, noise: float = 0.0) -> dict:
     """c1 = E[z g*(z)] (length k), E g*², F² = ‖c1‖² and τ² = E g*² − F² + Δ, by quadrature."""
-    from .problem import get_target
+    from ..model._targets import get_target
 
     tgt = get_target(target)
     k = tgt.k

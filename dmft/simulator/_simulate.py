@@ -100,21 +100,9 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from ._checks import (
-    DivergenceError,
-    DMFTInputError,
-    check_choice,
-    check_dtype,
-    check_int,
-    check_problem,
-    check_x64,
-    free_memory_bytes,
-    mark_blowup,
-    overflow_limit,
-    step0_causes,
-)
-from ._devices import (
+from .._devices import (
     device_free_memory,
+    free_memory_bytes,
     global_array,
     gpu_rng_kernel,
     replicated,
@@ -122,21 +110,20 @@ from ._devices import (
     run_info,
     to_host,
 )
-from ._table import OBSERVABLES, OPTIONAL
-from .observables import test_error_map
-from .problem import (
-    KEY_SCHEME,
-    STREAM_SIM,
-    Problem,
-    batch_index,
-    get_activation,
-    loss,
-    loss_grad_f,
-    loss_grad_h,
-    network_output,
-)
-from .problem import stream_key as _stream_key
-from .result import Estimate, Trajectory, estimate_from_replicas
+from .._diagnose import step0_causes
+from .._errors import DivergenceError, DMFTInputError
+from .._precision import overflow_limit
+from .._result import Estimate, Trajectory, estimate_from_replicas, mark_blowup
+from .._rng import KEY_SCHEME, STREAM_SIM
+from .._rng import stream_key as _stream_key
+from .._validate import check_choice, check_dtype, check_int, check_problem, check_x64
+from ..model._activations import get_activation
+from ..model._losses import loss, loss_grad_f, loss_grad_h
+from ..model._network import network_output
+from ..model._problem import Problem
+from ..model._schedules import batch_index
+from ..observables._table import OBSERVABLES, OPTIONAL
+from ..observables._test_error import test_error_map
 
 __all__ = ["simulate"]
 

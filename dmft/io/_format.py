@@ -28,9 +28,9 @@ import time
 import h5py
 import numpy as np
 
-from ._checks import DMFTInputError
-from ._table import KERNEL_DIMS as TABLE_KERNEL_DIMS
-from ._table import KERNELS, OBSERVABLES, OPTIONAL
+from .._errors import DMFTInputError
+from ..observables._table import KERNEL_DIMS as TABLE_KERNEL_DIMS
+from ..observables._table import KERNELS, OBSERVABLES, OPTIONAL
 
 FORMAT = "dmft-trajectories"
 FORMAT_VERSION = (1, 2)  # (major, minor): a major bump breaks readers, a minor bump only adds
@@ -93,7 +93,7 @@ def save(traj, path, *, command_line: str | None = None) -> str:
         DMFTInputError: ``traj`` is not a Trajectory, or ``path`` cannot be written (see
             :func:`check_output_path`).
     """
-    from .result import Trajectory
+    from .._result import Trajectory
 
     if not isinstance(traj, Trajectory):
         raise DMFTInputError(
@@ -348,7 +348,7 @@ def write_root_attrs(f: h5py.File, *, fmt: str, version, kind: str, config: dict
     """The root attributes every dmft file carries (docs/FORMAT.md): file type and version,
     kind, configuration JSON, provenance, seed, key scheme and status; ``extra`` adds
     kind-specific ones (e.g. ``time_axis``)."""
-    from . import __version__
+    from .. import __version__
 
     f.attrs["format"] = fmt
     f.attrs["format_version"] = np.array(version, dtype=np.int64)
@@ -368,7 +368,7 @@ def write_root_attrs(f: h5py.File, *, fmt: str, version, kind: str, config: dict
 
 
 def _write_contents(f: h5py.File, traj, command_line: str | None) -> None:
-    from .problem import KEY_SCHEME
+    from .._rng import KEY_SCHEME
 
     if traj.kind not in KINDS:
         raise DMFTInputError(f"`kind` must be one of {list(KINDS)}; got kind={traj.kind!r}")
@@ -513,7 +513,8 @@ def check_file(path, fmt: str | None = None, reader_version=None) -> dict:
 def _rebuild_problem(d: dict):
     """The Problem of ``config_json["problem"]``; a user target becomes a placeholder whose
     call says that the function is not stored (everything else, ``lr_a`` included, is kept)."""
-    from .problem import TARGETS, Problem, unavailable_target
+    from ..model._problem import Problem
+    from ..model._targets import TARGETS, unavailable_target
 
     if d["target"] in TARGETS:
         return Problem.from_dict(d)
@@ -536,7 +537,7 @@ def load(path):
     if kind == "sweep":
         raise DMFTInputError(
             f"{os.fspath(path)} is a sweep file (a grid of runs): read it with "
-            "dmft.sweep_io.load_sweep, plot it with `dmft plot-sweep`")
+            "dmft.io.load_sweep, plot it with `dmft plot-sweep`")
     if kind not in KINDS:
         raise DMFTInputError(
             f"{os.fspath(path)}: attribute kind={kind!r} is not one of {list(KINDS)}; the file "
@@ -606,7 +607,7 @@ def _check_shapes(path, traj) -> None:
 
 
 def _read(path, attrs, problem, config):
-    from .result import Estimate, Trajectory
+    from .._result import Estimate, Trajectory
 
     with h5py.File(os.fspath(path), "r") as f:
         obs = {
@@ -695,9 +696,6 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
 
 # --------------------------------------------------------------------------------------------
 # Feature-spectrum files (kind = "features"): a sibling format with the same conventions
@@ -769,7 +767,7 @@ def _write_features(f: h5py.File, result, command_line: str | None) -> None:
         ds = f.create_dataset(dim, data=vals)
         ds.make_scale(dim)
         made[dim] = ds
-    from .result import estimate_from_replicas
+    from .._result import estimate_from_replicas
 
     for name, arr in per_seed.items():
         arr = np.asarray(arr, dtype=np.float64)
@@ -797,7 +795,7 @@ def _write_features(f: h5py.File, result, command_line: str | None) -> None:
 
 def load_features(path):
     """Read a file written by :func:`save_features` back into a ``FeaturesResult``."""
-    from .features import FeaturesConfig, FeaturesResult
+    from ..features._simulate import FeaturesConfig, FeaturesResult
 
     attrs = check_file(path, FEATURES_FORMAT, FEATURES_VERSION)
     config = json.loads(_attr_str(attrs["config_json"]))

@@ -22,8 +22,8 @@ import shlex
 import sys
 import time
 
-from ._checks import check_int
-from .cli import (
+from .._validate import check_int
+from ._main import (
     DEFAULT_D,
     DEFAULT_SAMPLES,
     DEFAULT_SEEDS,
@@ -102,10 +102,10 @@ def run_target(name: str, defaults: dict, argv=None, description: str | None = N
 
 
 def _run(args, defaults: dict) -> int:
-    from .compare import zscore_table
-    from .plot import plot_comparison, save_figure
-    from .simulate import simulate
-    from .solver import solve
+    from ..compare import zscore_table
+    from ..plot import plot_comparison, save_figure
+    from ..simulator._simulate import simulate
+    from ..solver import solve
 
     if args.quick and not any(a == "--steps" or a.startswith("--steps=") for a in args.argv):
         args.steps = min(args.steps, QUICK["max_steps"])
@@ -126,7 +126,7 @@ def _run(args, defaults: dict) -> int:
     dmft_path = os.path.join(args.out, "dmft.h5")
     sim_path = os.path.join(args.out, "simulation.h5")
     fig_path = os.path.join(args.fig_dir, f"{args.target}.png")
-    from .io import check_output_path, estimate_file_bytes
+    from ..io._format import check_output_path, estimate_file_bytes
 
     # every output is checked before any compute
     _check_out(dmft_path, need_bytes=estimate_file_bytes("dmft", problem.steps, problem.p,

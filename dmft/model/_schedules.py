@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import DMFTInputError, check_int
+from .._errors import DMFTInputError
+from .._validate import check_int
 
 
 def _parse_fraction(text: str, schedule) -> float:

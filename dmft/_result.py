@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 if TYPE_CHECKING:  # only for the annotation: reading a file's result needs no JAX import here
-    from .problem import Problem
+    from .model._problem import Problem
 
 
 class Estimate(NamedTuple):
@@ -28,7 +28,7 @@ def estimate_from_replicas(x: np.ndarray, axis: int = 0) -> Estimate:
     return Estimate(mean, x.std(axis=axis, ddof=1) / np.sqrt(n))
 
 
-from ._table import OBSERVABLES as _TABLE
+from .observables._table import OBSERVABLES as _TABLE
 
 OBSERVABLES = tuple(_TABLE)
 
@@ -82,3 +82,61 @@ class Trajectory:
         if name not in OBSERVABLES:
             raise KeyError(f"unknown observable {name!r}; choose from {OBSERVABLES}")
         return getattr(self, name)
+
+
+def kernel_diagonal(K) -> np.ndarray:
+    """``K[:, t, t]`` for a replica-stacked two-time kernel K of shape (r, T, T, ...), as an
+    array of shape (r, T, ...); also for T = 0 (a run non-finite already at step 0), where
+    ``np.einsum("rtt...->rt...")`` and ``K[:, :0, 0]`` fail."""
+    K = np.asarray(K)
+    idx = np.arange(K.shape[1])
+    return K[:, idx, idx]
+
+
+# Blow-up criterion (docs/FORMAT.md, "status"): a run *blew up* at the first step t where the
+# largest diagonal entry of the student Gram matrix, max_j Q_t[j, j] = max_j |w_j|²/d, exceeds
+# BLOWUP_RATIO times its initial scale max(1, max_j Q_0[j, j]). Such a run stays finite (its
+# status would be "ok") but no longer describes learning: e.g. he3, α = 2, p = 2 relu, lr = 4,
+# T = 10–20 reaches Q ~ 1e10–1e26.
+BLOWUP_RATIO = 1e6
+
+
+BLOWUP_STATUS = "blew_up"
+
+
+def blowup_step(Q) -> int:
+    """First step whose Q (shape (T+1, p, p)) exceeds the blow-up criterion; -1 if none."""
+    Q = np.asarray(Q, dtype=np.float64)
+    if Q.ndim != 3 or Q.shape[0] == 0:
+        return -1
+    diag = np.abs(np.diagonal(Q, axis1=1, axis2=2)).max(axis=1)  # (T+1,)
+    scale = max(1.0, float(diag[0])) if np.isfinite(diag[0]) else 1.0
+    over = np.nonzero(diag > BLOWUP_RATIO * scale)[0]
+    return int(over[0]) if over.size else -1
+
+
+def mark_blowup(traj, *, warn: bool = True, stacklevel: int = 2):
+    """Mark ``traj`` (a Trajectory with status "ok") as blown up when its mean Q meets the
+    blow-up criterion: ``status = "blew_up"``, ``first_bad_step`` = the first such step (all
+    steps are kept), and a RuntimeWarning. Returns ``traj``."""
+    if traj.status != "ok":
+        return traj
+    t = blowup_step(traj.Q.value)
+    if t < 0:
+        return traj
+    traj.status = BLOWUP_STATUS
+    traj.first_bad_step = t
+    if warn:
+        import warnings
+
+        diag = np.diagonal(np.asarray(traj.Q.value, dtype=np.float64), axis1=1, axis2=2)
+        warnings.warn(
+            f"the {traj.kind} run blew up at step {t}: max_j Q[j,j] = {float(np.max(diag[t])):.3g} "
+            f"exceeds {BLOWUP_RATIO:g} x its initial scale (max_j Q_0[j,j] = "
+            f"{float(np.max(diag[0])):.3g}, at least 1); status set to {BLOWUP_STATUS!r}. Likely "
+            "cause: a learning rate above the stability limit of GD on this problem",
+            RuntimeWarning,
+            stacklevel=stacklevel,
+        )
+    return traj
+

@@ -1,214 +1,25 @@
-"""The problem definition shared by the DMFT solver and the simulator (spec §1).
-
-Everything here is the *model*: activations, targets, the network output, the loss and its
-gradient with respect to the pre-activations. Neither the solver's nor the simulator's machinery
-lives here, so that an error in one cannot hide in the other. The target registry lives in
-``dmft._targets`` and the batch schedules in ``dmft._schedule``; both are re-exported here.
-"""
+"""The problem: student, target, data, training and initial condition, validated at construction."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
-from collections.abc import Callable
 
 import equinox as eqx
-import jax
-import jax.numpy as jnp
-import jax.scipy.special as jss
 import numpy as np
 
-from ._checks import (
-    DMFTInputError,
-    check_array,
-    check_choice,
-    check_int,
-    check_real,
+from .._errors import DMFTInputError
+from .._validate import check_array, check_int, check_real
+from ._activations import Activation, get_activation
+from ._losses import Loss, check_pm1_labels, get_loss
+from ._network import second_layer_vector
+from ._schedules import (
+    batch_index,
+    epoch_length,
+    minibatch_fraction,
+    parse_schedule,
+    selection_kind,
 )
-from ._schedule import batch_index as batch_index
-from ._schedule import epoch_length as epoch_length
-from ._schedule import minibatch_fraction as minibatch_fraction
-from ._schedule import parse_schedule as parse_schedule
-from ._schedule import selection_kind as selection_kind
-from ._targets import TARGETS as TARGETS
-from ._targets import Target as Target
-from ._targets import check_target as check_target
-from ._targets import custom_target as custom_target
-from ._targets import get_target as get_target
-from ._targets import unavailable_target as unavailable_target
-
-# --------------------------------------------------------------------------------------------
-# Activations
-# --------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Activation:
-    """A student activation σ with its derivative σ'.
-
-    ``smooth`` says whether σ' is differentiable everywhere (needed by the pathwise response
-    estimator). ``formula`` is a human-readable definition.
-    """
-
-    name: str
-    fn: Callable
-    deriv: Callable
-    smooth: bool
-    formula: str
-
-
-def _relu(h):
-    return jnp.maximum(h, 0.0)
-
-
-def _relu_d(h):
-    return (h > 0).astype(h.dtype)
-
-
-_SQRT2 = math.sqrt(2.0)
-
-ACTIVATIONS: dict[str, Activation] = {
-    "relu": Activation("relu", _relu, _relu_d, False, "max(h, 0)"),
-    "erf": Activation(
-        "erf",
-        lambda h: jss.erf(h / _SQRT2),
-        lambda h: math.sqrt(2.0 / math.pi) * jnp.exp(-0.5 * h * h),
-        True,
-        "erf(h/sqrt(2))",
-    ),
-    "tanh": Activation("tanh", jnp.tanh, lambda h: 1.0 - jnp.tanh(h) ** 2, True, "tanh(h)"),
-    "linear": Activation("linear", lambda h: h, jnp.ones_like, True, "h"),
-    "quadratic": Activation("quadratic", lambda h: h * h, lambda h: 2.0 * h, True, "h^2"),
-}
-
-
-
-
-def get_activation(name: str) -> Activation:
-    if isinstance(name, Activation):
-        return name
-    check_choice("activation", name, set(ACTIVATIONS))
-    return ACTIVATIONS[name]
-
-
-
-def second_layer_vector(spec, p: int) -> np.ndarray:
-    """``alternating`` (+1,-1,+1,...)/√p, ``ones`` 1/√p, or an explicit length-p vector."""
-    if isinstance(spec, str):
-        check_choice("second_layer", spec, {"alternating", "ones"})
-        if spec == "alternating":
-            return np.array([(-1.0) ** j for j in range(p)]) / math.sqrt(p)
-        return np.ones(p) / math.sqrt(p)
-    return check_array("second_layer", spec, (p,))
-
-
-# --------------------------------------------------------------------------------------------
-# The network and the loss (shared by solver and simulator)
-# --------------------------------------------------------------------------------------------
-
-
-def sum_last(x):
-    """Σ over the last axis; unrolled when it is short (XLA:CPU reduces a size-2..16 minor axis
-    several times slower than the equivalent chain of element-wise adds, measured)."""
-    n = x.shape[-1]
-    if n > 16:
-        return jnp.sum(x, axis=-1)
-    out = x[..., 0]
-    for j in range(1, n):
-        out = out + x[..., j]
-    return out
-
-
-def network_output(h, a, act: Activation):
-    """f(h) = Σ_j a_j σ(h_j); ``h`` has the student units on its last axis."""
-    return sum_last(act.fn(h) * jnp.broadcast_to(a, jnp.shape(h)))
-
-
-@dataclasses.dataclass(frozen=True)
-class Loss:
-    """A per-sample loss ℓ(y, f) of the label y and the network output f.
-
-    Attributes:
-        name: registry name.
-        fn: ℓ(y, f), element-wise.
-        dfdf: ∂ℓ/∂f (y, f), element-wise; g = ∂ℓ/∂h = ∂ℓ/∂f · a ⊙ σ'(h) for every loss.
-        labels: ``"real"`` (any label) or ``"pm1"`` (labels must be ±1, no label noise).
-        quadratic: ℓ is (y − f)²/2, whose test error has the closed form of
-            :mod:`dmft.observables`; otherwise the test loss E[ℓ] is a Gaussian average
-            evaluated on fixed nodes.
-        classification: report the classification error P(sign f ≠ y) as the test error (and
-            E[ℓ] as the test loss); otherwise the test error is the test loss E[ℓ].
-        formula: human-readable definition.
-    """
-
-    name: str
-    fn: Callable
-    dfdf: Callable
-    labels: str
-    quadratic: bool
-    classification: bool
-    formula: str
-
-
-LOSSES: dict[str, Loss] = {
-    "square": Loss("square", lambda y, f: 0.5 * (y - f) ** 2, lambda y, f: f - y, "real",
-                   True, False, "(y - f)^2 / 2"),
-    "logistic": Loss("logistic", lambda y, f: jnp.logaddexp(0.0, -y * f),
-                     lambda y, f: -y * jax.nn.sigmoid(-y * f), "pm1", False, True,
-                     "log(1 + exp(-y f)), y = ±1"),
-}
-
-
-def get_loss(name) -> Loss:
-    if isinstance(name, Loss):
-        return name
-    check_choice("loss", name, set(LOSSES))
-    return LOSSES[name]
-
-
-def loss(y, f, kind="square"):
-    """ℓ(y, f) of the loss ``kind`` (default the square loss (y − f)²/2)."""
-    return get_loss(kind).fn(y, f)
-
-
-def loss_grad_h(h, y, a, act: Activation, kind="square"):
-    """g = ∂ℓ/∂h = ∂ℓ/∂f (y, f) · a ⊙ σ'(h), shape of ``h``."""
-    f = network_output(h, a, act)
-    return get_loss(kind).dfdf(y, f)[..., None] * jnp.broadcast_to(a, jnp.shape(h)) * act.deriv(h)
-
-
-def loss_grad_f(h, y, a, act: Activation, kind="square"):
-    """∂ℓ/∂f at the fields ``h`` (the second layer's gradient is ∂ℓ/∂f · σ(h))."""
-    return get_loss(kind).dfdf(y, network_output(h, a, act))
-
-
-def check_pm1_labels(target: Target, noise, loss_name: str) -> None:
-    """Refuse a ±1-label loss for a target whose labels are not ±1 (checked on fixed
-    Gaussian points) or with label noise."""
-    z = np.random.default_rng(0).standard_normal((256, target.k))
-    try:
-        y = np.asarray(target(jnp.asarray(z)), dtype=np.float64)
-    except Exception:  # noqa: BLE001 - a user target failing here fails later anyway
-        return
-    bad = y[np.abs(np.abs(y) - 1.0) > 1e-12]
-    if bad.size:
-        raise DMFTInputError(
-            f"`loss`={loss_name!r} needs labels y = ±1, but target {target.name!r} "
-            f"({target.formula}) gives labels such as {float(bad[0]):.4g}; use a sign target "
-            "(e.g. sign_z1z2z3) or loss='square'"
-        )
-    if float(noise) != 0.0:
-        raise DMFTInputError(
-            f"`loss`={loss_name!r} needs labels y = ±1, so the label noise must be 0; got "
-            f"noise={float(noise)!r}"
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# The problem: frozen, validated at construction
-# --------------------------------------------------------------------------------------------
-
+from ._targets import TARGETS, Target, get_target
 
 
 class Problem(eqx.Module):
@@ -234,7 +45,8 @@ class Problem(eqx.Module):
         qperp0: initial orthogonal Gram Q⊥_0, shape (p, p), positive definite.
         lr_a: second-layer learning rate per step, shape (T,) (None or zeros: a fixed).
         loss: name of the loss ℓ (see ``LOSSES``).
-        batch_fraction: leave None (b is read from ``schedule``).
+
+    :meth:`numbers` gives the traced pytree that compiled code reads (:class:`Numbers`).
     """
 
     p: int = eqx.field(static=True)
@@ -250,9 +62,6 @@ class Problem(eqx.Module):
     qperp0: np.ndarray
     lr_a: np.ndarray = None
     loss: str = eqx.field(static=True, default="square")
-    # b, the mini-batch fraction, as a number: None (derived from ``schedule``) except in the
-    # solver's numeric copy (see dmft.solver._structure.numeric_problem), where it is traced.
-    batch_fraction: np.ndarray = None
 
     def __check_init__(self):
         check_int("p", self.p, low=1, high=64)
@@ -263,11 +72,6 @@ class Problem(eqx.Module):
                 f"{type(self.target).__name__}"
             )
         get_target(self.target)  # a user-built Target is checked once
-        if self.batch_fraction is not None:
-            raise DMFTInputError(
-                "`batch_fraction` is set from `schedule` ('sgd:b', 'epochs:B'); leave it None; "
-                f"got batch_fraction={self.batch_fraction!r}"
-            )
         lo = get_loss(self.loss)
         if lo.labels == "pm1":
             check_pm1_labels(self.target, self.noise, lo.name)
@@ -348,6 +152,32 @@ class Problem(eqx.Module):
     def epoch_length(self) -> int:
         """B for ``epochs:B``, else 1."""
         return epoch_length(self.schedule)
+
+    def numbers(self, dtype=np.float64) -> Numbers:
+        """The problem's numbers as arrays of ``dtype``, with its structure as static fields:
+        the one pytree that the solver, the simulator and the observables trace, so that a new
+        number never recompiles (see :class:`Numbers`)."""
+
+        def arr(x):
+            return np.asarray(x, dtype=np.float64).astype(dtype)
+
+        return Numbers(
+            second_layer=arr(self.second_layer),
+            alpha=arr(self.alpha),
+            noise=arr(self.noise),
+            lr=arr(np.append(np.asarray(self.lr, np.float64), 0.0)),
+            ridge=arr(self.ridge),
+            m0=arr(self.m0),
+            qperp0=arr(self.qperp0),
+            lr_a=arr(np.append(self.second_layer_lr, 0.0)),
+            batch_fraction=arr(self.fraction),
+            p=self.p,
+            steps=self.steps,
+            activation=self.activation,
+            target=self.target,
+            loss=self.loss,
+            schedule=structural_schedule(self.schedule),
+        )
 
     def to_dict(self) -> dict:
         """A JSON-serialisable description, enough to rebuild a registered-target problem."""
@@ -495,17 +325,59 @@ def _per_step(name: str, value, steps: int, low_open: bool) -> np.ndarray:
     return arr
 
 
-# Named PRNG streams: root = key(seed); stream = fold_in(root, STREAM_*).
-STREAM_DMFT = 1
-STREAM_SIM = 2
-# 3: reserved (an unused test-error stream in earlier versions); dmft.online uses 4
-KEY_SCHEME = (
-    "dmft-keys-v3: fold_in(key(seed), stream) -> fold_in(., replica|seed) -> DMFT: split "
-    "(z, h*, xi), row blocks of 32768 samples from fold_in(., block), extra batches from "
-    "fold_in(., 2**30) / simulation: fold_in(., purpose|step)"
-)
+def structural_schedule(schedule: str) -> str:
+    """The part of a schedule that compiled code is specialised on: ``sgd:b`` → ``sgd:1`` (b is
+    the traced ``Numbers.batch_fraction``); every other schedule (``epochs:B`` included: B sets
+    the epochs' step pattern) is structural as it is."""
+    return "sgd:1" if schedule.startswith("sgd:") else schedule
 
 
-def stream_key(seed: int, stream: int):
-    seed = check_int("seed", seed, low=0, high=2**63 - 1)
-    return jax.random.fold_in(jax.random.key(seed), stream)
+class Numbers(eqx.Module):
+    """A problem's numbers as arrays (traced under jit) and its structure as static fields.
+
+    Built by :meth:`Problem.numbers`. ``lr`` and ``lr_a`` have T + 1 entries, the last 0 (η_T is
+    never used), so that compiled loops can index them at every time t = 0..T;
+    ``batch_fraction`` is b of ``sgd:b`` (1/B for ``epochs:B``, 1 otherwise) and ``schedule``
+    only the structural part (:func:`structural_schedule`), so that neither a new η, α, λ, Δ,
+    m₀, Q⊥₀, a, η_a nor a new b recompiles.
+    """
+
+    second_layer: np.ndarray
+    alpha: np.ndarray
+    noise: np.ndarray
+    lr: np.ndarray
+    ridge: np.ndarray
+    m0: np.ndarray
+    qperp0: np.ndarray
+    lr_a: np.ndarray
+    batch_fraction: np.ndarray
+    p: int = eqx.field(static=True)
+    steps: int = eqx.field(static=True)
+    activation: str = eqx.field(static=True)
+    target: Target = eqx.field(static=True)
+    loss: str = eqx.field(static=True)
+    schedule: str = eqx.field(static=True)
+
+    @property
+    def k(self) -> int:
+        return self.target.k
+
+    @property
+    def act(self) -> Activation:
+        return get_activation(self.activation)
+
+    @property
+    def loss_fn(self) -> Loss:
+        return get_loss(self.loss)
+
+    @property
+    def selection(self) -> str:
+        return selection_kind(self.schedule)
+
+    @property
+    def epoch_length(self) -> int:
+        return epoch_length(self.schedule)
+
+    @property
+    def batches(self) -> np.ndarray:
+        return batch_index(self.schedule, self.steps)

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import DMFTInputError, check_choice, check_int
+from .._errors import DMFTInputError
+from .._validate import check_choice, check_int
 
 
 def _he(j: int, z):

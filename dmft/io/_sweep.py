@@ -20,15 +20,15 @@ import os
 import h5py
 import numpy as np
 
-from ._table import OBSERVABLES
+from ..observables._table import OBSERVABLES
 
 _OBS_DIMS = {name: e.dims for name, e in OBSERVABLES.items()}
 
 
 def save_sweep(result, path, *, command_line: str | None = None) -> str:
     """Write a :class:`dmft.sweep.SweepResult` to ``path`` atomically; returns the path."""
-    from .io import FORMAT, FORMAT_VERSION, write_root_attrs
-    from .problem import KEY_SCHEME
+    from .._rng import KEY_SCHEME
+    from ._format import FORMAT, FORMAT_VERSION, write_root_attrs
 
     pr = result.problem
     axes = list(result.axes)
@@ -73,17 +73,17 @@ def save_sweep(result, path, *, command_line: str | None = None) -> str:
         f.create_dataset("status", data=np.asarray(result.status).astype("S"))
         f.create_dataset("first_bad_step", data=np.asarray(result.first_bad_step, np.int64))
 
-    from .io import write_atomic
+    from ._format import write_atomic
 
     return write_atomic(path, fill)
 
 
 def load_sweep(path):
     """Read a sweep file back into a :class:`dmft.sweep.SweepResult` (no per-point kernels)."""
-    from ._checks import DMFTInputError
-    from ._sweep import SweepResult
-    from .io import _attr_str, _rebuild_problem, check_file
-    from .result import Estimate
+    from .._errors import DMFTInputError
+    from .._result import Estimate
+    from .._sweep import SweepResult
+    from ._format import _attr_str, _rebuild_problem, check_file
 
     attrs = check_file(path)
     if _attr_str(attrs.get("kind", "")) != "sweep":

@@ -72,19 +72,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import (
-    DivergenceError,
-    DMFTInputError,
-    check_dtype,
-    check_int,
-    check_problem,
-    check_real,
-    check_x64,
-    mark_blowup,
-)
-from .observables import test_error as _test_error
-from .problem import Problem, get_activation, loss_grad_h, stream_key
-from .result import Estimate, Trajectory, estimate_from_replicas
+from .._errors import DivergenceError, DMFTInputError
+from .._result import Estimate, Trajectory, estimate_from_replicas, mark_blowup
+from .._rng import stream_key
+from .._validate import check_dtype, check_int, check_problem, check_real, check_x64
+from ..model._activations import get_activation
+from ..model._losses import loss_grad_h
+from ..model._problem import Problem
+from ..observables._test_error import test_error as _test_error
 
 STREAM_ONLINE = 4  # named PRNG stream (problem.py holds 1, 2; 3 is reserved)
 OVERFLOW = 1e8  # |m| or |Q| above this counts as a divergence
