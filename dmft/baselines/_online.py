@@ -73,7 +73,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._errors import DivergenceError, DMFTInputError
-from .._result import Estimate, Trajectory, estimate_from_replicas, mark_blowup
+from .._result import Trajectory, mark_blowup
 from .._rng import stream_key
 from .._validate import check_dtype, check_int, check_problem, check_real, check_x64
 from ..model._activations import get_activation
@@ -299,23 +299,16 @@ def _assemble(problem, ts, ms, Qs, settings) -> Trajectory:
         eg = np.asarray(jax.device_get(_test_error(problem, jnp.asarray(ms), jnp.asarray(Qs))))
     else:
         eg = np.zeros(ms.shape[:2])
-    eg_est = estimate_from_replicas(eg)
     Qm = Qs.mean(axis=0)
     mm = ms.mean(axis=0)
     schur = Qm - np.einsum("tjk,tlk->tjl", mm, mm)
     min_eig = (np.linalg.eigvalsh(0.5 * (schur + np.swapaxes(schur, -1, -2))).min(axis=-1)
                if len(ts) else np.zeros(0))
-    return Trajectory(
-        kind="online",
-        problem=problem,
-        step=np.asarray(ts, dtype=np.float64),
-        m=estimate_from_replicas(ms),
-        Q=estimate_from_replicas(Qs),
-        test_error=eg_est,
-        train_loss=Estimate(eg_est.value.copy(), eg_est.error.copy()),
-        diagnostics={"min_schur_online": min_eig},
-        settings=settings,
-    )
+    # one pass over fresh samples: the training loss is the test error
+    return Trajectory.from_replicas(
+        "online", problem, np.asarray(ts, dtype=np.float64),
+        {"m": ms, "Q": Qs, "test_error": eg, "train_loss": eg.copy()},
+        diagnostics={"min_schur_online": min_eig}, settings=settings)
 
 
 __all__ = ["solve_online", "online_field", "STREAM_ONLINE"]
