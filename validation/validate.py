@@ -30,7 +30,8 @@ import numpy as np
 
 import dmft
 from dmft import DMFTInputError
-from dmft.cli._main import add_devices_arg, devices_from_args, flag_message
+from dmft.cli._common import add_devices_arg, devices_from_args
+from dmft.cli._guard import flag_message
 from dmft.simulator import simulate
 
 # The published test case and the targets the issue asks for (he3 at a large learning rate,
