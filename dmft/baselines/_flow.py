@@ -20,10 +20,12 @@ Checked against the closed-form gradient flow of the linear model (Marchenko–P
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
-from .._errors import DMFTInputError
+from .._errors import DivergenceError, DMFTInputError
+from .._options import Options, resolve_options
 from .._result import Trajectory, mark_blowup
 from .._validate import check_problem, check_real
 from ..model._problem import Problem
@@ -33,15 +35,18 @@ from ..observables._table import OBSERVABLES
 def solve_flow(
     problem: Problem,
     horizon: float,
+    samples: int = 200_000,
     *,
     dt: float = 0.1,
-    samples: int = 200_000,
     seed: int = 0,
     replicas: int = 16,
     chunk_size: int | None = None,
     response: str = "stein",
     dtype="float64",
     progress: bool | None = None,
+    devices=None,
+    throw: bool = True,
+    options: Options | None = None,
 ) -> Trajectory:
     """DMFT of gradient flow on τ ∈ {0, dt, 2dt, ..., horizon}.
 
@@ -51,8 +56,11 @@ def solve_flow(
             schedule and a fixed second layer.
         horizon: final time τ (a multiple of ``dt``).
         dt: coarse step; the sweeps use η = dt and η = dt/2.
-        samples, seed, replicas, chunk_size, response, dtype, progress: as for
+        samples, seed, replicas, chunk_size, response, dtype, progress, devices: as for
             :func:`dmft.solve` (each sweep uses all ``samples``).
+        throw: ``False`` returns the flow up to the last τ that both sweeps reached (status
+            ``"diverged"``) instead of raising when one diverges.
+        options: the execution options as one :class:`dmft.Options`, instead of the keywords.
 
     Returns:
         A :class:`~dmft.result.Trajectory` of kind ``"flow"`` whose ``step`` holds τ, with
@@ -61,6 +69,8 @@ def solve_flow(
     from ..solver import solve
 
     check_problem(problem)
+    opts = resolve_options(options, dtype=dtype, chunk_size=chunk_size, progress=progress,
+                           devices=devices, throw=throw)
     horizon = check_real("horizon", horizon, low=0.0, low_open=True)
     dt = check_real("dt", dt, low=0.0, low_open=True, high=horizon)
     n_coarse = int(round(horizon / dt))
@@ -76,23 +86,27 @@ def solve_flow(
     if problem.trains_second_layer:
         raise DMFTInputError("`lr_a` must be 0 for solve_flow (a fixed second layer)")
 
-    sweeps = []
+    sweeps, failure = [], None
     for eta, steps in ((dt, n_coarse), (dt / 2, 2 * n_coarse)):
         pr = dataclasses.replace(problem, lr=np.full(steps, eta), lr_a=None)
-        sweeps.append(
-            solve(pr, samples, seed=seed, replicas=replicas, chunk_size=chunk_size,
-                  response=response, dtype=dtype, progress=progress, keep_replicas=True)
-        )
+        try:
+            sweeps.append(solve(pr, samples, seed=seed, replicas=replicas, response=response,
+                                keep_replicas=True, options=opts))
+        except DivergenceError as exc:
+            if opts.throw or exc.partial is None:
+                raise
+            failure = failure or exc
+            sweeps.append(exc.partial)
     coarse, fine = sweeps
+    n = min(len(coarse.step), (len(fine.step) + 1) // 2)  # common times both sweeps reached
     # per replica, 2 x(η = dt/2) - x(η = dt) at the common times: the O(η) error cancels
-    extrapolated = {name: 2.0 * fine.per_seed[name][:, ::2] - coarse.per_seed[name]
+    extrapolated = {name: 2.0 * fine.per_seed[name][:, : 2 * n : 2] - coarse.per_seed[name][:, :n]
                     for name in OBSERVABLES}
-    tau = dt * np.arange(n_coarse + 1)
     traj = Trajectory.from_replicas(
-        "flow", problem, tau, extrapolated,
+        "flow", problem, dt * np.arange(n), extrapolated,
         diagnostics={
-            "min_schur_eig_rel_fine": fine.diagnostics["min_schur_eig_rel"][::2],
-            "jitter_fine": fine.diagnostics["jitter"][::2],
+            "min_schur_eig_rel_fine": fine.diagnostics["min_schur_eig_rel"][: 2 * n : 2],
+            "jitter_fine": fine.diagnostics["jitter"][: 2 * n : 2],
         },
         settings=dict(
             horizon=horizon, dt=dt, samples=samples, seed=seed, replicas=replicas,
@@ -100,5 +114,11 @@ def solve_flow(
             "(eta = dt and dt/2)",
             wall_time_s=coarse.settings["wall_time_s"] + fine.settings["wall_time_s"],
         ),
+        status="ok" if failure is None else "diverged",
+        first_bad_step=-1 if failure is None else n,
     )
+    if failure is not None:
+        warnings.warn(f"gradient flow stopped at tau = {dt * n:g}: {failure}", RuntimeWarning,
+                      stacklevel=2)
+        return traj
     return mark_blowup(traj, stacklevel=2)
