@@ -78,14 +78,13 @@ from .._devices import global_array, replicated, resolve_devices, run_info
 from .._errors import DivergenceError, DMFTInputError
 from .._options import Options, resolve_options
 from .._result import Trajectory, mark_blowup
-from .._rng import stream_key
+from .._rng import STREAM_ONLINE, stream_key
 from .._validate import check_int, check_problem, check_real
 from ..model._activations import get_activation
 from ..model._losses import loss_grad_h
 from ..model._problem import Problem
 from ..observables._test_error import test_error as _test_error
 
-STREAM_ONLINE = 4  # named PRNG stream (problem.py holds 1, 2; 3 is reserved)
 OVERFLOW = 1e8  # |m| or |Q| above this counts as a divergence
 SOLVER = "Tsit5"
 _CLIP_REL = 1e-12  # eigenvalue floor of Q − m mᵀ, relative to max(1, its largest eigenvalue)
