@@ -32,7 +32,7 @@ import scipy.linalg
 import dmft
 from dmft import DivergenceError, DMFTInputError
 from dmft.baselines import solve_online
-from dmft.io import _format as io
+from dmft import io
 from dmft.model import make_problem
 
 SAMPLES = 20_000
