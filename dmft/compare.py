@@ -147,7 +147,7 @@ def zscore_table(theory, sim, *, threshold: float = 4.0, sys_error: float = 0.0,
     """z-scores of ``theory`` (usually DMFT) against ``sim`` (usually a simulation).
 
     Args:
-        theory, sim: :class:`~dmft.result.Trajectory` objects or paths to saved files.
+        theory, sim: :class:`~dmft.Trajectory` objects or paths to saved files.
         threshold: the verdict passes when max |z| < threshold.
         sys_error: an absolute allowance added in quadrature to the combined standard error.
         check_problem: refuse runs of different problems (p, k, α, η, ...).

@@ -1,6 +1,6 @@
 """Figures: DMFT trajectories (lines with ±SE bands) against simulations (markers with error bars).
 
-Every function accepts :class:`~dmft.result.Trajectory` objects or paths to saved files and
+Every function accepts :class:`~dmft.Trajectory` objects or paths to saved files and
 changes no global matplotlib settings: styling is applied inside a ``matplotlib.rc_context``.
 """
 
@@ -284,7 +284,8 @@ def plot_online_baseline(gd, online, observable: str = "test_error", ax=None):
     """Multi-pass GD next to the one-pass (online) SGD baseline, at equal samples processed.
 
     The x axis is "gradient evaluations / d": a GD step t touches all n = αd samples, so it sits
-    at α t; online SGD (one sample per step, lr η/d, see :mod:`dmft.online`) sits at its time τ.
+    at α t; online SGD (one sample per step, lr η/d, see :func:`dmft.solve_online`) sits at its
+    time τ.
     At small η a GD step with fresh batches equals αd online steps, so the two curves share
     their early time; multi-pass GD reuses its n samples, online SGD has seen τ d distinct ones.
 

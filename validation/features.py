@@ -1,7 +1,7 @@
 """Validation of ``dmft.features`` (issue #13): the d-extrapolated study.
 
 Part ``step0``: random-feature ridge test error at initialization against the closed form
-(``dmft.rf_theory``), for κ ∈ {0.5, 1, 2} × λ ∈ {0.01, 0.1, 1, 10} at α₁ = 1 (κ = 1 is the
+(``dmft.rf_test_error``), for κ ∈ {0.5, 1, 2} × λ ∈ {0.01, 0.1, 1, 10} at α₁ = 1 (κ = 1 is the
 interpolation peak κ = α₁), d ∈ {250, 500, 1000, 2000}. For each (κ, λ) a weighted
 least-squares fit e(d) = e∞ + b/d over the four d gives e∞ and its standard error; the verdict is
 |z| = |e∞ − e_theory| / SE(e∞) < 4. The plain z at the largest d is printed too.

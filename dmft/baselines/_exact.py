@@ -1,7 +1,7 @@
 """Closed-form reference: GD on linear regression through the Marchenko–Pastur law.
 
-Setting (spec §2, "linear case"): p = k = 1, σ(h) = h, a = 1, g*(z) = z, square SUM loss, ridge λ,
-label noise Δ. With S = XᵀX/d (d×d, n = αd rows of X) the GD step is
+Setting (docs/THEORY.md §8.1, the linear case): p = k = 1, σ(h) = h, a = 1, g*(z) = z, square
+SUM loss, ridge λ, label noise Δ. With S = XᵀX/d (d×d, n = αd rows of X) the GD step is
 
     W_{t+1} − W* = A_t (W_t − W*) − η_t λ W* + η_t b,    A_t = (1 − η_t λ) I − η_t S,
 

@@ -6,7 +6,8 @@ The continuous-time DMFT is a stochastic Volterra system (the memory kernels Γ(
 on the whole past of each effective sample), so we do not integrate it with a general-purpose
 ODE solver: any such solver would need the sampled histories as state and interpolated Monte
 Carlo kernels. Instead we take the η → 0 limit of the exact discrete solution directly: the gap
-of the discrete DMFT to the flow is O(η) (spec §6: it halves with η), so Richardson extrapolation
+of the discrete DMFT to the flow is O(η) (docs/THEORY.md §8.1: it halves with η), so Richardson
+extrapolation
 
     F_flow(τ) = 2 F_{η/2}(τ) − F_η(τ) + O(η²)
 
@@ -14,7 +15,7 @@ over two forward sweeps (steps η and η/2, same seed) gives the flow to second 
 sweeps share their random numbers replica by replica, and the extrapolation is done per replica
 before averaging, so the reported standard errors include the correlation of the two sweeps.
 Checked against the closed-form gradient flow of the linear model (Marchenko–Pastur,
-:func:`dmft.exact.linear_gradient_flow`), and discrete GD at η → 0 converges to it.
+:func:`dmft.baselines.linear_gradient_flow`), and discrete GD at η → 0 converges to it.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def solve_flow(
         options: the execution options as one :class:`dmft.Options`, instead of the keywords.
 
     Returns:
-        A :class:`~dmft.result.Trajectory` of kind ``"flow"`` whose ``step`` holds τ, with
+        A :class:`~dmft.Trajectory` of kind ``"flow"`` whose ``step`` holds τ, with
         ``settings["discrete"]`` the two sweeps' values at the same τ (for the η → 0 check).
     """
     from ..solver import solve
@@ -91,7 +92,9 @@ def solve_flow(
         pr = dataclasses.replace(problem, lr=np.full(steps, eta), lr_a=None)
         try:
             sweeps.append(solve(pr, samples, seed=seed, replicas=replicas, response=response,
-                                keep_replicas=True, options=opts))
+                                keep_replicas=True, dtype=opts.dtype,
+                                chunk_size=opts.chunk_size, progress=opts.progress,
+                                devices=opts.devices))
         except DivergenceError as exc:
             if opts.throw or exc.partial is None:
                 raise

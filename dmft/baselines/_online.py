@@ -3,7 +3,7 @@
 Model
 -----
 Same student, target, square loss, fixed second layer ``a`` and initial condition as the
-:class:`~dmft.problem.Problem` (spec §1: h = W x/√d, m = W W*ᵀ/d, Q = W Wᵀ/d, x ~ N(0, I_d),
+:class:`~dmft.model.Problem` (docs/THEORY.md §1: h = W x/√d, m = W W*ᵀ/d, Q = W Wᵀ/d, x ~ N(0, I_d),
 rows of W* of norm √d). Online SGD uses ONE fresh sample (x, y) per step and never reuses it::
 
     W ← (1 − ηλ/d) W − (η/√d) g xᵀ,      g = ∂ℓ/∂h (h, y) = (f − y) a ⊙ σ'(h),  h = W x/√d.
@@ -111,7 +111,7 @@ def solve_online(
     """Integrate the d → ∞ online-SGD ODEs for (m, Q) over τ ∈ [0, horizon].
 
     Args:
-        problem: the :class:`~dmft.problem.Problem`; its ``lr`` must be constant (η), ``ridge``
+        problem: the :class:`~dmft.model.Problem`; its ``lr`` must be constant (η), ``ridge``
             is λ, ``noise`` Δ, ``m0``/``qperp0`` the initial condition. ``alpha``, ``schedule``
             and the number of steps are not used (online SGD has no fixed data set).
         horizon: final time τ = (SGD steps)/d = (samples seen)/d, > 0.
@@ -133,7 +133,7 @@ def solve_online(
             :class:`dmft.Options`, instead of the keywords.
 
     Returns:
-        A :class:`~dmft.result.Trajectory` of kind ``"online"`` whose ``step`` holds τ (floats).
+        A :class:`~dmft.Trajectory` of kind ``"online"`` whose ``step`` holds τ (floats).
 
     Raises:
         DMFTInputError: invalid arguments (before any computation).
@@ -279,7 +279,7 @@ def online_field(m, Q, Z, eta, ridge, noise, a, act, target):
         m: (p, k) overlaps; Q: (p, p) Gram matrix.
         Z: standard normal points, columns (z*, z⊥, ξ).
         eta, ridge, noise: η, λ, Δ.
-        a: second layer (p,); act: the :class:`~dmft.problem.Activation`; target: g*.
+        a: second layer (p,); act: the :class:`~dmft.model.Activation`; target: g*.
     """
     p, k = m.shape
     n = Z.shape[0]

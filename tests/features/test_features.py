@@ -1,4 +1,4 @@
-"""Wide networks after giant steps (dmft.features) and the RF closed form (dmft.rf_theory).
+"""Wide networks after giant steps (dmft.features) and the RF closed form (dmft.rf_test_error).
 
 Reference systems (tests/README.md): the Hermite coefficients of ReLU and erf in closed form;
 the Marchenko–Pastur moments; ridge solved directly; the GD step against jax.grad; the closed
