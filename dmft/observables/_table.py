@@ -65,9 +65,17 @@ def m_norm(obs: dict) -> tuple:
     return np.sqrt(np.sum(v**2, axis=(-2, -1))), np.sqrt(np.sum(e**2, axis=(-2, -1)))
 
 
+def unit_norm(obs: dict) -> tuple:
+    """‖w_j‖²/d = Q_jj per student unit, with the standard errors of Q's diagonal."""
+    v, e = obs["Q"]
+    return np.diagonal(v, axis1=-2, axis2=-1), np.diagonal(e, axis1=-2, axis2=-1)
+
+
 # Derived observables, computed from the reported ones wherever a result is (a trajectory, a
 # sweep, a file read back), by name.
 DERIVED: dict[str, Entry] = {
     "m_norm": Entry(("step",), "Frobenius norm of the overlaps m_t (its error is a bound)",
                     r"$\|m_t\|$", m_norm),
+    "unit_norm": Entry(("step", "unit"), "squared norm of each student unit |w_j|^2 / d = Q_jj",
+                       r"$\|w_j\|^2/d$", unit_norm),
 }
