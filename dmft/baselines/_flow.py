@@ -64,14 +64,40 @@ def solve_flow(
         options: the execution options as one :class:`dmft.Options`, instead of the keywords.
 
     Returns:
-        A :class:`~dmft.Trajectory` of kind ``"flow"`` whose ``step`` holds τ, with
-        ``settings["discrete"]`` the two sweeps' values at the same τ (for the η → 0 check).
+        A :class:`~dmft.Trajectory` of kind ``"flow"`` whose ``step`` holds τ.
     """
     from ..solver import solve
 
     check_problem(problem)
     opts = resolve_options(options, dtype=dtype, chunk_size=chunk_size, progress=progress,
                            devices=devices, throw=throw)
+    horizon, dt, n_coarse = _check(problem, horizon, dt)
+    sweeps, failure = [], None
+    for eta, steps in ((dt, n_coarse), (dt / 2, 2 * n_coarse)):
+        pr = dataclasses.replace(problem, lr=np.full(steps, eta), lr_a=None)
+        try:
+            sweeps.append(solve(pr, samples, seed=seed, replicas=replicas, response=response,
+                                keep_replicas=True, dtype=opts.dtype,
+                                chunk_size=opts.chunk_size, progress=opts.progress,
+                                devices=opts.devices))
+        except DivergenceError as exc:
+            if opts.throw or exc.partial is None:
+                raise
+            failure = failure or exc
+            sweeps.append(exc.partial)
+    settings = dict(horizon=horizon, dt=dt, samples=samples, seed=seed, replicas=replicas,
+                    response=response, method="Richardson extrapolation of the discrete DMFT "
+                    "(eta = dt and dt/2)")
+    traj = _extrapolate(problem, *sweeps, dt, settings, failure)
+    if failure is not None:
+        warnings.warn(f"gradient flow stopped at tau = {traj.step[-1] if len(traj.step) else 0:g}:"
+                      f" {failure}", RuntimeWarning, stacklevel=2)
+        return traj
+    return mark_blowup(traj, stacklevel=2)
+
+
+def _check(problem, horizon, dt) -> tuple[float, float, int]:
+    """(horizon, dt, number of coarse steps), validated before any compute."""
     horizon = check_real("horizon", horizon, low=0.0, low_open=True)
     dt = check_real("dt", dt, low=0.0, low_open=True, high=horizon)
     n_coarse = int(round(horizon / dt))
@@ -86,42 +112,23 @@ def solve_flow(
         )
     if problem.trains_second_layer:
         raise DMFTInputError("`lr_a` must be 0 for solve_flow (a fixed second layer)")
+    return horizon, dt, n_coarse
 
-    sweeps, failure = [], None
-    for eta, steps in ((dt, n_coarse), (dt / 2, 2 * n_coarse)):
-        pr = dataclasses.replace(problem, lr=np.full(steps, eta), lr_a=None)
-        try:
-            sweeps.append(solve(pr, samples, seed=seed, replicas=replicas, response=response,
-                                keep_replicas=True, dtype=opts.dtype,
-                                chunk_size=opts.chunk_size, progress=opts.progress,
-                                devices=opts.devices))
-        except DivergenceError as exc:
-            if opts.throw or exc.partial is None:
-                raise
-            failure = failure or exc
-            sweeps.append(exc.partial)
-    coarse, fine = sweeps
-    n = min(len(coarse.step), (len(fine.step) + 1) // 2)  # common times both sweeps reached
-    # per replica, 2 x(η = dt/2) - x(η = dt) at the common times: the O(η) error cancels
+
+def _extrapolate(problem, coarse, fine, dt, settings, failure) -> Trajectory:
+    """The flow at the times both sweeps reached: per replica, 2 x(η = dt/2) − x(η = dt), which
+    cancels the O(η) error."""
+    n = min(len(coarse.step), (len(fine.step) + 1) // 2)
     extrapolated = {name: 2.0 * fine.per_seed[name][:, : 2 * n : 2] - coarse.per_seed[name][:, :n]
                     for name in OBSERVABLES}
-    traj = Trajectory.from_replicas(
+    settings["wall_time_s"] = coarse.settings["wall_time_s"] + fine.settings["wall_time_s"]
+    return Trajectory.from_replicas(
         "flow", problem, dt * np.arange(n), extrapolated,
         diagnostics={
             "min_schur_eig_rel_fine": fine.diagnostics["min_schur_eig_rel"][: 2 * n : 2],
             "jitter_fine": fine.diagnostics["jitter"][: 2 * n : 2],
         },
-        settings=dict(
-            horizon=horizon, dt=dt, samples=samples, seed=seed, replicas=replicas,
-            response=response, method="Richardson extrapolation of the discrete DMFT "
-            "(eta = dt and dt/2)",
-            wall_time_s=coarse.settings["wall_time_s"] + fine.settings["wall_time_s"],
-        ),
+        settings=settings,
         status="ok" if failure is None else "diverged",
         first_bad_step=-1 if failure is None else n,
     )
-    if failure is not None:
-        warnings.warn(f"gradient flow stopped at tau = {dt * n:g}: {failure}", RuntimeWarning,
-                      stacklevel=2)
-        return traj
-    return mark_blowup(traj, stacklevel=2)
