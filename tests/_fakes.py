@@ -1,6 +1,9 @@
-"""Small hand-built trajectories for I/O, plotting and CLI tests (no solver run needed)."""
+"""Shared test helpers: small hand-built trajectories for I/O, plotting and CLI tests (no solver
+run needed), and the environment for running this checkout in a subprocess."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -41,3 +44,13 @@ def fake_trajectory(kind: str = "dmft", steps: int = 3, seeds: int = 4, seed: in
         settings = dict(d=300, n=900, seeds=seeds, seed=seed, test_error="exact", dtype="float64")
     return Trajectory(kind=kind, problem=problem, step=np.arange(T1), m=est(m), Q=est(Q),
                       test_error=est(eg), train_loss=est(tl), settings=settings, **kw)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def subprocess_env() -> dict:
+    """``os.environ`` with this checkout first on ``PYTHONPATH``, so that a child Python
+    imports the ``dmft`` under test."""
+    path = [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(path))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from _fakes import fake_trajectory
 
+from dmft import io
 from dmft.cli import main
-from dmft.io import _format as io
 from dmft.model import ACTIVATIONS, TARGETS
 
 

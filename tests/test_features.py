@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dmft import DMFTInputError
+from dmft import DMFTInputError, io
 from dmft.cli import main
 from dmft.features._rf_theory import (
     _mp_rule,
@@ -30,7 +30,6 @@ from dmft.features._simulate import (
     simulate_features,
     wasserstein1,
 )
-from dmft.io import _format as io
 from dmft.model import get_activation
 
 # --------------------------------------------------------------------------------------------

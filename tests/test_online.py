@@ -30,9 +30,8 @@ import pytest
 import scipy.linalg
 
 import dmft
-from dmft import DivergenceError, DMFTInputError
+from dmft import DivergenceError, DMFTInputError, io
 from dmft.baselines import solve_online
-from dmft.io import _format as io
 from dmft.model import make_problem
 
 SAMPLES = 20_000

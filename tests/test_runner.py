@@ -8,7 +8,7 @@ import pathlib
 import h5py
 import pytest
 
-from dmft.io import _format as io
+from dmft import io
 from dmft.model import TARGETS
 
 SOLVERS = pathlib.Path(__file__).resolve().parent.parent / "solvers"

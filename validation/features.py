@@ -36,11 +36,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+from dmft import io  # noqa: E402
 from dmft.features import (
     rf_test_error,  # noqa: E402
     simulate_features,  # noqa: E402
 )
-from dmft.io import _format as io  # noqa: E402
 
 RIDGES = (0.01, 0.1, 1.0, 10.0)
 KAPPAS = (0.5, 1.0, 2.0)

@@ -226,7 +226,7 @@ def _print_config(title: str, problem, settings: dict) -> None:
 def _check_out(path: str, name: str = "out", need_bytes: int = 0) -> str:
     """--out: an .h5 name in a writable folder, not a directory, short enough, with room for
     the file and its partial twin (checked before any compute)."""
-    from ..io._format import check_output_path
+    from ..io import check_output_path
 
     return check_output_path(path, name=name, need_bytes=need_bytes, partial=True)
 
@@ -240,7 +240,7 @@ def _check_figure_args(args) -> None:
     """compare/runner: --out a figure name matplotlib can write, --dpi in DPI_RANGE."""
     check_int("dpi", args.dpi, low=DPI_RANGE[0], high=DPI_RANGE[1])
     if args.out:
-        from ..io._format import check_output_path
+        from ..io import check_output_path
 
         check_output_path(args.out, name="out", suffixes=FIGURE_SUFFIXES)
 
@@ -254,8 +254,8 @@ def save_or_partial(run, out: str, command_line: str | None):
     On divergence the partial trajectory goes to ``<stem>.partial.h5`` (never over ``out``) and
     the DivergenceError is re-raised with that path in its message.
     """
+    from .. import io
     from .._result import mark_blowup
-    from ..io import _format as io
 
     try:
         traj = run()
@@ -293,7 +293,7 @@ def _cmd_solve(args) -> int:
     check_int("seed", args.seed, low=0)
     check_choice("dtype", args.dtype, set(DTYPES))
     devices = devices_from_args(args)
-    from ..io._format import estimate_file_bytes
+    from ..io import estimate_file_bytes
 
     out = _check_out(args.out, need_bytes=estimate_file_bytes("dmft", problem.steps, problem.p,
                                                               problem.k))
@@ -321,7 +321,7 @@ def _cmd_simulate(args) -> int:
     problem = problem_from_args(args)
     d = check_int("d", args.d, low=1)
     seeds = check_int("seeds", args.seeds, low=1)
-    from ..io._format import estimate_file_bytes
+    from ..io import estimate_file_bytes
 
     out = _check_out(args.out, need_bytes=estimate_file_bytes(
         "simulation", problem.steps, problem.p, problem.k, seeds))
@@ -349,9 +349,9 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_compare(args) -> int:
+    from .. import io
     from .._validate import check_real
     from ..compare import zscore_table
-    from ..io import _format as io
 
     check_real("threshold", args.threshold, low=0.0, low_open=True)
     check_real("sys_error", args.sys_error, low=0.0)
@@ -383,8 +383,8 @@ def _cmd_compare(args) -> int:
 
 def _cmd_features(args) -> int:
     """``dmft features``: wide network after giant step(s); spectra and ridge readout."""
+    from .. import io
     from ..features._simulate import FeaturesConfig, simulate_features
-    from ..io import _format as io
 
     out = _check_out(args.out)
     check_int("seeds", args.seeds, low=1)
@@ -469,7 +469,7 @@ def _cmd_targets(args) -> int:
 
 
 def _cmd_inspect(args) -> int:
-    from ..io import _format as io
+    from .. import io
 
     print(io.describe(_existing(args.file, "file")))
     return 0

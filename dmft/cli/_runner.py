@@ -126,7 +126,7 @@ def _run(args, defaults: dict) -> int:
     dmft_path = os.path.join(args.out, "dmft.h5")
     sim_path = os.path.join(args.out, "simulation.h5")
     fig_path = os.path.join(args.fig_dir, f"{args.target}.png")
-    from ..io._format import check_output_path, estimate_file_bytes
+    from ..io import check_output_path, estimate_file_bytes
 
     # every output is checked before any compute
     _check_out(dmft_path, need_bytes=estimate_file_bytes("dmft", problem.steps, problem.p,

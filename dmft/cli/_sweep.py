@@ -124,7 +124,7 @@ def _axes_from_args(args, argv_order):
 
 def cmd_sweep(args) -> int:
     from .._sweep import sweep
-    from ..io._sweep import save_sweep
+    from ..io import save_sweep
     from . import _main as cli
 
     out = cli._check_out(args.out)
@@ -161,7 +161,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_plot_sweep(args) -> int:
-    from ..io._sweep import load_sweep
+    from ..io import load_sweep
     from ..plot import plot_sweep, save_figure
     from . import _main as cli
 
