@@ -157,7 +157,7 @@ def zscore_table(theory, sim, *, threshold: float = 4.0, sys_error: float = 0.0,
     Returns:
         A :class:`ZTable` over the steps present in both runs.
     """
-    from .io._format import load
+    from .io import load
 
     if not hasattr(theory, "kind"):
         theory = load(theory)

@@ -39,7 +39,7 @@ def style():
 def _as_traj(x):
     if x is None or hasattr(x, "kind"):
         return x
-    from .io._format import load
+    from .io import load
 
     return load(x)
 
@@ -379,7 +379,7 @@ def plot_sweep(result, observable: str = "m_norm", step: int | None = None, ax=N
     ``result`` is a :class:`dmft.sweep.SweepResult` or a sweep file path.
     """
     if isinstance(result, (str, os.PathLike)):
-        from .io._sweep import load_sweep
+        from .io import load_sweep
 
         result = load_sweep(result)
     step = len(result.step) - 1 if step is None else step

@@ -148,7 +148,7 @@ def test_sweep_file_roundtrip_xarray_and_plot(grid, tmp_path):
 
 
 def test_io_load_points_a_sweep_file_to_load_sweep(grid, tmp_path):
-    from dmft.io import _format as io
+    from dmft import io
     from dmft.io import save_sweep
 
     path = save_sweep(grid[2], tmp_path / "s.h5")

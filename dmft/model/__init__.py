@@ -25,3 +25,4 @@ from ._targets import TARGETS as TARGETS
 from ._targets import Target as Target
 from ._targets import custom_target as custom_target
 from ._targets import get_target as get_target
+from ._targets import unavailable_target as unavailable_target
