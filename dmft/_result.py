@@ -92,6 +92,9 @@ class Trajectory:
         if kind not in TIME_AXES:
             raise ValueError(f"`kind` must be one of {sorted(TIME_AXES)}; got {kind!r}")
         obs = dict(observables or {})
+        unknown = sorted(set(obs) - set(REPORTED))
+        if unknown:
+            raise ValueError(f"unknown observables {unknown}; the table has {list(REPORTED)}")
         for name, est in named.items():
             if name not in REPORTED:
                 raise TypeError(f"Trajectory got an unexpected argument {name!r}; observables "
@@ -104,7 +107,8 @@ class Trajectory:
         self.kind = kind
         self.problem = problem
         self.step = np.asarray(step)
-        self.observables = {name: Estimate(*obs[name]) for name in REPORTED if name in obs}
+        self.observables = {name: Estimate(*obs[name]) for name in REPORTED
+                            if obs.get(name) is not None}
         self.kernels = kernels
         self.per_seed = per_seed
         self.diagnostics = {} if diagnostics is None else diagnostics
