@@ -32,8 +32,8 @@ def _linear(alpha, lr, steps, ridge=0.0, noise=0.0, m0=0.0, schedule="reuse"):
 def test_linear_matches_marchenko_pastur(alpha, lr, ridge, noise, m0):
     """The linear model's DMFT equals the closed-form MP trajectory up to T = 50.
 
-    The issue asks for 3e-3; the regression response estimator is exact for a linear g, so we
-    also require 1e-6 (the only error left is the 1e-8 Schur floor and float64 rounding).
+    The required accuracy is 3e-3; the regression response estimator is exact for a linear g, so
+    we also require 1e-6 (the only error left is the 1e-8 Schur floor and float64 rounding).
     """
     T = 50
     res = solve(_linear(alpha, lr, T, ridge, noise, m0), samples=8000, seed=1, progress=False)
@@ -347,7 +347,7 @@ def test_noisy_response_is_reported():
 def test_float32_matches_float64():
     """Same seed → same normals in both dtypes (drawn in float64, rounded), so the difference is
     float32 arithmetic alone. It must stay far below the Monte Carlo error: < 5% of one
-    standard error for m, Q and the train loss (measured: 0.3% at most, |Δ| <= 1.2e-5), and
+    standard error for m, Q and the train loss (at this seed: 0.3% at most, |Δ| <= 1.2e-5), and
     < 1e-4 absolute for the test error (whose SE is 0 at t = 0)."""
     pr = make_problem("tanh_he3", p=2, activation="relu", alpha=3.0, lr=0.2, steps=6)
     a = solve(pr, samples=64_000, seed=0, progress=False)
