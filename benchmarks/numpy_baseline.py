@@ -1,4 +1,5 @@
-"""BASELINE ONLY: a plain-numpy forward DMFT (spec §2), written the way one-off scripts do it.
+"""BASELINE ONLY: a plain-numpy forward DMFT (docs/THEORY.md §2), written as one-off scripts
+do it.
 
 This file is *not* part of the ``dmft`` package. It exists so that ``benchmarks/dmft_speed.py``
 has something to compare ``dmft.solve`` against, and as an independent reimplementation of the
@@ -11,7 +12,7 @@ What it does (float64, square loss, reuse schedule, Stein response):
   block-Cholesky factor of Q⊥, one block row appended per step (numpy.linalg; a Schur complement
   that is not positive definite is eigenvalue-clipped and the clip is reported);
 * Stein response Γ(t, 0:t) = α E[(g_t − E g_t) z_{0:t}ᵀ] L^{-1};
-* weight side R, R₀, Q⊥, m as in the spec.
+* weight side R, R₀, Q⊥, m as in docs/THEORY.md §2.2.
 
 The characteristic (and deliberately kept) baseline design: the reaction coefficients
 η_s R(t, s) are stored **per sample** in a dense array of shape N × (T+1) × (T+1) × p × p that is
@@ -33,7 +34,7 @@ import time
 import numpy as np
 
 # ------------------------------------------------------------------------------------------
-# numpy versions of the model pieces (same definitions as dmft/problem.py)
+# numpy versions of the model pieces (same definitions as dmft/model)
 # ------------------------------------------------------------------------------------------
 
 
@@ -109,7 +110,7 @@ def numpy_dmft(
     seed=0,
     floor_rel=1e-10,
 ):
-    """Forward DMFT of spec §2 in plain numpy (BASELINE; see the module docstring).
+    """Forward DMFT of docs/THEORY.md §2 in plain numpy (BASELINE; see the module docstring).
 
     ``target`` is a name of ``TARGETS_NP`` or a pair ``(k, fn)`` with ``fn`` mapping an (N, k)
     numpy array to (N,). Returns a dict with ``m`` (T+1, p, k), ``Q`` (T+1, p, p), ``Qperp``,

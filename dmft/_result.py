@@ -28,60 +28,136 @@ def estimate_from_replicas(x: np.ndarray, axis: int = 0) -> Estimate:
     return Estimate(mean, x.std(axis=axis, ddof=1) / np.sqrt(n))
 
 
-from .observables._table import OBSERVABLES as _TABLE
+from .observables._table import DERIVED, OBSERVABLES, OPTIONAL
 
-OBSERVABLES = tuple(_TABLE)
+REPORTED = (*OBSERVABLES, *OPTIONAL)
+
+# What the time axis of each kind of run holds, and its plot label.
+TIME_AXES = {
+    "dmft": ("step", "GD step $t$"),
+    "simulation": ("step", "GD step $t$"),
+    "flow": ("tau", r"$\tau = \sum_t \eta_t$ (gradient flow)"),
+    "online": ("tau", r"$\tau$ = SGD steps / $d$ (online)"),
+}
 
 
-@dataclasses.dataclass
+class TimeAxis(NamedTuple):
+    """The time axis of a run: ``name`` ``"step"`` (GD steps 0..T) or ``"tau"`` (continuous
+    time of gradient flow or of the online ODE), its ``values`` and a plot ``label``."""
+
+    name: str
+    values: np.ndarray
+    label: str
+
+
+@dataclasses.dataclass(init=False)
 class Trajectory:
-    """Trajectories of the order parameters over GD steps t = 0..T, each with its error.
+    """Trajectories of the order parameters over time, each observable with its error.
+
+    The observables are data: ``observables`` maps each name of the table
+    (:mod:`dmft.observables`: ``m``, ``Q``, ``test_error``, ``train_loss`` and, when computed,
+    ``a`` and ``test_loss``) to its :class:`Estimate`; ``traj.m`` is ``traj.observables["m"]``
+    (``None`` for an optional one that was not computed), and :meth:`observable` also gives the
+    derived ones (``m_norm``). Build one from per-replica arrays with :meth:`from_replicas`.
 
     Attributes:
-        kind: ``"dmft"``, ``"simulation"``, ``"online"`` (one-pass SGD ODE, ``step`` holds τ) or
-            ``"flow"`` (gradient flow, ``step`` holds τ = Σ η_t).
-        problem: the :class:`~dmft.problem.Problem` that was solved or simulated.
-        step: the steps 0..T (length T+1; shorter for a diverged run).
-        m: overlaps m_t, shape (T+1, p, k).
-        Q: student Gram Q_t, shape (T+1, p, p).
-        test_error: e_g(t) including label noise Δ/2, shape (T+1,).
-        train_loss: (1/n) Σ_ν ℓ at step t, shape (T+1,).
+        kind: ``"dmft"``, ``"simulation"``, ``"flow"`` (gradient flow) or ``"online"``
+            (one-pass SGD ODE); :attr:`time` says what ``step`` holds for each.
+        problem: the :class:`~dmft.model.Problem` that was solved or simulated.
+        step: the time points: GD steps 0..T (shorter for a diverged run), or τ.
+        observables: name -> Estimate; shapes m (T+1, p, k), Q (T+1, p, p), test_error and
+            train_loss (T+1,), a (T+1, p), test_loss (T+1,).
         kernels: DMFT only: ``Qperp``, ``C``, ``Gamma``, ``R``, each (T+1, T+1, p, p).
-        a: the second layer a_t, shape (T+1, p), when it is trained (``problem.lr_a`` > 0).
-        per_seed: simulation only: per-seed arrays with a leading seed axis.
+        per_seed: per-seed (simulation) or per-replica arrays with a leading seed axis.
         diagnostics: arrays over steps (e.g. ``min_schur_eig``, ``jitter``).
         settings: run settings (seed, samples, replicas, d, seeds, dtype, ...).
-        status: ``"ok"`` or ``"diverged"``.
-        first_bad_step: the first step with a non-finite value, or -1.
-        test_loss: E[ℓ] on a fresh sample, shape (T+1,), for a classification loss
-            (logistic), whose ``test_error`` is the classification error P(sign f ≠ y); None
-            otherwise (the test error is then the test loss). Not saved by ``dmft.io`` yet.
+        status: ``"ok"``, ``"diverged"`` or ``"blew_up"``.
+        first_bad_step: the first step with a non-finite (or blown-up) value, or -1.
     """
 
     kind: str
     problem: Problem
     step: np.ndarray
-    m: Estimate
-    Q: Estimate
-    test_error: Estimate
-    train_loss: Estimate
-    kernels: dict[str, Estimate] | None = None
-    a: Estimate | None = None
-    per_seed: dict[str, np.ndarray] | None = None
-    diagnostics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-    settings: dict = dataclasses.field(default_factory=dict)
-    status: str = "ok"
-    first_bad_step: int = -1
-    test_loss: Estimate | None = None
+    observables: dict
+    kernels: dict | None
+    per_seed: dict | None
+    diagnostics: dict
+    settings: dict
+    status: str
+    first_bad_step: int
+
+    def __init__(self, kind: str, problem, step, *, observables: dict | None = None,
+                 kernels=None, per_seed=None, diagnostics=None, settings=None,
+                 status: str = "ok", first_bad_step: int = -1, **named):
+        if kind not in TIME_AXES:
+            raise ValueError(f"`kind` must be one of {sorted(TIME_AXES)}; got {kind!r}")
+        obs = dict(observables or {})
+        for name, est in named.items():
+            if name not in REPORTED:
+                raise TypeError(f"Trajectory got an unexpected argument {name!r}; observables "
+                                f"are {list(REPORTED)}")
+            if est is not None:
+                obs[name] = est
+        missing = [name for name in OBSERVABLES if name not in obs]
+        if missing:
+            raise ValueError(f"a Trajectory needs the observables {missing}")
+        self.kind = kind
+        self.problem = problem
+        self.step = np.asarray(step)
+        self.observables = {name: Estimate(*obs[name]) for name in REPORTED if name in obs}
+        self.kernels = kernels
+        self.per_seed = per_seed
+        self.diagnostics = {} if diagnostics is None else diagnostics
+        self.settings = {} if settings is None else settings
+        self.status = status
+        self.first_bad_step = int(first_bad_step)
+
+    @classmethod
+    def from_replicas(cls, kind: str, problem, step, replicas: dict, *,
+                      keep_replicas: bool = False, **rest) -> Trajectory:
+        """The one builder: mean and standard error over the leading replica (or seed) axis of
+        each per-replica array in ``replicas`` (name -> array (R, T+1, ...), names of the
+        table); ``keep_replicas`` also keeps the arrays in ``per_seed``. ``rest``: the other
+        attributes (kernels, diagnostics, settings, status, first_bad_step)."""
+        obs = {name: estimate_from_replicas(replicas[name]) for name in REPORTED
+               if replicas.get(name) is not None}
+        if keep_replicas and rest.get("per_seed") is None:
+            rest["per_seed"] = {name: np.asarray(v) for name, v in replicas.items()
+                                if v is not None}
+        return cls(kind, problem, step, observables=obs, **rest)
+
+    def __getattr__(self, name: str):
+        # called only when normal lookup fails: the observables of the table as attributes
+        if name in REPORTED and "observables" in self.__dict__:
+            return self.__dict__["observables"].get(name)
+        raise AttributeError(f"'Trajectory' object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value):
+        if name in REPORTED:
+            if value is None:
+                self.observables.pop(name, None)
+            else:
+                self.observables[name] = Estimate(*value)
+            return
+        super().__setattr__(name, value)
+
+    @property
+    def time(self) -> TimeAxis:
+        name, label = TIME_AXES[self.kind]
+        return TimeAxis(name, self.step, label)
 
     @property
     def steps(self) -> int:
         return int(len(self.step)) - 1
 
     def observable(self, name: str) -> Estimate:
-        if name not in OBSERVABLES:
-            raise KeyError(f"unknown observable {name!r}; choose from {OBSERVABLES}")
-        return getattr(self, name)
+        """A reported observable (``m``, ``Q``, ...) or a derived one (``m_norm``)."""
+        if name in self.observables:
+            return self.observables[name]
+        if name in DERIVED:
+            return Estimate(*DERIVED[name].derive(self.observables))
+        raise KeyError(f"unknown observable {name!r} for this run; choose from "
+                       f"{list(self.observables) + list(DERIVED)}")
 
 
 def kernel_diagonal(K) -> np.ndarray:

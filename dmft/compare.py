@@ -16,6 +16,7 @@ be a theory (kind ``dmft``, ``flow`` or ``online``) and the second a simulation.
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from ._errors import DMFTInputError
 from ._validate import check_real
 from .observables._table import OBSERVABLES
 
-OBS_ORDER = tuple(OBSERVABLES)  # the one table (dmft/_table.py)
+OBS_ORDER = tuple(OBSERVABLES)  # the one table (dmft.observables)
 THEORY_KINDS = ("dmft", "flow", "online")
 SIM_KINDS = ("simulation",)
 ROUND_TOL = 1e-10  # relative rounding allowance, see _zscore
@@ -146,7 +147,7 @@ def zscore_table(theory, sim, *, threshold: float = 4.0, sys_error: float = 0.0,
     """z-scores of ``theory`` (usually DMFT) against ``sim`` (usually a simulation).
 
     Args:
-        theory, sim: :class:`~dmft.result.Trajectory` objects or paths to saved files.
+        theory, sim: :class:`~dmft.Trajectory` objects or paths to saved files.
         threshold: the verdict passes when max |z| < threshold.
         sys_error: an absolute allowance added in quadrature to the combined standard error.
         check_problem: refuse runs of different problems (p, k, α, η, ...).
@@ -156,7 +157,7 @@ def zscore_table(theory, sim, *, threshold: float = 4.0, sys_error: float = 0.0,
     Returns:
         A :class:`ZTable` over the steps present in both runs.
     """
-    from .io._format import load
+    from .io import load
 
     if not hasattr(theory, "kind"):
         theory = load(theory)
@@ -218,6 +219,38 @@ def check_kinds(theory_kind: str, sim_kind: str) -> None:
         f"compare needs a theory (kind {'/'.join(THEORY_KINDS)}) first and a simulation (kind "
         f"simulation) second; got kinds {theory_kind!r} and {sim_kind!r}"
     )
+
+
+class Extrapolation(NamedTuple):
+    """A fit y(d) = value + slope/d per entry: ``value`` (the d → ∞ limit) with its standard
+    error ``error``, ``slope`` and the fit's χ² per degree of freedom ``chi2`` (arrays of the
+    entries' shape)."""
+
+    value: np.ndarray
+    error: np.ndarray
+    slope: np.ndarray
+    chi2: np.ndarray
+
+
+def extrapolate(ds, values, errors) -> Extrapolation:
+    """Weighted least-squares fit y = value + slope/d of simulations at the sizes ``ds``,
+    entry by entry; ``values``, ``errors``: one array per d (same shapes). Errors below 1e-12
+    (exact entries, e.g. m at step 0) are raised to 1e-12, so that they get a finite weight."""
+    x = 1.0 / np.asarray(ds, dtype=np.float64)
+    y = np.stack([np.asarray(v, dtype=np.float64) for v in values])
+    e = np.maximum(np.stack([np.asarray(v, dtype=np.float64) for v in errors]), 1e-12)
+    if len(x) < 2 or y.shape[0] != len(x) or e.shape != y.shape:
+        raise DMFTInputError(f"extrapolate needs values and errors at >= 2 sizes d, one per d; "
+                             f"got {len(x)} sizes, values {y.shape}, errors {e.shape}")
+    xs = x.reshape((-1,) + (1,) * (y.ndim - 1))
+    w = 1.0 / e**2
+    s0, s1, s2 = w.sum(0), (w * xs).sum(0), (w * xs**2).sum(0)
+    sy, sxy = (w * y).sum(0), (w * xs * y).sum(0)
+    det = s0 * s2 - s1**2
+    value = (s2 * sy - s1 * sxy) / det
+    slope = (s0 * sxy - s1 * sy) / det
+    chi2 = (w * (y - value - slope * xs) ** 2).sum(0) / max(len(x) - 2, 1)
+    return Extrapolation(value, np.sqrt(s2 / det), slope, chi2)
 
 
 def format_ztable(table: ZTable, *, max_columns: int = 16) -> str:

@@ -1,6 +1,6 @@
 """Figures: DMFT trajectories (lines with ±SE bands) against simulations (markers with error bars).
 
-Every function accepts :class:`~dmft.result.Trajectory` objects or paths to saved files and
+Every function accepts :class:`~dmft.Trajectory` objects or paths to saved files and
 changes no global matplotlib settings: styling is applied inside a ``matplotlib.rc_context``.
 """
 
@@ -11,6 +11,8 @@ import os
 
 import matplotlib
 import numpy as np
+
+from .observables._table import DERIVED, OBSERVABLES, OPTIONAL
 
 _STYLE = {
     "font.size": 9,
@@ -37,7 +39,7 @@ def style():
 def _as_traj(x):
     if x is None or hasattr(x, "kind"):
         return x
-    from .io._format import load
+    from .io import load
 
     return load(x)
 
@@ -75,21 +77,17 @@ def _draw(ax, theory, sim, name, entries, labels, *, lines=None, colors=_COLORS)
                             ls="none", zorder=3, label=None if theory is not None else lab)
             if theory is None:
                 handles.append(h)
-    ref = theory if theory is not None else sim
-    steps = ref.step
-    if ref.kind == "online":  # continuous time tau = SGD steps / d
-        ax.set_xlabel(_TAU_LABEL)
+    time = (theory if theory is not None else sim).time
+    ax.set_xlabel(time.label)
+    steps = time.values
+    if time.name == "tau":  # continuous time (gradient flow, online ODE)
         if len(steps):
             ax.set_xlim(0.0, max(float(np.max(steps)), 1e-12))
         return handles
-    ax.set_xlabel("GD step $t$")
     if len(steps):
         ax.set_xlim(-0.3, max(int(np.max(steps)), 1) + 0.3)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     return handles
-
-
-_TAU_LABEL = r"online SGD time $\tau$ = steps$/d$"
 
 
 def _kind_handles(theory, sim):
@@ -220,14 +218,15 @@ def plot_comparison(theory, sim=None, fig=None):
     return fig
 
 
+_RUN_LABELS = {"dmft": "DMFT", "flow": r"gradient flow (DMFT, $\eta \to 0$)",
+               "online": r"online SGD ODE ($d\to\infty$)"}
+
+
 def _run_label(traj) -> str:
     s = traj.settings
-    if traj.kind == "online":
+    if traj.kind != "simulation":
         n = s.get("samples")
-        txt = r"online SGD ODE ($d\to\infty$)" + (f", $N={_sci(n)}$" if n else "")
-    elif traj.kind == "dmft":
-        n = s.get("samples")
-        txt = "DMFT" + (f", $N={_sci(n)}$ samples" if n else "")
+        txt = _RUN_LABELS[traj.kind] + (f", $N={_sci(n)}$ samples" if n else "")
     else:
         d, seeds = s.get("d"), s.get("seeds")
         txt = "simulation" + (f", $d={d}$" if d else "") + (f", {seeds} seeds" if seeds else "")
@@ -285,7 +284,8 @@ def plot_online_baseline(gd, online, observable: str = "test_error", ax=None):
     """Multi-pass GD next to the one-pass (online) SGD baseline, at equal samples processed.
 
     The x axis is "gradient evaluations / d": a GD step t touches all n = αd samples, so it sits
-    at α t; online SGD (one sample per step, lr η/d, see :mod:`dmft.online`) sits at its time τ.
+    at α t; online SGD (one sample per step, lr η/d, see :func:`dmft.solve_online`) sits at its
+    time τ.
     At small η a GD step with fresh batches equals αd online steps, so the two curves share
     their early time; multi-pass GD reuses its n samples, online SGD has seen τ d distinct ones.
 
@@ -379,13 +379,13 @@ def plot_sweep(result, observable: str = "m_norm", step: int | None = None, ax=N
     ``result`` is a :class:`dmft.sweep.SweepResult` or a sweep file path.
     """
     if isinstance(result, (str, os.PathLike)):
-        from .io._sweep import load_sweep
+        from .io import load_sweep
 
         result = load_sweep(result)
     step = len(result.step) - 1 if step is None else step
     est = result.observable(observable, step)
-    label = {"m_norm": r"$\|m_t\|$", "test_error": r"$e_g$", "train_loss": "train loss"}.get(
-        observable, observable)
+    table = {**OBSERVABLES, **OPTIONAL, **DERIVED}
+    label = table[observable].label if observable in table else observable
     coords = [np.asarray(c) for c in result.coords]
     if any(c.ndim != 1 for c in coords) or len(coords) > 2:
         raise ValueError("plot_sweep needs one or two axes with scalar values")

@@ -1,4 +1,4 @@
-"""linear: g*(z) = z1, k = 1: the exactly solvable linear case (spec §2, special cases).
+"""linear: g*(z) = z1, k = 1: the exactly solvable linear case.
 
 Defaults: α = 2, η = 0.2, T = 10 steps, one linear unit (p = 1, σ(h) = h, a = 1), m_0 = 0, Q⊥_0 = 1.
 The GD trajectory also has a closed form (Marchenko–Pastur); η = 0.2 is below the stability

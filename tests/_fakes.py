@@ -1,6 +1,10 @@
-"""Small hand-built trajectories for I/O, plotting and CLI tests (no solver run needed)."""
+"""Small hand-built trajectories for I/O, plotting and CLI tests (no solver run needed), and
+the helpers of the command-line tests."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -41,3 +45,36 @@ def fake_trajectory(kind: str = "dmft", steps: int = 3, seeds: int = 4, seed: in
         settings = dict(d=300, n=900, seeds=seeds, seed=seed, test_error="exact", dtype="float64")
     return Trajectory(kind=kind, problem=problem, step=np.arange(T1), m=est(m), Q=est(Q),
                       test_error=est(eg), train_loss=est(tl), settings=settings, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# The command line
+# --------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository (for subprocesses)
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """``dmft ARGV...`` in this process: (exit code, stdout, stderr)."""
+    from dmft.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str, *words: str) -> str:
+    """Assert that ``err`` (warnings aside) is one line ``error: ...`` with no traceback and
+    containing every one of ``words``; return that line."""
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("warning:")]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err, err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    return lines[0]
+
+
+def subprocess_env(**extra: str) -> dict:
+    """The environment of a ``python -m dmft.cli`` subprocess: this checkout first on the path."""
+    path = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    return dict(os.environ, PYTHONPATH=path, **extra)

@@ -132,8 +132,8 @@ def test_logistic_gradient_matches_finite_differences():
     eps = 1e-6
     for j in range(2):
         dh = jnp.zeros_like(h).at[:, j].set(eps)
-        lp = dmft.problem.loss(y, dmft.problem.network_output(h + dh, a, act), "logistic")
-        lm = dmft.problem.loss(y, dmft.problem.network_output(h - dh, a, act), "logistic")
+        lp = dmft.model.loss(y, dmft.model.network_output(h + dh, a, act), "logistic")
+        lm = dmft.model.loss(y, dmft.model.network_output(h - dh, a, act), "logistic")
         np.testing.assert_allclose(g[:, j], (lp - lm) / (2 * eps), rtol=1e-7, atol=1e-9)
     df = loss_grad_f(h, y, a, act, "logistic")
     assert np.all(np.sign(np.asarray(df)) == -np.asarray(y))
@@ -143,7 +143,7 @@ def test_classification_error_closed_form():
     """p = k = 1, linear student, sign target: P(sign h ≠ sign h*) = arccos(m/√Q)/π."""
     from dmft.observables import test_error, test_loss
 
-    lin = dmft.problem.custom_target(lambda z: jnp.sign(z[..., 0]), k=1, name="sign1")
+    lin = dmft.custom_target(lambda z: jnp.sign(z[..., 0]), k=1, name="sign1")
     pr = make_problem(lin, p=1, activation="linear", second_layer=[1.0], loss="logistic")
     m = jnp.asarray([[[0.6]], [[0.0]], [[1.2]]])
     Q = jnp.asarray([[[1.0]], [[2.0]], [[1.69]]])

@@ -1,7 +1,7 @@
 """Validation of ``dmft.features`` (issue #13): the d-extrapolated study.
 
 Part ``step0``: random-feature ridge test error at initialization against the closed form
-(``dmft.rf_theory``), for κ ∈ {0.5, 1, 2} × λ ∈ {0.01, 0.1, 1, 10} at α₁ = 1 (κ = 1 is the
+(``dmft.rf_test_error``), for κ ∈ {0.5, 1, 2} × λ ∈ {0.01, 0.1, 1, 10} at α₁ = 1 (κ = 1 is the
 interpolation peak κ = α₁), d ∈ {250, 500, 1000, 2000}. For each (κ, λ) a weighted
 least-squares fit e(d) = e∞ + b/d over the four d gives e∞ and its standard error; the verdict is
 |z| = |e∞ − e_theory| / SE(e∞) < 4. The plain z at the largest d is printed too.
@@ -36,11 +36,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+from dmft import io  # noqa: E402
+from dmft.compare import extrapolate as _extrapolate  # noqa: E402
 from dmft.features import (
     rf_test_error,  # noqa: E402
     simulate_features,  # noqa: E402
 )
-from dmft.io import _format as io  # noqa: E402
 
 RIDGES = (0.01, 0.1, 1.0, 10.0)
 KAPPAS = (0.5, 1.0, 2.0)
@@ -59,16 +60,9 @@ def _write_json(path, obj):
 
 
 def extrapolate(ds, values, errors):
-    """Weighted least squares e(d) = e∞ + b/d: (e∞, SE(e∞), b, χ²/dof)."""
-    x = 1.0 / np.asarray(ds, dtype=float)
-    v, e = np.asarray(values, float), np.asarray(errors, float)
-    A = np.stack([np.ones_like(x), x], axis=1)
-    W = 1.0 / e**2
-    cov = np.linalg.inv(A.T @ (A * W[:, None]))
-    coef = cov @ (A.T @ (W * v))
-    dof = max(len(v) - 2, 1)
-    chi2 = float(np.sum(W * (v - A @ coef) ** 2)) / dof
-    return float(coef[0]), float(np.sqrt(cov[0, 0])), float(coef[1]), chi2
+    """e(d) = e∞ + b/d (:func:`dmft.compare.extrapolate`): (e∞, SE(e∞), b, χ²/dof)."""
+    fit = _extrapolate(ds, values, errors)
+    return float(fit.value), float(fit.error), float(fit.slope), float(fit.chi2)
 
 
 def run_step0(dmap, out):

@@ -111,8 +111,9 @@ def compare(new: dict, old: dict, rtol: float) -> int:
         worst = max(worst, rel)
     if missing:
         print(f"missing in new: {missing}")
-    print(f"worst {worst:.2e} (rtol {rtol:g}): {'PASS' if worst <= rtol and not missing else 'FAIL'}")
-    return 0 if worst <= rtol and not missing else 1
+    ok = worst <= rtol and not missing
+    print(f"worst {worst:.2e} (rtol {rtol:g}): {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
 
 
 def main(argv=None) -> int:

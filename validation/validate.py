@@ -30,7 +30,8 @@ import numpy as np
 
 import dmft
 from dmft import DMFTInputError
-from dmft.cli._main import add_devices_arg, devices_from_args, flag_message
+from dmft.cli._common import add_devices_arg, devices_from_args
+from dmft.cli._guard import flag_message
 from dmft.simulator import simulate
 
 # The published test case and the targets the issue asks for (he3 at a large learning rate,
@@ -67,25 +68,9 @@ CASES = {
 
 
 def extrapolate(ds, values, errors):
-    """Weighted least-squares fit y = a + b/d per entry. Returns (a, se_a, chi2_per_dof)."""
-    ds = np.asarray(ds, dtype=float)
-    X = np.stack([np.ones_like(ds), 1.0 / ds], axis=1)  # (n_d, 2)
-    y = np.stack(values)  # (n_d, ...)
-    e = np.maximum(np.stack(errors), 1e-12)  # exact entries (e.g. m_0) get a finite weight
-    w = 1.0 / e**2
-    shp = y.shape[1:]
-    y2, w2 = y.reshape(len(ds), -1), w.reshape(len(ds), -1)
-    a = np.empty(y2.shape[1])
-    se = np.empty(y2.shape[1])
-    chi2 = np.empty(y2.shape[1])
-    for j in range(y2.shape[1]):
-        A = X.T @ (w2[:, j, None] * X)
-        cov = np.linalg.inv(A)
-        coef = cov @ (X.T @ (w2[:, j] * y2[:, j]))
-        a[j], se[j] = coef[0], np.sqrt(cov[0, 0])
-        r = y2[:, j] - X @ coef
-        chi2[j] = np.sum(w2[:, j] * r * r) / max(len(ds) - 2, 1)
-    return a.reshape(shp), se.reshape(shp), chi2.reshape(shp)
+    """y = a + b/d per entry (:func:`dmft.compare.extrapolate`): (a, se_a, chi2_per_dof)."""
+    fit = dmft.compare.extrapolate(ds, values, errors)
+    return fit.value, fit.error, fit.chi2
 
 
 def _zscore(diff, se):

@@ -1,7 +1,7 @@
 """Closed-form reference: GD on linear regression through the Marchenko–Pastur law.
 
-Setting (spec §2, "linear case"): p = k = 1, σ(h) = h, a = 1, g*(z) = z, square SUM loss, ridge λ,
-label noise Δ. With S = XᵀX/d (d×d, n = αd rows of X) the GD step is
+Setting (docs/THEORY.md §8.1, the linear case): p = k = 1, σ(h) = h, a = 1, g*(z) = z, square
+SUM loss, ridge λ, label noise Δ. With S = XᵀX/d (d×d, n = αd rows of X) the GD step is
 
     W_{t+1} − W* = A_t (W_t − W*) − η_t λ W* + η_t b,    A_t = (1 − η_t λ) I − η_t S,
 
@@ -22,25 +22,9 @@ atom of mass max(0, 1−α) at x = 0 (its mean is α = tr S/d).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-
-def marchenko_pastur_rule(alpha: float, n: int = 4000):
-    """Quadrature nodes and weights for the spectral law of XᵀX/d, n = αd rows."""
-    lo = (math.sqrt(alpha) - 1.0) ** 2
-    hi = (math.sqrt(alpha) + 1.0) ** 2
-    # x = c + r cos θ turns the square-root edge into a smooth periodic integrand (midpoint rule)
-    theta = (np.arange(n) + 0.5) * math.pi / n
-    c, r = 0.5 * (lo + hi), 0.5 * (hi - lo)
-    x = c + r * np.cos(theta)
-    w = (r * np.sin(theta)) ** 2 / (2.0 * math.pi * x) * (math.pi / n)
-    atom = max(0.0, 1.0 - alpha)
-    if atom > 0:
-        x = np.append(x, 0.0)
-        w = np.append(w, atom)
-    return x, w
+from .._rmt import marchenko_pastur_rule
 
 
 def linear_gd(alpha: float, lr, ridge: float = 0.0, noise: float = 0.0, m0: float = 0.0,

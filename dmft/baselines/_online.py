@@ -3,7 +3,7 @@
 Model
 -----
 Same student, target, square loss, fixed second layer ``a`` and initial condition as the
-:class:`~dmft.problem.Problem` (spec §1: h = W x/√d, m = W W*ᵀ/d, Q = W Wᵀ/d, x ~ N(0, I_d),
+:class:`~dmft.model.Problem` (docs/THEORY.md §1: h = W x/√d, m = W W*ᵀ/d, Q = W Wᵀ/d, x ~ N(0, I_d),
 rows of W* of norm √d). Online SGD uses ONE fresh sample (x, y) per step and never reuses it::
 
     W ← (1 − ηλ/d) W − (η/√d) g xᵀ,      g = ∂ℓ/∂h (h, y) = (f − y) a ⊙ σ'(h),  h = W x/√d.
@@ -63,25 +63,28 @@ Estimate.
 
 from __future__ import annotations
 
-import sys
 import time
+import warnings
 
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
+from .._devices import global_array, replicated, resolve_devices, run_info
 from .._errors import DivergenceError, DMFTInputError
-from .._result import Estimate, Trajectory, estimate_from_replicas, mark_blowup
-from .._rng import stream_key
-from .._validate import check_dtype, check_int, check_problem, check_real, check_x64
+from .._options import Options, resolve_options
+from .._result import Trajectory, mark_blowup
+from .._rng import STREAM_ONLINE, stream_key
+from .._validate import check_int, check_problem, check_real
 from ..model._activations import get_activation
 from ..model._losses import loss_grad_h
 from ..model._problem import Problem
 from ..observables._test_error import test_error as _test_error
 
-STREAM_ONLINE = 4  # named PRNG stream (problem.py holds 1, 2; 3 is reserved)
 OVERFLOW = 1e8  # |m| or |Q| above this counts as a divergence
 SOLVER = "Tsit5"
 _CLIP_REL = 1e-12  # eigenvalue floor of Q − m mᵀ, relative to max(1, its largest eigenvalue)
@@ -90,22 +93,25 @@ _CLIP_REL = 1e-12  # eigenvalue floor of Q − m mᵀ, relative to max(1, its la
 def solve_online(
     problem: Problem,
     horizon: float,
+    samples: int = 200_000,
     *,
     n_out: int = 101,
-    samples: int = 200_000,
     seed: int = 0,
+    replicas: int = 16,
     rtol: float = 1e-4,
     atol: float = 1e-6,
-    replicas: int = 8,
     moment_match: bool = True,
     max_steps: int = 100_000,
-    progress: bool | None = None,
     dtype="float64",
+    progress: bool | None = None,
+    devices=None,
+    throw: bool = True,
+    options: Options | None = None,
 ) -> Trajectory:
     """Integrate the d → ∞ online-SGD ODEs for (m, Q) over τ ∈ [0, horizon].
 
     Args:
-        problem: the :class:`~dmft.problem.Problem`; its ``lr`` must be constant (η), ``ridge``
+        problem: the :class:`~dmft.model.Problem`; its ``lr`` must be constant (η), ``ridge``
             is λ, ``noise`` Δ, ``m0``/``qperp0`` the initial condition. ``alpha``, ``schedule``
             and the number of steps are not used (online SGD has no fixed data set).
         horizon: final time τ = (SGD steps)/d = (samples seen)/d, > 0.
@@ -116,12 +122,18 @@ def solve_online(
         replicas: independent Monte Carlo sample sets (>= 2), for the standard error.
         moment_match: whiten each sample set (exact mean 0, covariance I); see module docs.
         max_steps: cap on the integrator's steps.
-        progress: diffrax's tqdm meter; ``None`` shows it only on a terminal.
         dtype: ``"float64"`` (default; needs JAX x64, refused otherwise, as in
             :func:`dmft.solve`) or ``"float32"``.
+        progress: diffrax's tqdm meter; ``None`` shows it only on a terminal.
+        devices: ``None`` (every device), a count or a list of devices of this process; the
+            replicas are spread over them (``replicas`` must be a multiple of their number).
+        throw: ``False`` returns the partial trajectory of a diverging run (status
+            ``"diverged"``) instead of raising.
+        options: the execution options (dtype, devices, progress, throw) as one
+            :class:`dmft.Options`, instead of the keywords.
 
     Returns:
-        A :class:`~dmft.result.Trajectory` of kind ``"online"`` whose ``step`` holds τ (floats).
+        A :class:`~dmft.Trajectory` of kind ``"online"`` whose ``step`` holds τ (floats).
 
     Raises:
         DMFTInputError: invalid arguments (before any computation).
@@ -129,50 +141,85 @@ def solve_online(
             times before it and the message gives τ.
     """
     check_problem(problem)
-    dtype = jnp.dtype(check_dtype(dtype))
-    check_x64(dtype)
+    opts = resolve_options(options, dtype=dtype, progress=progress, devices=devices,
+                           throw=throw)
+    if opts.chunk_size is not None:
+        raise DMFTInputError("`chunk_size` does not apply to solve_online (its Monte Carlo "
+                             f"points are not chunked); got chunk_size={opts.chunk_size}")
+    dtype = jnp.dtype(opts.dtype)
+    args = _check(problem, horizon, n_out, samples, seed, rtol, atol, replicas, max_steps)
+    devs = resolve_devices(opts.devices)
+    if args["replicas"] % len(devs) or jax.process_count() > 1:
+        raise DMFTInputError(
+            f"`replicas`={replicas} must be a multiple of the {len(devs)} devices of "
+            "solve_online, all of this process")
+    t_start = time.perf_counter()
+    ms, Qs, t_saved, ok, stopped = _integrate(problem, args, moment_match, dtype, devs,
+                                              opts.show_progress)
+    settings = dict(horizon=args["horizon"], samples=args["samples"], seed=args["seed"],
+                    replicas=args["replicas"], solver=SOLVER, rtol=args["rtol"],
+                    atol=args["atol"], moment_match=bool(moment_match),
+                    max_steps=args["max_steps"], lr=args["eta"], dtype=np.dtype(dtype).name,
+                    wall_time_s=time.perf_counter() - t_start, **run_info(devs))
+    return _finish(problem, args, ms, Qs, t_saved, ok, stopped, settings, opts.throw)
+
+
+def _check(problem, horizon, n_out, samples, seed, rtol, atol, replicas, max_steps) -> dict:
+    """The validated numeric arguments of :func:`solve_online` (before any compute)."""
     if problem.loss != "square":
         raise DMFTInputError(
             f"`loss` must be 'square' for the online-SGD ODEs (not implemented for other "
             f"losses yet); got loss={problem.loss!r}"
         )
-    horizon = check_real("horizon", horizon, low=0.0, low_open=True)
-    n_out = check_int("n_out", n_out, low=2, high=1_000_000)
-    samples = check_int("samples", samples, low=1000, high=10**9)
-    seed = check_int("seed", seed, low=0, high=2**63 - 1)
-    rtol = check_real("rtol", rtol, low=0.0, low_open=True, high=1.0)
-    atol = check_real("atol", atol, low=0.0, low_open=True)
-    replicas = check_int("replicas", replicas, low=2, high=4096)
-    max_steps = check_int("max_steps", max_steps, low=1)
     lr = np.asarray(problem.lr, dtype=np.float64)
     if not np.all(lr == lr[0]):
         raise DMFTInputError(
             "`problem.lr` must be constant for online SGD (the ODE has one learning rate η); "
             f"got lr values in [{lr.min():g}, {lr.max():g}]; build the problem with a scalar lr"
         )
-    eta = float(lr[0])
-    p, k = problem.p, problem.k
+    return dict(
+        horizon=check_real("horizon", horizon, low=0.0, low_open=True),
+        n_out=check_int("n_out", n_out, low=2, high=1_000_000),
+        samples=check_int("samples", samples, low=1000, high=10**9),
+        seed=check_int("seed", seed, low=0, high=2**63 - 1),
+        rtol=check_real("rtol", rtol, low=0.0, low_open=True, high=1.0),
+        atol=check_real("atol", atol, low=0.0, low_open=True),
+        replicas=check_int("replicas", replicas, low=2, high=4096),
+        max_steps=check_int("max_steps", max_steps, low=1),
+        eta=float(lr[0]),
+    )
 
-    root = stream_key(seed, STREAM_ONLINE)
+
+def _integrate(problem, args, moment_match, dtype, devs, progress):
+    """Draw each replica's Monte Carlo points and integrate the ODEs (replicas over ``devs``)."""
+    p, k, replicas = problem.p, problem.k, args["replicas"]
+    root = stream_key(args["seed"], STREAM_ONLINE)
     keys = jax.vmap(lambda r: jax.random.fold_in(root, r))(jnp.arange(replicas))
-    draw = jax.jit(jax.vmap(lambda kk: _draw(kk, samples, k + p + 1, moment_match, dtype)))
+    draw = jax.jit(jax.vmap(lambda kk: _draw(kk, args["samples"], k + p + 1, moment_match,
+                                             dtype)))
     Z = draw(keys)
-
     m0 = jnp.asarray(problem.m0, dtype)
     Q0 = jnp.asarray(problem.m0 @ problem.m0.T + problem.qperp0, dtype)
     y0 = (jnp.broadcast_to(m0, (replicas, p, k)), jnp.broadcast_to(Q0, (replicas, p, p)))
-    params = jnp.asarray([eta, problem.ridge, problem.noise], dtype)
+    params = jnp.asarray([args["eta"], problem.ridge, problem.noise], dtype)
     a = jnp.asarray(problem.second_layer, dtype)
-    ts = jnp.linspace(0.0, horizon, n_out, dtype=dtype)
-    if progress is None:
-        progress = sys.stderr.isatty()
+    ts = jnp.linspace(0.0, args["horizon"], args["n_out"], dtype=dtype)
+    tol = jnp.asarray([args["rtol"], args["atol"]], dtype)
+    if len(devs) > 1:  # replicas over the devices; the rest replicated
+        mesh = Mesh(np.array(devs), ("replica",))
+        Z, y0 = jax.tree.map(lambda x: global_array(x, mesh, P("replica")), (Z, y0))
+        params, a, ts, tol = replicated((params, a, ts, tol), mesh)
     meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
-    t_start = time.perf_counter()
-    ms, Qs, t_saved, ok, stopped = jax.device_get(_run(
-        _Field(problem.activation, problem.target), y0, Z, params, a, ts,
-        jnp.asarray([rtol, atol], dtype), max_steps, meter))
-    elapsed = time.perf_counter() - t_start
-    ts = np.asarray(ts)
+    with jax.default_device(devs[0]):
+        return jax.device_get(_run(_Field(problem.activation, problem.target), y0, Z, params, a,
+                                   ts, tol, args["max_steps"], meter))
+
+
+def _finish(problem, args, ms, Qs, t_saved, ok, stopped, settings, throw) -> Trajectory:
+    """The trajectory up to the last good save point; a divergence raises (or, with
+    ``throw=False``, warns and returns the partial trajectory)."""
+    n_out, max_steps = args["n_out"], args["max_steps"]
+    ts = np.asarray(jnp.linspace(0.0, args["horizon"], n_out, dtype=settings["dtype"]))
     # Saved entries: the grid times reached, then the final time (t1, or where an event stopped
     # the solve), then +inf for whatever was not reached.
     n_saved = int(np.sum(np.isfinite(t_saved)))
@@ -180,33 +227,32 @@ def solve_online(
     n_grid = max(min(n_saved - 1, n_out), 0)
     ms = np.moveaxis(ms[:n_grid], 0, 1)  # (replica, time, p, k)
     Qs = np.moveaxis(Qs[:n_grid], 0, 1)
-
     good = np.isfinite(ms).all(axis=(0, 2, 3)) & np.isfinite(Qs).all(axis=(0, 2, 3))
     good &= (np.abs(ms).max(axis=(0, 2, 3), initial=0.0) <= OVERFLOW)
     good &= (np.abs(Qs).max(axis=(0, 2, 3), initial=0.0) <= OVERFLOW)
     n_done = n_grid if good.all() else int(np.argmin(good))
-    settings = dict(horizon=horizon, samples=samples, seed=seed, replicas=replicas,
-                    solver=SOLVER, rtol=rtol, atol=atol, moment_match=bool(moment_match),
-                    max_steps=max_steps, lr=eta, dtype=np.dtype(dtype).name,
-                    wall_time_s=elapsed)
     traj = _assemble(problem, ts[:n_done], ms[:, :n_done], Qs[:, :n_done], settings)
-    if n_done < n_out:
-        traj.status = "diverged"
-        traj.first_bad_step = n_done
-        if stopped:
-            reason = f"|m| or |Q| passed {OVERFLOW:.0e} or became non-finite at tau = {t_end:.6g}"
-        elif not ok:
-            reason = (f"the integrator failed at tau = {t_end:.6g} (max_steps={max_steps} "
-                      "reached? try a larger max_steps or looser rtol/atol)")
-        else:
-            reason = f"a saved value is beyond {OVERFLOW:.0e}"
-        raise DivergenceError(
-            n_done,
-            f"the online-SGD ODE state (m, Q) at save point {n_done} (tau = {ts[n_done]:.6g}; "
-            f"{reason})",
-            partial=traj,
-        )
-    return mark_blowup(traj, stacklevel=2)
+    if n_done == n_out:
+        return mark_blowup(traj, stacklevel=3)
+    traj.status = "diverged"
+    traj.first_bad_step = n_done
+    if stopped:
+        reason = f"|m| or |Q| passed {OVERFLOW:.0e} or became non-finite at tau = {t_end:.6g}"
+    elif not ok:
+        reason = (f"the integrator failed at tau = {t_end:.6g} (max_steps={max_steps} "
+                  "reached? try a larger max_steps or looser rtol/atol)")
+    else:
+        reason = f"a saved value is beyond {OVERFLOW:.0e}"
+    err = DivergenceError(
+        n_done,
+        f"the online-SGD ODE state (m, Q) at save point {n_done} (tau = {ts[n_done]:.6g}; "
+        f"{reason})",
+        partial=traj,
+    )
+    if throw:
+        raise err
+    warnings.warn(str(err), RuntimeWarning, stacklevel=3)
+    return traj
 
 
 def _draw(key, n: int, dim: int, moment_match: bool, dtype):
@@ -233,7 +279,7 @@ def online_field(m, Q, Z, eta, ridge, noise, a, act, target):
         m: (p, k) overlaps; Q: (p, p) Gram matrix.
         Z: standard normal points, columns (z*, z⊥, ξ).
         eta, ridge, noise: η, λ, Δ.
-        a: second layer (p,); act: the :class:`~dmft.problem.Activation`; target: g*.
+        a: second layer (p,); act: the :class:`~dmft.model.Activation`; target: g*.
     """
     p, k = m.shape
     n = Z.shape[0]
@@ -299,23 +345,16 @@ def _assemble(problem, ts, ms, Qs, settings) -> Trajectory:
         eg = np.asarray(jax.device_get(_test_error(problem, jnp.asarray(ms), jnp.asarray(Qs))))
     else:
         eg = np.zeros(ms.shape[:2])
-    eg_est = estimate_from_replicas(eg)
     Qm = Qs.mean(axis=0)
     mm = ms.mean(axis=0)
     schur = Qm - np.einsum("tjk,tlk->tjl", mm, mm)
     min_eig = (np.linalg.eigvalsh(0.5 * (schur + np.swapaxes(schur, -1, -2))).min(axis=-1)
                if len(ts) else np.zeros(0))
-    return Trajectory(
-        kind="online",
-        problem=problem,
-        step=np.asarray(ts, dtype=np.float64),
-        m=estimate_from_replicas(ms),
-        Q=estimate_from_replicas(Qs),
-        test_error=eg_est,
-        train_loss=Estimate(eg_est.value.copy(), eg_est.error.copy()),
-        diagnostics={"min_schur_online": min_eig},
-        settings=settings,
-    )
+    # one pass over fresh samples: the training loss is the test error
+    return Trajectory.from_replicas(
+        "online", problem, np.asarray(ts, dtype=np.float64),
+        {"m": ms, "Q": Qs, "test_error": eg, "train_loss": eg.copy()},
+        diagnostics={"min_schur_online": min_eig}, settings=settings)
 
 
 __all__ = ["solve_online", "online_field", "STREAM_ONLINE"]

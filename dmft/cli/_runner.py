@@ -2,7 +2,7 @@
 
 Each script only states its target's defaults and calls :func:`run_target`::
 
-    from dmft.runner import run_target
+    from dmft.cli import run_target
 
     def main(argv=None) -> int:
         return run_target("tanh_he3", dict(alpha=3.0, lr=0.2, steps=6), argv)
@@ -23,30 +23,33 @@ import sys
 import time
 
 from .._validate import check_int
-from ._main import (
+from ._common import (
     DEFAULT_D,
     DEFAULT_SAMPLES,
     DEFAULT_SEEDS,
     FIGURE_SUFFIXES,
-    _check_out,
-    _Formatter,
-    _print_config,
+    Formatter,
     add_devices_arg,
     add_problem_args,
+    add_progress_arg,
+    add_samples_args,
+    check_out,
     device_count,
     devices_from_args,
     enable_x64,
+    print_config,
     problem_from_args,
-    run_guarded,
+    progress_from_args,
     save_or_partial,
 )
+from ._guard import run_guarded
 
 QUICK = dict(samples=20_000, d=300, seeds=4, max_steps=4)
 
 
 def build_parser(name: str, defaults: dict, description: str | None = None):
     parser = argparse.ArgumentParser(
-        prog=f"solvers/{name}.py", formatter_class=_Formatter,
+        prog=f"solvers/{name}.py", formatter_class=Formatter,
         description=description or f"DMFT and simulation for the target {name}.",
     )
     add_problem_args(parser, defaults, target_required=False)
@@ -56,18 +59,16 @@ def build_parser(name: str, defaults: dict, description: str | None = None):
                    f"d {QUICK['d']}, seeds {QUICK['seeds']}, steps <= {QUICK['max_steps']}); "
                    "explicit --samples/--d/--seeds still win")
     n_default = defaults.get("samples", DEFAULT_SAMPLES)
-    r.add_argument("--samples", type=int, default=None,
-                   help=f"DMFT effective samples (default {n_default})")
-    r.add_argument("--replicas", type=int, default=16, help="DMFT replicas for the SE")
+    add_samples_args(r, samples=None, samples_help=f"DMFT effective samples (default {n_default})",
+                     seed_help="random seed (both runs)", replicas_help="DMFT replicas for the SE")
     r.add_argument("--d", type=int, default=None,
                    help=f"simulation dimension (default {defaults.get('d', DEFAULT_D)})")
     r.add_argument("--seeds", type=int, default=None,
                    help=f"simulation seeds (default {defaults.get('seeds', DEFAULT_SEEDS)})")
-    r.add_argument("--seed", type=int, default=0, help="random seed (both runs)")
     add_devices_arg(r)
     r.add_argument("--threshold", type=float, default=4.0, help="verdict: max |z| < threshold")
     r.add_argument("--strict", action="store_true", help="exit code 3 when the verdict fails")
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_arg(r, help="no progress bars")
     r.add_argument("--out", default=os.path.join("runs", name),
                    help="folder for dmft.h5 and simulation.h5")
     r.add_argument("--fig-dir", default="figures", help="folder for the figure")
@@ -78,7 +79,7 @@ def run_target(name: str, defaults: dict, argv=None, description: str | None = N
     """Parse ``argv`` with the target's ``defaults``, run DMFT + simulation, save, plot, compare.
 
     Args:
-        name: a registered target (``dmft.problem.TARGETS``).
+        name: a registered target (``dmft.model.TARGETS``).
         defaults: problem defaults (``p``, ``activation``, ``second_layer``, ``alpha``, ``lr``,
             ``steps``, ``ridge``, ``noise``, ``schedule``, ``m0``) and optionally run sizes
             (``samples``, ``d``, ``seeds``).
@@ -104,7 +105,7 @@ def run_target(name: str, defaults: dict, argv=None, description: str | None = N
 def _run(args, defaults: dict) -> int:
     from ..compare import zscore_table
     from ..plot import plot_comparison, save_figure
-    from ..simulator._simulate import simulate
+    from ..simulator import simulate
     from ..solver import solve
 
     if args.quick and not any(a == "--steps" or a.startswith("--steps=") for a in args.argv):
@@ -121,20 +122,20 @@ def _run(args, defaults: dict) -> int:
     seed = check_int("seed", args.seed, low=0)
     problem = problem_from_args(args)
     devices = devices_from_args(args)
-    progress = False if args.no_progress else None
+    progress = progress_from_args(args)
 
     dmft_path = os.path.join(args.out, "dmft.h5")
     sim_path = os.path.join(args.out, "simulation.h5")
     fig_path = os.path.join(args.fig_dir, f"{args.target}.png")
-    from ..io._format import check_output_path, estimate_file_bytes
+    from ..io import check_output_path, estimate_file_bytes
 
     # every output is checked before any compute
-    _check_out(dmft_path, need_bytes=estimate_file_bytes("dmft", problem.steps, problem.p,
+    check_out(dmft_path, need_bytes=estimate_file_bytes("dmft", problem.steps, problem.p,
                                                          problem.k))
-    _check_out(sim_path, need_bytes=estimate_file_bytes("simulation", problem.steps, problem.p,
+    check_out(sim_path, need_bytes=estimate_file_bytes("simulation", problem.steps, problem.p,
                                                         problem.k, seeds))
     check_output_path(fig_path, name="fig_dir", suffixes=FIGURE_SUFFIXES)
-    _print_config(f"{args.target}", problem, dict(samples=samples, replicas=args.replicas, d=d,
+    print_config(f"{args.target}", problem, dict(samples=samples, replicas=args.replicas, d=d,
                                                   seeds=seeds, seed=seed,
                                                   devices=device_count(devices)))
 

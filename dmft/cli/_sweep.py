@@ -18,6 +18,23 @@ import math
 import numpy as np
 
 from .._errors import DMFTInputError
+from ._common import (
+    DEFAULT_SAMPLES,
+    Formatter,
+    add_devices_arg,
+    add_dpi_arg,
+    add_dtype_arg,
+    add_out_arg,
+    add_problem_args,
+    add_progress_arg,
+    add_samples_args,
+    check_dpi,
+    check_out,
+    devices_from_args,
+    existing,
+    problem_from_args,
+    progress_from_args,
+)
 
 # flag → (Problem field, argparse dest)
 SWEEP_FLAGS = {
@@ -62,13 +79,11 @@ def parse_values(flag: str, text) -> list[float]:
     return vals
 
 
-def add_sweep_parsers(sub, add_problem_args, formatter, defaults) -> None:
+def add_parser(subparsers) -> None:
     """Register ``sweep`` and ``plot-sweep`` on the ``dmft`` subparsers."""
-    from ._main import add_devices_arg
-
-    p = sub.add_parser("sweep", help="DMFT (or simulation) on a grid of hyper-parameters",
-                       formatter_class=formatter, description=__doc__,
-                       epilog="Axis flags: " + " ".join(SWEEP_FLAGS))
+    p = subparsers.add_parser("sweep", help="DMFT (or simulation) on a grid of hyper-parameters",
+                              formatter_class=Formatter, description=__doc__,
+                              epilog="Axis flags: " + " ".join(SWEEP_FLAGS))
     add_problem_args(p)
     for action in p._actions:  # numeric flags take lists and ranges here
         if action.option_strings and action.option_strings[0] in SWEEP_FLAGS:
@@ -78,29 +93,29 @@ def add_sweep_parsers(sub, add_problem_args, formatter, defaults) -> None:
                    help="b of the schedule sgd:b as an axis (sets --schedule sgd:b); a value, "
                    "a list v1,v2,... or start:stop:num[:log], each in (0, 1]")
     r = p.add_argument_group("run")
-    r.add_argument("--samples", type=int, default=defaults["samples"],
-                   help="effective samples N per grid point")
-    r.add_argument("--seed", type=int, default=0, help="random seed (the same for every point)")
-    r.add_argument("--replicas", type=int, default=16, help="replicas for the standard error")
+    add_samples_args(r, samples=DEFAULT_SAMPLES,
+                     samples_help="effective samples N per grid point",
+                     seed_help="random seed (the same for every point)",
+                     replicas_help="replicas for the standard error")
     r.add_argument("--response", default="stein", help="stein or pathwise")
-    r.add_argument("--dtype", default="float64", help="float64 or float32")
+    add_dtype_arg(r)
     r.add_argument("--method", default="dmft", help="dmft or simulate")
     r.add_argument("--d", type=int, default=None, help="dimension (--method simulate)")
     r.add_argument("--seeds", type=int, default=16, help="seeds (--method simulate)")
     r.add_argument("--grid-batch", type=int, default=None,
                    help="points solved at once (default: as many as fit in memory)")
     add_devices_arg(r)
-    r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    r.add_argument("--out", required=True, help="output HDF5 file (.h5)")
+    add_progress_arg(r)
+    add_out_arg(r)
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("plot-sweep", help="phase diagram of a sweep file",
-                       formatter_class=formatter)
+    p = subparsers.add_parser("plot-sweep", help="phase diagram of a sweep file",
+                              formatter_class=Formatter)
     p.add_argument("file", help="a sweep file written by `dmft sweep`")
     p.add_argument("--observable", default="m_norm",
                    help="m_norm, test_error, train_loss")
     p.add_argument("--step", type=int, default=None, help="GD step (default: the last)")
-    p.add_argument("--dpi", type=int, default=200, help="figure resolution (20..1200)")
+    add_dpi_arg(p)
     p.add_argument("--out", required=True, help="figure file (.png, .pdf, .svg)")
     p.set_defaults(func=cmd_plot_sweep)
 
@@ -124,10 +139,9 @@ def _axes_from_args(args, argv_order):
 
 def cmd_sweep(args) -> int:
     from .._sweep import sweep
-    from ..io._sweep import save_sweep
-    from . import _main as cli
+    from ..io import save_sweep
 
-    out = cli._check_out(args.out)
+    out = check_out(args.out)
     order = {tok.split("=")[0]: i for i, tok in enumerate(args.argv)}
     over, base = _axes_from_args(args, order)
     if not over:
@@ -138,14 +152,14 @@ def cmd_sweep(args) -> int:
         args.schedule = f"sgd:{base.pop('batch_fraction')}"
     for dest, val in base.items():
         setattr(args, dest, val)
-    problem = cli.problem_from_args(args)
-    devices = cli.devices_from_args(args)
+    problem = problem_from_args(args)
+    devices = devices_from_args(args)
     shape = " x ".join(f"{n}[{len(v)}]" for n, v in over.items())
     print(f"dmft sweep: {problem.target.name}, {problem.schedule}, T={problem.steps}, "
           f"grid {shape} = {int(np.prod([len(v) for v in over.values()]))} points, "
           f"method {args.method}")
     res = sweep(problem, over, args.samples, seed=args.seed, replicas=args.replicas,
-                response=args.response, dtype=args.dtype, progress=cli._progress(args),
+                response=args.response, dtype=args.dtype, progress=progress_from_args(args),
                 method=args.method, d=args.d, seeds=args.seeds, grid_batch=args.grid_batch,
                 devices=devices)
     save_sweep(res, out, command_line=args.command_line)
@@ -161,16 +175,13 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_plot_sweep(args) -> int:
-    from ..io._sweep import load_sweep
+    from ..io import load_sweep
     from ..plot import plot_sweep, save_figure
-    from . import _main as cli
 
-    dpi = args.dpi
-    if not 20 <= dpi <= 1200:
-        raise DMFTInputError(f"`--dpi` must be an integer in [20, 1200]; got --dpi {dpi}")
+    dpi = check_dpi(args)
     if not str(args.out).lower().endswith((".png", ".pdf", ".svg")):
         raise DMFTInputError(f"`--out` must end in .png, .pdf or .svg; got --out {args.out}")
-    res = load_sweep(cli._existing(args.file, "file"))
+    res = load_sweep(existing(args.file, "file"))
     if args.observable not in ("m_norm", "test_error", "train_loss"):
         raise DMFTInputError("`--observable` must be one of ['m_norm', 'test_error', "
                              f"'train_loss']; got --observable {args.observable}")

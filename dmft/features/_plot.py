@@ -17,7 +17,7 @@ _LABELS = {"rf": "random features (init)", "step": "after the step(s)",
 def _as_result(x):
     if hasattr(x, "per_seed"):
         return x
-    from ..io._format import load_features
+    from ..io import load_features
 
     return load_features(x)
 

@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from .._errors import DMFTInputError
+from .._rmt import marchenko_pastur_rule
 from .._validate import check_real
 
 # Gauss–Legendre rule on [-L, 0] ∪ [0, L] for E f(G), G ~ N(0,1): exact to ~1e-15 for the
@@ -83,24 +84,6 @@ def target_coefficients(target, noise: float = 0.0) -> dict:
     return {"c0": c0, "c1": c1, "Ey2": ey2, "F2": F2, "tau2": ey2 - F2 + float(noise)}
 
 
-def _mp_rule(gamma: float, n: int = 400):
-    """Nodes and weights of the Marchenko–Pastur law of G Gᵀ/d, G p×d standard, γ = p/d.
-
-    Returns (a, w) with Σ w = 1 including the atom (1 − 1/γ)₊ at a = 0. The substitution
-    a = 1 + γ + 2√γ cos θ removes the square-root edges, so the midpoint rule in θ converges fast.
-    """
-    theta = (np.arange(n) + 0.5) * math.pi / n
-    a = 1.0 + gamma + 2.0 * math.sqrt(gamma) * np.cos(theta)
-    # density √((a+ − a)(a − a−)) / (2π γ a) da = (4γ sin²θ) / (2π γ a) dθ
-    w = (4.0 * gamma * np.sin(theta) ** 2) / (2 * math.pi * gamma * a) * (math.pi / n)
-    atom = max(1.0 - 1.0 / gamma, 0.0)
-    w = w * (1.0 - atom) / w.sum()  # renormalise the (tiny) quadrature error of the mass
-    if atom > 0:
-        a = np.concatenate([[0.0], a])
-        w = np.concatenate([[atom], w])
-    return a, w
-
-
 def rf_test_error(kappa, alpha1, ridge, activation="relu", target="he2", noise: float = 0.0):
     """Closed-form (d → ∞) test and train error of random-feature ridge regression at init.
 
@@ -131,7 +114,7 @@ def rf_test_error(kappa, alpha1, ridge, activation="relu", target="he2", noise: 
         )
     tc = target_coefficients(target, noise)
     mu1, ms2 = hc["mu1"], hc["mustar2"]
-    a, w = _mp_rule(kappa)
+    a, w = marchenko_pastur_rule(kappa, 400, small_side=True)
     sig = mu1**2 * a + ms2  # eigenvalues of Σ
     r = kappa / alpha1  # p / n₁
     flat = lam.ravel()

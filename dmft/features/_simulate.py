@@ -42,13 +42,13 @@ import numpy as np
 
 from .._errors import DMFTInputError
 from .._result import Estimate, estimate_from_replicas
+from .._rng import STREAM_FEATURES, stream_key
 from .._validate import check_choice, check_int, check_real, check_x64
 from ..model._activations import get_activation
 from ..model._targets import get_target
 
-STREAM_FEATURES = 4
 KEY_SCHEME = (
-    "dmft-features-keys-v1: ks = fold_in(fold_in(key(seed), 4), seed index); W0 fold_in(ks,0), "
+    "dmft-features-keys-v2: ks = fold_in(fold_in(key(seed), 5), seed index); W0 fold_in(ks,0), "
     "a fold_in(ks,1), step batch b fold_in(fold_in(ks,2),b), readout fold_in(ks,3), test "
     "fold_in(ks,4), spiked bulk fold_in(ks,5); in a batch: x fold_in(.,0), noise fold_in(.,1)"
 )
@@ -359,7 +359,7 @@ def simulate_features(config: FeaturesConfig | None = None, *, seeds: int = 8, s
     k = get_target(c.target).k
     static = (c.target, c.activation, c.d, c.p, k, c.n0, c.n1, c.n_test_eff, c.steps, c.batch,
               c.spike_rank)
-    root = jax.random.fold_in(jax.random.key(seed), STREAM_FEATURES)
+    root = stream_key(seed, STREAM_FEATURES)
     ridges = jnp.asarray(c.ridges, dtype=jnp.float64)
     eta = jnp.asarray(c.eta, dtype=jnp.float64)
     noise = jnp.asarray(c.noise, dtype=jnp.float64)

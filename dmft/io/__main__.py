@@ -2,6 +2,6 @@
 
 import sys
 
-from ._format import main
+from ._describe import main
 
 sys.exit(main())

@@ -20,15 +20,22 @@ import os
 import h5py
 import numpy as np
 
-from ..observables._table import OBSERVABLES
+from .._errors import DMFTInputError
+from ._atomic import write_atomic, write_root_attrs
+from ._common import FORMAT, FORMAT_VERSION, attr_str, check_file, rebuild_problem
 
-_OBS_DIMS = {name: e.dims for name, e in OBSERVABLES.items()}
+
+def _observable_dims() -> dict:
+    """name -> per-point dimensions of the observables a sweep stores, from the one table
+    (imported here: ``dmft.observables`` imports JAX, which saving and loading need anyway)."""
+    from ..observables import OBSERVABLES
+
+    return {name: e.dims for name, e in OBSERVABLES.items()}
 
 
 def save_sweep(result, path, *, command_line: str | None = None) -> str:
-    """Write a :class:`dmft.sweep.SweepResult` to ``path`` atomically; returns the path."""
+    """Write a :class:`dmft.SweepResult` to ``path`` atomically; returns the path."""
     from .._rng import KEY_SCHEME
-    from ._format import FORMAT, FORMAT_VERSION, write_root_attrs
 
     pr = result.problem
     axes = list(result.axes)
@@ -58,7 +65,7 @@ def save_sweep(result, path, *, command_line: str | None = None) -> str:
             ds.attrs["long_name"] = (f"grid axis {name}" if c.ndim == 1 else
                                      f"grid axis {name}: point index (values in grid/{name})")
             scales[name] = ds
-        for obs, tail in _OBS_DIMS.items():
+        for obs, tail in _observable_dims().items():
             est = getattr(result, obs)
             g = f.create_group(obs)
             g.attrs["error_meaning"] = ("standard error of the mean over independent DMFT "
@@ -73,31 +80,27 @@ def save_sweep(result, path, *, command_line: str | None = None) -> str:
         f.create_dataset("status", data=np.asarray(result.status).astype("S"))
         f.create_dataset("first_bad_step", data=np.asarray(result.first_bad_step, np.int64))
 
-    from ._format import write_atomic
-
     return write_atomic(path, fill)
 
 
 def load_sweep(path):
-    """Read a sweep file back into a :class:`dmft.sweep.SweepResult` (no per-point kernels)."""
-    from .._errors import DMFTInputError
+    """Read a sweep file back into a :class:`dmft.SweepResult` (no per-point kernels)."""
     from .._result import Estimate
     from .._sweep import SweepResult
-    from ._format import _attr_str, _rebuild_problem, check_file
 
     attrs = check_file(path)
-    if _attr_str(attrs.get("kind", "")) != "sweep":
+    if attr_str(attrs.get("kind", "")) != "sweep":
         raise DMFTInputError(f"{os.fspath(path)} is not a sweep file (kind="
-                             f"{_attr_str(attrs.get('kind', ''))!r}); use dmft.io.load")
-    config = json.loads(_attr_str(attrs["config_json"]))
-    problem = _rebuild_problem(config["problem"])
-    axes = json.loads(_attr_str(attrs["grid_axes"]))
+                             f"{attr_str(attrs.get('kind', ''))!r}); use dmft.io.load")
+    config = json.loads(attr_str(attrs["config_json"]))
+    problem = rebuild_problem(config["problem"])
+    axes = json.loads(attr_str(attrs["grid_axes"]))
     with h5py.File(os.fspath(path), "r") as f:
         coords = [f["grid"][n][()] for n in axes]
-        est = {o: Estimate(f[o]["value"][()], f[o]["error"][()]) for o in _OBS_DIMS}
+        est = {o: Estimate(f[o]["value"][()], f[o]["error"][()]) for o in _observable_dims()}
         status = f["status"][()].astype(str)
         bad = f["first_bad_step"][()]
         step = f["step"][()]
-    return SweepResult(method=_attr_str(attrs["sweep_method"]), problem=problem, axes=axes,
+    return SweepResult(method=attr_str(attrs["sweep_method"]), problem=problem, axes=axes,
                        coords=coords, step=step, status=status, first_bad_step=bad, points=[],
                        settings=config.get("settings", {}), **est)

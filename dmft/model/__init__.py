@@ -19,9 +19,11 @@ from ._network import second_layer_vector as second_layer_vector
 from ._network import sum_last as sum_last
 from ._problem import Problem as Problem
 from ._problem import make_problem as make_problem
+from ._schedules import Schedule as Schedule
 from ._schedules import batch_index as batch_index
 from ._schedules import parse_schedule as parse_schedule
 from ._targets import TARGETS as TARGETS
 from ._targets import Target as Target
 from ._targets import custom_target as custom_target
 from ._targets import get_target as get_target
+from ._targets import unavailable_target as unavailable_target

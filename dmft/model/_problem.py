@@ -13,17 +13,14 @@ from ._activations import Activation, get_activation
 from ._losses import Loss, check_pm1_labels, get_loss
 from ._network import second_layer_vector
 from ._schedules import (
-    batch_index,
-    epoch_length,
-    minibatch_fraction,
+    Schedule,
     parse_schedule,
-    selection_kind,
 )
 from ._targets import TARGETS, Target, get_target
 
 
 class Problem(eqx.Module):
-    """Student, target, data, training and initial condition (spec §1).
+    """Student, target, data, training and initial condition (docs/THEORY.md §1).
 
     Build it with :func:`make_problem` (names and defaults), or directly.
 
@@ -112,7 +109,7 @@ class Problem(eqx.Module):
 
     @property
     def steps(self) -> int:
-        return int(np.asarray(self.lr).shape[0])
+        return int(np.shape(self.lr)[0])  # also for traced numbers (no array conversion)
 
     @property
     def second_layer_lr(self) -> np.ndarray:
@@ -126,9 +123,14 @@ class Problem(eqx.Module):
         return bool(np.any(self.second_layer_lr > 0))
 
     @property
+    def batch_schedule(self) -> Schedule:
+        """The parsed :class:`~dmft.model.Schedule` of ``schedule``."""
+        return Schedule.parse(self.schedule, self.steps)
+
+    @property
     def batches(self) -> np.ndarray:
         """Batch label (0, 1, ...) used at each time t = 0..T."""
-        return batch_index(self.schedule, self.steps)
+        return self.batch_schedule.batches
 
     @property
     def act(self) -> Activation:
@@ -141,17 +143,17 @@ class Problem(eqx.Module):
     @property
     def selection(self) -> str:
         """``"sgd"``, ``"epochs"`` (mini-batches of one dataset) or ``"none"``."""
-        return selection_kind(self.schedule)
+        return self.batch_schedule.selection
 
     @property
     def fraction(self) -> float:
         """The mini-batch fraction b (1/B for ``epochs:B``, 1 for full-batch schedules)."""
-        return minibatch_fraction(self.schedule)
+        return self.batch_schedule.fraction
 
     @property
     def epoch_length(self) -> int:
         """B for ``epochs:B``, else 1."""
-        return epoch_length(self.schedule)
+        return self.batch_schedule.epoch
 
     def numbers(self, dtype=np.float64) -> Numbers:
         """The problem's numbers as arrays of ``dtype``, with its structure as static fields:
@@ -176,7 +178,7 @@ class Problem(eqx.Module):
             activation=self.activation,
             target=self.target,
             loss=self.loss,
-            schedule=structural_schedule(self.schedule),
+            schedule=self.batch_schedule.structural,
         )
 
     def to_dict(self) -> dict:
@@ -329,7 +331,11 @@ def structural_schedule(schedule: str) -> str:
     """The part of a schedule that compiled code is specialised on: ``sgd:b`` → ``sgd:1`` (b is
     the traced ``Numbers.batch_fraction``); every other schedule (``epochs:B`` included: B sets
     the epochs' step pattern) is structural as it is."""
-    return "sgd:1" if schedule.startswith("sgd:") else schedule
+    return Schedule.parse(schedule, _list_steps(schedule)).structural
+
+
+def _list_steps(schedule: str) -> int:
+    return len(schedule[5:].split(",")) if schedule.startswith("list:") else 1
 
 
 class Numbers(eqx.Module):
@@ -371,13 +377,17 @@ class Numbers(eqx.Module):
         return get_loss(self.loss)
 
     @property
+    def batch_schedule(self) -> Schedule:
+        return Schedule.parse(self.schedule, self.steps)
+
+    @property
     def selection(self) -> str:
-        return selection_kind(self.schedule)
+        return self.batch_schedule.selection
 
     @property
     def epoch_length(self) -> int:
-        return epoch_length(self.schedule)
+        return self.batch_schedule.epoch
 
     @property
     def batches(self) -> np.ndarray:
-        return batch_index(self.schedule, self.steps)
+        return self.batch_schedule.batches

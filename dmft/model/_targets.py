@@ -1,8 +1,8 @@
-"""The target registry: g*(z) acting on the teacher fields z = h* ~ N(0, I_k) (spec §1).
+"""The target registry: g*(z) acting on the teacher fields z = h* ~ N(0, I_k) (docs/THEORY.md §1).
 
 Registered targets (``TARGETS``), user targets (:func:`custom_target`, checked once by
 :func:`check_target`) and the placeholder for a user target read back from a file. Re-exported
-by :mod:`dmft.problem`, where the rest of the model lives.
+by :mod:`dmft.model`, where the rest of the model lives.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Test error as a function of the order parameters (m, Q), by quadrature (spec §3).
+"""Test error as a function of the order parameters (m, Q), by quadrature (docs/THEORY.md §4).
 
 A fresh sample has (h*, h) jointly Gaussian with E[h*h*ᵀ] = I_k, E[h h*ᵀ] = m, E[h hᵀ] = Q, so
 

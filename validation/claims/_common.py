@@ -26,13 +26,14 @@ import warnings
 import numpy as np
 
 import dmft
+from dmft.observables import DERIVED
 
 
-def norm_estimate(m_est, axis=(-2, -1)):
-    """(‖mean‖, conservative SE) of the entries over ``axis`` of an Estimate (T+1, p, k)."""
-    v = np.asarray(m_est.value, dtype=float)
-    e = np.asarray(m_est.error, dtype=float)
-    return _norm(v, axis), np.sqrt(np.sum(e**2, axis=axis))
+def norm_estimate(m_est):
+    """(‖mean‖, conservative SE) of an Estimate (T+1, p, k): the package's ``m_norm``."""
+    v, e = DERIVED["m_norm"].derive({"m": (np.asarray(m_est.value, dtype=float),
+                                          np.asarray(m_est.error, dtype=float))})
+    return v, e
 
 
 def _norm(v, axis):

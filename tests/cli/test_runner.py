@@ -1,17 +1,18 @@
-"""The solvers/<target>.py scripts: one per registered target, all built on dmft.runner."""
+"""The solvers/<target>.py scripts: one per registered target, all built on
+``dmft.cli.run_target``."""
 
 from __future__ import annotations
 
 import importlib.util
-import pathlib
 
 import h5py
 import pytest
+from _fakes import ROOT
 
-from dmft.io import _format as io
+from dmft import io
 from dmft.model import TARGETS
 
-SOLVERS = pathlib.Path(__file__).resolve().parent.parent / "solvers"
+SOLVERS = ROOT / "solvers"
 
 
 def load_script(name: str):
@@ -28,7 +29,7 @@ def test_one_script_per_target():
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_script_defaults_build_a_problem(name, capsys):
     """Each script's defaults are valid, and --help works without running anything."""
-    from dmft.cli._main import problem_from_args
+    from dmft.cli._common import problem_from_args
     from dmft.cli._runner import build_parser
 
     mod = load_script(name)

@@ -7,36 +7,11 @@ import os
 import h5py
 import numpy as np
 import pytest
-from _fakes import fake_trajectory
+from _fakes import ROOT, one_line_error, run_cli, subprocess_env
 
+from dmft import io
 from dmft.cli import main
-from dmft.io import _format as io
 from dmft.model import ACTIVATIONS, TARGETS
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(err: str, *words: str):
-    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("warning:")]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in err
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-
-
-@pytest.fixture(scope="module")
-def saved_pair(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pair")
-    th, sim = d / "dmft.h5", d / "sim.h5"
-    io.save(fake_trajectory("dmft", steps=3), th)
-    io.save(fake_trajectory("simulation", steps=3, shift=0.0005, seed=1), sim)
-    return th, sim
-
 
 SOLVE = ("solve", "--target", "tanh_he3", "--samples", "640", "--replicas", "4", "--steps", "2",
          "--no-progress")
@@ -44,22 +19,22 @@ SOLVE = ("solve", "--target", "tanh_he3", "--samples", "640", "--replicas", "4",
 
 def test_solve_simulate_compare_inspect(tmp_path, capsys):
     th, sim, fig = tmp_path / "th.h5", tmp_path / "sim.h5", tmp_path / "fig.png"
-    code, out, err = run(capsys, *SOLVE, "--out", str(th))
+    code, out, err = run_cli(capsys, *SOLVE, "--out", str(th))
     assert code == 0, err
     assert "tanh_he3" in out and f"wrote {th}" in out  # resolved config and output path
-    code, out, err = run(capsys, "simulate", "--target", "tanh_he3", "--steps", "2", "--d", "60",
-                         "--seeds", "2", "--no-progress", "--out", str(sim))
+    code, out, err = run_cli(capsys, "simulate", "--target", "tanh_he3", "--steps", "2", "--d",
+                             "60", "--seeds", "2", "--no-progress", "--out", str(sim))
     assert code == 0, err
     assert f"wrote {sim}" in out
     with h5py.File(sim, "r") as f:
         assert f.attrs["kind"] == "simulation" and f["m/per_seed"].shape == (2, 3, 2, 2)
         assert f.attrs["command_line"].startswith("dmft simulate")
-    code, out, err = run(capsys, "compare", str(th), str(sim), "--out", str(fig))
+    code, out, err = run_cli(capsys, "compare", str(th), str(sim), "--out", str(fig))
     assert code == 0, err
     assert "m[0,0]" in out and "test_error" in out and "max |z|" in out
     assert ("PASS" in out) or ("FAIL" in out)
     assert fig.stat().st_size > 10_000
-    code, out, err = run(capsys, "inspect", str(th))
+    code, out, err = run_cli(capsys, "inspect", str(th))
     assert code == 0 and "dmft-trajectories 1.2" in out and "kind:            dmft" in out
     assert "status:          ok" in out and "/kernels/C/value" in out
 
@@ -68,8 +43,8 @@ def test_float32_solve_close_to_float64(tmp_path, capsys):
     """--dtype float32 runs, records its dtype, and stays within 1e-4 of the float64 file
     (same seed → same samples; the difference is arithmetic only)."""
     f64, f32 = tmp_path / "f64.h5", tmp_path / "f32.h5"
-    assert run(capsys, *SOLVE, "--out", str(f64))[0] == 0
-    code, out, err = run(capsys, *SOLVE, "--dtype", "float32", "--out", str(f32))
+    assert run_cli(capsys, *SOLVE, "--out", str(f64))[0] == 0
+    code, out, err = run_cli(capsys, *SOLVE, "--dtype", "float32", "--out", str(f32))
     assert code == 0, err
     a, b = io.load(f64), io.load(f32)
     assert a.settings["dtype"] == "float64" and b.settings["dtype"] == "float32"
@@ -79,33 +54,32 @@ def test_float32_solve_close_to_float64(tmp_path, capsys):
 
 def test_divergence_writes_partial_file(tmp_path, capsys):
     out_path = tmp_path / "run.h5"
-    good = tmp_path / "good.h5"
-    code, out, err = run(capsys, "solve", "--target", "tanh_he3", "--samples", "640",
-                         "--replicas", "4", "--steps", "3", "--lr", "1e30", "--no-progress",
-                         "--out", str(out_path))
+    code, out, err = run_cli(capsys, "solve", "--target", "tanh_he3", "--samples", "640",
+                             "--replicas", "4", "--steps", "3", "--lr", "1e30", "--no-progress",
+                             "--out", str(out_path))
     assert code == 1
     partial = tmp_path / "run.partial.h5"
-    assert_one_line_error(err, "diverged", str(partial))
+    one_line_error(err, "diverged", str(partial))
     assert not out_path.exists()  # a partial run never takes the good file's name
     back = io.load(partial)
     assert back.status == "diverged" and back.first_bad_step >= 0
-    del good
 
 
-def test_compare_prints_z_table_and_verdict(saved_pair, capsys):
-    th, sim = saved_pair
-    code, out, err = run(capsys, "compare", str(th), str(sim))
+def test_compare_prints_z_table_and_verdict(pair, capsys):
+    th, sim = pair
+    code, out, err = run_cli(capsys, "compare", str(th), str(sim))
     assert code == 0, err
     assert "z = (theory - simulation)" in out
     for entry in ("m[0,0]", "m[1,1]", "Q[0,1]", "test_error", "train_loss"):
         assert entry in out
     assert "PASS" in out
-    code, out, err = run(capsys, "compare", str(th), str(sim), "--threshold", "1e-9", "--strict")
+    code, out, err = run_cli(capsys, "compare", str(th), str(sim), "--threshold", "1e-9",
+                             "--strict")
     assert code == 3 and "FAIL" in out
 
 
 def test_targets_lists_everything(capsys):
-    code, out, err = run(capsys, "targets")
+    code, out, err = run_cli(capsys, "targets")
     assert code == 0
     for name, t in TARGETS.items():
         assert name in out and t.formula in out
@@ -140,27 +114,27 @@ def test_targets_lists_everything(capsys):
 )
 def test_bad_input_exit_1_one_line(tmp_path, capsys, monkeypatch, argv, words):
     monkeypatch.chdir(tmp_path)
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_cli(capsys, *argv)
     assert code == 1, (out, err)
-    assert_one_line_error(err, *words)
+    one_line_error(err, *words)
     assert not any(n.endswith(".h5") for n in os.listdir(tmp_path))
 
 
-def test_non_hdf5_and_foreign_files(tmp_path, capsys, saved_pair):
+def test_non_hdf5_and_foreign_files(tmp_path, capsys, pair):
     bad = tmp_path / "bad.h5"
     bad.write_text("not hdf5")
-    code, out, err = run(capsys, "inspect", str(bad))
+    code, out, err = run_cli(capsys, "inspect", str(bad))
     assert code == 1
-    assert_one_line_error(err, "not an HDF5 file")
-    code, out, err = run(capsys, "compare", str(saved_pair[0]), str(bad))
+    one_line_error(err, "not an HDF5 file")
+    code, out, err = run_cli(capsys, "compare", str(pair[0]), str(bad))
     assert code == 1
-    assert_one_line_error(err, "not an HDF5 file")
+    one_line_error(err, "not an HDF5 file")
     foreign = tmp_path / "foreign.h5"
     with h5py.File(foreign, "w") as f:
         f.attrs["format"] = "something-else"
-    code, out, err = run(capsys, "inspect", str(foreign))
+    code, out, err = run_cli(capsys, "inspect", str(foreign))
     assert code == 1
-    assert_one_line_error(err, "not a dmft file")
+    one_line_error(err, "not a dmft file")
 
 
 @pytest.mark.parametrize(
@@ -175,34 +149,35 @@ def test_non_hdf5_and_foreign_files(tmp_path, capsys, saved_pair):
     ],
 )
 def test_usage_errors_exit_2(capsys, argv):
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_cli(capsys, *argv)
     assert code == 2
     assert "usage:" in err
 
 
-@pytest.mark.parametrize("cmd", ["solve", "simulate", "compare", "targets", "inspect"])
+@pytest.mark.parametrize("cmd", ["solve", "simulate", "compare", "sweep", "plot-sweep",
+                                 "features", "targets", "inspect"])
 def test_help(capsys, cmd):
-    code, out, err = run(capsys, cmd, "--help")
+    code, out, err = run_cli(capsys, cmd, "--help")
     assert code == 0 and "usage: dmft" in out
 
 
 def test_minibatch_and_logistic_flags(tmp_path, capsys):
-    """Issue 12: --schedule sgd:b / epochs:B and --loss logistic run; bad values exit 1 with
-    one line naming the flag."""
+    """--schedule sgd:b / epochs:B and --loss logistic run; bad values exit 1 with one line
+    naming the flag."""
     for extra in (("--schedule", "sgd:0.25"), ("--schedule", "epochs:4")):
-        code, out, err = run(capsys, *SOLVE, *extra, "--out", str(tmp_path / "a.h5"))
+        code, out, err = run_cli(capsys, *SOLVE, *extra, "--out", str(tmp_path / "a.h5"))
         assert code == 0, err
-    code, out, err = run(capsys, "solve", "--target", "sign_z1z2z3", "--p", "3", "--activation",
-                         "erf", "--loss", "logistic", "--samples", "800", "--replicas", "4",
-                         "--steps", "2", "--no-progress", "--out", str(tmp_path / "l.h5"))
+    code, out, err = run_cli(capsys, "solve", "--target", "sign_z1z2z3", "--p", "3", "--activation",
+                             "erf", "--loss", "logistic", "--samples", "800", "--replicas", "4",
+                             "--steps", "2", "--no-progress", "--out", str(tmp_path / "l.h5"))
     assert code == 0, err
     for bad in ("sgd:0", "sgd:1.5", "epochs:0", "epochs:2.5", "sgd:-1"):
-        code, out, err = run(capsys, *SOLVE, "--schedule", bad, "--out", str(tmp_path / "b.h5"))
+        code, out, err = run_cli(capsys, *SOLVE, "--schedule", bad, "--out", str(tmp_path / "b.h5"))
         assert code == 1
-        assert_one_line_error(err, "schedule")
-    code, out, err = run(capsys, *SOLVE, "--loss", "logistic", "--out", str(tmp_path / "c.h5"))
+        one_line_error(err, "schedule")
+    code, out, err = run_cli(capsys, *SOLVE, "--loss", "logistic", "--out", str(tmp_path / "c.h5"))
     assert code == 1
-    assert_one_line_error(err, "loss", "±1")
+    one_line_error(err, "loss", "±1")
 
 
 SIMULATE = ("simulate", "--target", "tanh_he3", "--steps", "2", "--d", "60", "--seeds", "2",
@@ -215,7 +190,7 @@ SWEEP = ("sweep", "--target", "he3", "--steps", "2", "--lr", "0.2,0.4", "--sampl
 def test_devices_flag_is_passed_on(tmp_path, capsys, argv):
     """--devices 1 reaches the library: the saved settings and the HDF5 /config say 1."""
     path = tmp_path / "d1.h5"
-    code, out, err = run(capsys, *argv, "--devices", "1", "--out", str(path))
+    code, out, err = run_cli(capsys, *argv, "--devices", "1", "--out", str(path))
     assert code == 0, err
     assert io.load(path).settings["devices"] == 1
     with h5py.File(path, "r") as f:
@@ -232,36 +207,69 @@ def test_bad_devices_exit_1_one_line(tmp_path, capsys, command, value):
     n = len(jax.devices())
     value = str(n + 1) if value == "too_many" else value
     argv = {"solve": SOLVE, "simulate": SIMULATE, "sweep": SWEEP}[command]
-    code, out, err = run(capsys, *argv, "--devices", value, "--out", str(tmp_path / "x.h5"))
+    code, out, err = run_cli(capsys, *argv, "--devices", value, "--out", str(tmp_path / "x.h5"))
     assert code == 1, (out, err)
     got = value if value.lstrip("-").isdigit() else repr(value)
-    assert_one_line_error(err, "`--devices`", f"[1, {n}]", f"got --devices={got}")
+    one_line_error(err, "`--devices`", f"[1, {n}]", f"got --devices={got}")
     assert not os.listdir(tmp_path)
 
 
-@pytest.mark.slow  # a 4-device subprocess (6 s); the library paths are in test_devices.py
+@pytest.mark.slow  # a 4-device subprocess; the library paths are in test_devices.py
 def test_devices_flag_on_forced_host_devices(tmp_path):
     """`dmft solve --devices 2` on 4 forced host devices (a subprocess: the flag must be set
     before JAX starts) records devices=2; --devices 5 names the range [1, 4]."""
     import subprocess
     import sys
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu", DMFT_NO_COMPILE_CACHE="1",
-               PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=4",
+                         JAX_PLATFORMS="cpu", DMFT_NO_COMPILE_CACHE="1")
     path = tmp_path / "d2.h5"
     code = ("import sys; from dmft.cli import main; "
             "sys.exit(main(sys.argv[1:]))")
     argv = [sys.executable, "-c", code, *SOLVE, "--out", str(path)]
-    done = subprocess.run(argv + ["--devices", "2"], env=env, cwd=root, capture_output=True,
+    done = subprocess.run(argv + ["--devices", "2"], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     with h5py.File(path, "r") as f:
         assert int(f["config"].attrs["settings.devices"]) == 2
         assert int(f["config"].attrs["settings.processes"]) == 1
     assert io.load(path).settings["devices"] == 2
-    done = subprocess.run(argv + ["--devices", "5"], env=env, cwd=root, capture_output=True,
+    done = subprocess.run(argv + ["--devices", "5"], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 1
-    assert_one_line_error(done.stderr, "`--devices`", "[1, 4]", "--devices=5")
+    one_line_error(done.stderr, "`--devices`", "[1, 4]", "--devices=5")
+
+
+# --dpi: one range for every command that draws a figure ------------------------------------
+
+COMMANDS = ("solve", "simulate", "compare", "sweep", "plot-sweep", "features", "targets",
+            "inspect")
+
+
+@pytest.fixture(scope="module")
+def sweep_file(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "sweep.h5"
+    code = main([*SWEEP, "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_every_dpi_flag_takes_the_same_range(pair, sweep_file, tmp_path, capsys):
+    """Every subcommand with --dpi writes its figure at 10 and at 1200 dpi and refuses 9 and
+    1201 with the same one line, before writing anything."""
+    with_dpi = [cmd for cmd in COMMANDS if "--dpi" in run_cli(capsys, cmd, "--help")[1]]
+    assert {"compare", "plot-sweep"} <= set(with_dpi)
+    inputs = {"compare": [*pair], "plot-sweep": [sweep_file]}
+    for cmd in with_dpi:
+        assert cmd in inputs, f"give the test an input for `dmft {cmd}`"
+        for dpi in (10, 1200):
+            fig = tmp_path / f"{cmd}-{dpi}.svg"
+            code, out, err = run_cli(capsys, cmd, *inputs[cmd], "--out", fig, "--dpi", dpi)
+            assert code == 0, (cmd, dpi, err)
+            assert fig.stat().st_size > 1000
+        for dpi in (9, 1201, 0):
+            fig = tmp_path / f"{cmd}-{dpi}.svg"
+            code, out, err = run_cli(capsys, cmd, *inputs[cmd], "--out", fig, "--dpi", dpi)
+            assert code == 1 and out == "", (cmd, dpi, out)
+            one_line_error(err, f"`--dpi` must be an integer in [10, 1200]; got --dpi={dpi}")
+            assert not fig.exists()

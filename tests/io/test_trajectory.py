@@ -1,22 +1,19 @@
-"""HDF5 files: round trip, version checks, labelled dimensions, atomic writes."""
+"""Trajectory files: round trip, version checks, refusal of other and damaged files, labelled
+dimensions."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 
 import h5py
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from _fakes import fake_trajectory
 
-from dmft import DMFTInputError
-from dmft.io import _format as io
+from dmft import DMFTInputError, io
+from dmft.model import custom_target, make_problem
 
 
 def _assert_same(a, b):
@@ -134,95 +131,6 @@ def test_labelled_dimensions_h5py(tmp_path):
         assert [d.label for d in f["test_error/value"].dims] == ["step"]
 
 
-def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
-    path = tmp_path / "run.h5"
-    good = fake_trajectory("dmft", steps=2)
-    io.save(good, path)
-
-    def boom(f, traj, command_line):
-        f.create_dataset("half", data=np.zeros(10))
-        raise RuntimeError("disk full")
-
-    monkeypatch.setattr(io, "_write_contents", boom)
-    # one message naming the real path (not the temporary one) and the cause
-    with pytest.raises(io.DMFTInputError, match=r"cannot write .*run.h5: disk full; nothing was "
-                                                r"written"):
-        io.save(fake_trajectory("simulation", steps=2), path)
-    assert io.load(path).kind == "dmft"
-    assert sorted(os.listdir(tmp_path)) == ["run.h5"]
-
-
-_KILLED_WRITER = textwrap.dedent("""
-    import sys, time
-    sys.path.insert(0, {tests!r})
-    import jax
-    jax.config.update("jax_enable_x64", True)
-    from _fakes import fake_trajectory
-    from dmft import io
-
-    real = io._write_contents
-
-    def slow(f, traj, command_line):
-        real(f, traj, command_line)
-        f.flush()
-        print("writing", flush=True)
-        time.sleep(60)  # killed here, mid-write, temp file open
-
-    io._write_contents = slow
-    io.save(fake_trajectory("simulation", steps=40, seeds=64), {path!r})
-""")
-
-
-def test_killed_write_keeps_good_file(tmp_path):
-    """SIGKILL during a save: the old file is intact and no truncated file sits at the path."""
-    path = tmp_path / "run.h5"
-    io.save(fake_trajectory("dmft", steps=2), path)
-    before = path.read_bytes()
-    script = _KILLED_WRITER.format(tests=os.path.dirname(__file__), path=str(path))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.abspath(io.__file__)))]
-        + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, text=True)
-    try:
-        line = proc.stdout.readline()  # blocks until the temp file is written and open
-        assert line.strip() == "writing", proc.stderr.read()
-        temps = [n for n in os.listdir(tmp_path) if ".tmp-" in n]
-        assert temps == [f"run.h5.tmp-{proc.pid}"]
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
-    assert path.read_bytes() == before
-    back = io.load(path)
-    assert back.kind == "dmft" and back.steps == 2
-    # what is left besides the good file is only the dead writer's pid-named temp file
-    assert sorted(os.listdir(tmp_path)) == ["run.h5", f"run.h5.tmp-{proc.pid}"]
-    # the next save keeps a recent one (its writer might be on another host)...
-    stale = tmp_path / f"run.h5.tmp-{proc.pid}"
-    io.save(fake_trajectory("dmft", steps=2), path)
-    assert stale.exists()
-    # ... and removes it once it is older than io.STALE_TEMP_S
-    old = time.time() - io.STALE_TEMP_S - 10
-    os.utime(stale, (old, old))
-    io.save(fake_trajectory("dmft", steps=2), path)
-    assert sorted(os.listdir(tmp_path)) == ["run.h5"]
-
-
-def test_describe_lists_version_and_shapes(tmp_path):
-    path = tmp_path / "dmft.h5"
-    io.save(fake_trajectory("dmft", steps=2), path)
-    text = io.describe(path)
-    assert "dmft-trajectories 1.2" in text
-    assert "kind:            dmft" in text
-    assert "/m/value" in text and "(3, 2, 2)" in text
-
-
 def test_damaged_file_refused(tmp_path):
     path = tmp_path / "cut.h5"
     io.save(fake_trajectory("dmft", steps=2), path)
@@ -239,9 +147,23 @@ def test_damaged_file_refused(tmp_path):
 def test_dmft_file_with_replicas_roundtrips(tmp_path):
     """A solve kept with its replicas (keep_replicas=True) saves and reloads them."""
     import dmft
-    from dmft.io import _format as io
 
     tr = dmft.solve(dmft.make_problem("he3", p=2, steps=2), 2000, replicas=2,
                     keep_replicas=True, progress=False)
     back = io.load(io.save(tr, tmp_path / "r.h5"))
     np.testing.assert_array_equal(back.per_seed["m"], tr.per_seed["m"])
+
+
+def test_custom_target_keeps_lr_a(tmp_path):
+    """A user target with a trained second layer reloads with its lr_a; the target itself is a
+    placeholder that says the function is not stored."""
+    tgt = custom_target(lambda z: jnp.tanh(z[..., 0] + z[..., 1]), k=2, name="mytanh")
+    traj = fake_trajectory("dmft")
+    traj.problem = make_problem(tgt, p=2, steps=3, lr=0.2, lr_a=0.3)
+    traj.a = traj.m._replace(value=np.zeros((4, 2)), error=np.zeros((4, 2)))
+    io.save(traj, tmp_path / "c.h5")
+    back = io.load(tmp_path / "c.h5")
+    np.testing.assert_array_equal(back.problem.second_layer_lr, [0.3, 0.3, 0.3])
+    assert back.problem.target.name == "mytanh"
+    with pytest.raises(DMFTInputError, match="not stored in the file"):
+        back.problem.target(jnp.zeros((2, 1)))

@@ -1,4 +1,4 @@
-"""Wide networks after giant steps (dmft.features) and the RF closed form (dmft.rf_theory).
+"""Wide networks after giant steps (dmft.features) and the RF closed form (dmft.rf_test_error).
 
 Reference systems (tests/README.md): the Hermite coefficients of ReLU and erf in closed form;
 the Marchenko–Pastur moments; ridge solved directly; the GD step against jax.grad; the closed
@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dmft import DMFTInputError
+from dmft import DMFTInputError, io
+from dmft.baselines import marchenko_pastur_rule
 from dmft.cli import main
 from dmft.features._rf_theory import (
-    _mp_rule,
     hermite_coefficients,
     rf_test_error,
     target_coefficients,
@@ -30,7 +30,6 @@ from dmft.features._simulate import (
     simulate_features,
     wasserstein1,
 )
-from dmft.io import _format as io
 from dmft.model import get_activation
 
 # --------------------------------------------------------------------------------------------
@@ -61,7 +60,7 @@ def test_target_coefficients():
 
 @pytest.mark.parametrize("gamma", [0.25, 1.0, 2.5])
 def test_marchenko_pastur_moments(gamma):
-    a, w = _mp_rule(gamma)
+    a, w = marchenko_pastur_rule(gamma, 400, small_side=True)
     assert w.sum() == pytest.approx(1.0, abs=1e-13)
     assert w @ a == pytest.approx(1.0, abs=1e-10)
     assert w @ a**2 == pytest.approx(1.0 + gamma, abs=1e-10)

@@ -6,7 +6,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 from _fakes import fake_trajectory
 
-from dmft.io import _format as io
+from dmft import io
 
 
 def test_plot_comparison_panels_and_rcparams(tmp_path):

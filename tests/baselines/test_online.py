@@ -30,9 +30,8 @@ import pytest
 import scipy.linalg
 
 import dmft
-from dmft import DivergenceError, DMFTInputError
+from dmft import DivergenceError, DMFTInputError, io
 from dmft.baselines import solve_online
-from dmft.io import _format as io
 from dmft.model import make_problem
 
 SAMPLES = 20_000
@@ -108,7 +107,7 @@ def test_same_seed_same_result(linear_traj):
 
 
 # --------------------------------------------------------------------------------------------
-# finite-d online SGD, simulated directly (independent of dmft.online)
+# finite-d online SGD, simulated directly (independent of dmft.solve_online)
 # --------------------------------------------------------------------------------------------
 
 

@@ -50,7 +50,7 @@ def test_discrete_gd_converges_to_flow():
 # flow's mechanics and files, not about Γ, so that one warning is expected here.
 @pytest.mark.filterwarnings("ignore:the response Γ")
 def test_flow_nonlinear_runs_and_bad_input(tmp_path):
-    from dmft.io import _format as io
+    from dmft import io
 
     pr = make_problem("tanh_he3", alpha=3.0, lr=0.2, steps=2)
     fl = solve_flow(pr, horizon=0.4, dt=0.2, samples=16_000, progress=False)

@@ -1,0 +1,141 @@
+"""Feature-spectrum files (``dmft-features``, kind ``features``): the results of
+:func:`dmft.simulate_features`, a sibling file type with the conventions of trajectory files
+(atomic write, named dimensions, value / error / per-seed) but a layout of its own
+(docs/FORMAT.md, "Feature-spectrum files")."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import h5py
+import numpy as np
+
+from .._errors import DMFTInputError
+from ._atomic import write_atomic, write_root_attrs
+from ._common import FEATURES_FORMAT, FEATURES_VERSION, attr_str, check_file
+
+# dimensions of each per-seed output of dmft.features (after the leading seed axis)
+_FEATURE_DIMS = {
+    "eigenvalues": ("eig_index",),
+    "top": ("top",),
+    "overlap": ("top", "target_dir"),
+    "n_outliers": (),
+    "train_error": ("ridge",),
+    "test_error": ("ridge",),
+    "bulk_edge": (),
+    "update_singular_values": ("sv_index",),
+    "update_rest_norm2": (),
+    "w1_step_spiked": (),
+    "w1_step_rf": (),
+}
+_FEATURE_DESCRIPTIONS = {
+    "eigenvalues": "eigenvalues of the feature covariance F^T F / n1, ascending",
+    "top": "the largest eigenvalues of F^T F / n1, ascending",
+    "overlap": "|cos| between W^T u (u: eigenvector of a top eigenvalue) and target direction i",
+    "n_outliers": "eigenvalues above (1 + outlier_margin) x bulk_edge",
+    "train_error": "ridge readout train error (1/n1) sum (y - f)^2 / 2, per ridge",
+    "test_error": "ridge readout test error E[(y - f)^2 / 2] on fresh samples, per ridge",
+    "bulk_edge": "largest eigenvalue of the features of the spike-free bulk W0 + Z",
+    "update_singular_values": "leading singular values of the update W_T - W_0",
+    "update_rest_norm2": "mean row norm^2 of the update beyond its spike (variance of Z times d)",
+    "w1_step_spiked": "Wasserstein-1 distance between the spectra of step and spiked features",
+    "w1_step_rf": "Wasserstein-1 distance between the spectra of step and rf features",
+}
+
+
+def _feature_dims(name: str) -> tuple:
+    return _FEATURE_DIMS[name.rsplit("/", 1)[-1]]
+
+
+def save_features(result, path, *, command_line: str | None = None) -> str:
+    """Write a :class:`dmft.features.FeaturesResult` to ``path`` atomically (docs/FORMAT.md)."""
+    return write_atomic(path, lambda f: _write_features(f, result, command_line))
+
+
+def _write_features(f: h5py.File, result, command_line: str | None) -> None:
+    cfg = result.config.to_dict()
+    config = {"kind": "features", "config": cfg, "settings": dict(result.settings),
+              "maps": list(result.maps)}
+    write_root_attrs(f, fmt=FEATURES_FORMAT, version=FEATURES_VERSION, kind="features",
+                     config=config, seed=result.settings.get("seed", -1),
+                     key_scheme=str(result.settings.get("key_scheme", "")), status="ok",
+                     command_line=command_line)
+    g = f.create_group("config")
+    for key, val in cfg.items():
+        if isinstance(val, (int, float, str)) and not isinstance(val, bool):
+            g.attrs[key] = val
+    scales = _write_feature_scales(f, result, cfg)
+    _write_feature_groups(f, result, scales)
+    if result.theory is not None:
+        tg = f.create_group("theory/rf")
+        tg.attrs["long_name"] = "d -> infinity closed form at initialization (dmft.rf_theory)"
+        for key, vals in result.theory.items():
+            ds = tg.create_dataset(key, data=np.asarray(vals, dtype=np.float64))
+            ds.dims[0].attach_scale(scales["ridge"])
+            ds.dims[0].label = "ridge"
+
+
+def _write_feature_scales(f: h5py.File, result, cfg: dict) -> dict:
+    """The root dimension scales, name -> dataset: seeds, ridges, eigenvalue and target indices,
+    and an index for every other dimension the outputs have."""
+    values = {"seed": np.arange(result.seeds),
+              "ridge": np.asarray(cfg["ridges"], dtype=np.float64),
+              "eig_index": np.arange(cfg["p"]), "target_dir": np.arange(cfg["k"])}
+    for name, arr in result.per_seed.items():
+        for dim, n in zip(_feature_dims(name), np.shape(arr)[1:], strict=True):
+            values.setdefault(dim, np.arange(n))
+    scales = {}
+    for dim, vals in values.items():
+        ds = f.create_dataset(dim, data=vals)
+        ds.make_scale(dim)
+        scales[dim] = ds
+    return scales
+
+
+def _write_feature_groups(f: h5py.File, result, scales: dict) -> None:
+    """One group per output: mean over seeds (``value``), its standard error and ``per_seed``."""
+    from .._result import estimate_from_replicas
+
+    for name, arr in result.per_seed.items():
+        arr = np.asarray(arr, dtype=np.float64)
+        dims = _feature_dims(name)
+        grp = f.require_group(name)
+        grp.attrs["long_name"] = _FEATURE_DESCRIPTIONS[name.rsplit("/", 1)[-1]]
+        grp.attrs["error_meaning"] = "standard error of the mean over simulation seeds"
+        grp.attrs["count"] = result.seeds
+        est = estimate_from_replicas(arr)
+        for key, data, ddims in (("value", est.value, dims), ("error", est.error, dims),
+                                 ("per_seed", arr, ("seed",) + dims)):
+            ds = grp.create_dataset(key, data=np.asarray(data, dtype=np.float64))
+            for i, dim in enumerate(ddims):
+                ds.dims[i].attach_scale(scales[dim])
+                ds.dims[i].label = dim
+
+
+def load_features(path):
+    """Read a file written by :func:`save_features` back into a ``FeaturesResult``."""
+    from ..features import FeaturesConfig, FeaturesResult
+
+    attrs = check_file(path, FEATURES_FORMAT, FEATURES_VERSION)
+    config = json.loads(attr_str(attrs["config_json"]))
+    try:
+        with h5py.File(os.fspath(path), "r") as f:
+            per_seed = {}
+
+            def visit(name, obj):
+                if isinstance(obj, h5py.Dataset) and name.endswith("/per_seed"):
+                    per_seed[name[: -len("/per_seed")]] = obj[()]
+
+            f.visititems(visit)
+            theory = None
+            if "theory/rf" in f:
+                theory = {k: v[()] for k, v in f["theory/rf"].items()}
+    except (KeyError, OSError) as exc:
+        raise DMFTInputError(
+            f"{os.fspath(path)} is incomplete or damaged ({exc}); it does not follow "
+            f"{FEATURES_FORMAT} {FEATURES_VERSION[0]}.x"
+        ) from None
+    return FeaturesResult(config=FeaturesConfig.from_dict(config["config"]), per_seed=per_seed,
+                          maps=tuple(config.get("maps", ("rf",))),
+                          settings=config.get("settings", {}), theory=theory)
