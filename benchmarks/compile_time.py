@@ -1,4 +1,4 @@
-"""Where the cold start of ``dmft.solve`` goes (issue #10, item 6).
+"""Where the cold start of ``dmft.solve`` goes: tracing, lowering and XLA compile per part.
 
     PYTHONPATH=. python benchmarks/compile_time.py                  # (7, 1e6, 2) float64
     PYTHONPATH=. python benchmarks/compile_time.py --case 20,1e5,2 --dtype float32
@@ -34,17 +34,17 @@ import jax.numpy as jnp
 import diffrax
 import equinox as eqx
 import dmft
-from dmft.solver import _solve, _step, _state, _structure
+from dmft.solver import _solve, _step, _state
 T, N, p = (int(float(x)) for x in sys.argv[1:4]); dtype = sys.argv[4]; part = sys.argv[5]
 R = 16
 pr = dmft.make_problem("tanh_he3", p=p, activation="relu", alpha=3.0, lr=0.2, steps=T)
 st = _solve.validate(pr, N, 0, R, None, "stein", dtype)
-num = _structure.numeric_problem(pr, st.dtype)
+num = pr.numbers(st.kdtype)
 keys = _solve.replica_keys(0, R)
 
 
 def observables_problem(pr, st):
-    return _structure.numeric_problem(pr, st.dtype)
+    return pr.numbers(st.kdtype)
 if part == "sweep":
     fn, args = _step.run_sweep, (st, num, keys, diffrax.NoProgressMeter())
 elif part == "draws":

@@ -1,7 +1,7 @@
-"""The GPU table of issue #10: time, device memory and the bandwidth floor, in one run.
+"""The GPU table: time, device memory and the bandwidth floor of the solver, in one run.
 
-    PYTHONPATH=. python benchmarks/gpu.py            # on a GPU machine (< 5 minutes on an H200)
-    PYTHONPATH=. python benchmarks/gpu.py --quick    # tiny sizes, any machine (CPU: ~2-4 min)
+    PYTHONPATH=. python benchmarks/gpu.py            # on a GPU machine
+    PYTHONPATH=. python benchmarks/gpu.py --quick    # tiny sizes, any machine
 
 It prints one table. Every row is measured in a fresh subprocess (so that compile caches and the
 device's peak-memory counter start empty):
@@ -22,15 +22,11 @@ device's peak-memory counter start empty):
   3e4: seconds per GD step (warm, data draw included) and peak memory;
 * the plain-numpy baseline of ``benchmarks/numpy_baseline.py`` on the host's CPU at
   (7, 1e6, 2), and the ratio baseline / warm DMFT float64 at the same size;
-* the live-slot loop (item 4, ``$DMFT_LIVE_COLUMNS``, ``dmft/solver/_live.py``) on the two
-  large float64 cases, each with its warm time over the full-width row's: on the 2-core CPU
-  the loop was 1.2-1.5x slower (``benchmarks/live_slots.py``), so it is off by default until
-  a GPU run shows it faster;
 * the cold-start breakdown of the first DMFT case: trace + lower, and XLA compile, timed with
   ``run_sweep.lower(...).compile()`` under ``dmft._devices.gpu_rng_kernel`` as ``dmft.solve``
   calls it; on a GPU it is repeated with XLA's autotuning off (``--xla_gpu_autotune_level=0``)
-  to show autotuning's share, and with the threefry hash unrolled as before item 6
-  (``DMFT_GPU_RNG_KERNEL=0``).
+  to show autotuning's share, and with the threefry hash unrolled into the program
+  (``DMFT_GPU_RNG_KERNEL=0``) to show the share of JAX's threefry kernel.
 
 ``--quick`` shrinks every size (N by 50-1000x, d to 500/1000) so that the script runs anywhere,
 unchanged; ``--budget`` (seconds, default 280) skips the rows left when it is spent, and says so.
@@ -63,10 +59,6 @@ DMFT_FULL = [(7, 10**6, 2, d) for d in ("float64", "float32")] + [
 ]
 DMFT_QUICK = [(7, 20_000, 2, "float64"), (7, 20_000, 2, "float32"),
               (28, 8_000, 2, "float64"), (28, 8_000, 2, "float32")]
-# the live-slot loop (issue #10 item 4, $DMFT_LIVE_COLUMNS): (T, N, p, dtype, columns per block),
-# each compared with the full-width row of the same case above
-LIVE_FULL = [(50, 10**7, 2, "float64", 32), (200, 10**6, 8, "float64", 256)]
-LIVE_QUICK = [(28, 8_000, 2, "float64", 16)]
 SIM_FULL = [(10_000, 8), (30_000, 8)]
 SIM_QUICK = [(500, 2), (1000, 2)]
 SIM_STEPS = 10
@@ -144,12 +136,12 @@ def child_compile(T, N, p, dtype) -> dict:
     jax = _jax()
     import diffrax
 
-    from dmft.solver import _solve, _step, _structure
+    from dmft.solver import _solve, _step
 
     pr = _problem(T, p)
     t0 = time.perf_counter()
     st = _solve.validate(pr, N, 0, REPLICAS, None, "stein", dtype)
-    args = (st, _structure.numeric_problem(pr, st.dtype), _solve.replica_keys(0, REPLICAS),
+    args = (st, pr.numbers(st.kdtype), _solve.replica_keys(0, REPLICAS),
             diffrax.NoProgressMeter())
     from dmft._devices import gpu_rng_kernel
 
@@ -226,7 +218,7 @@ def _n(x):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="the GPU table of issue #10")
+    ap = argparse.ArgumentParser(description="the solver's GPU table")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (runs on any CPU)")
     ap.add_argument("--budget", type=float, default=280.0,
                     help="seconds; rows left when it is spent are skipped (default 280)")
@@ -248,10 +240,10 @@ def main(argv=None) -> int:
     def left():
         return args.budget - (time.perf_counter() - start)
 
-    def dmft_row(name, dtype, r, note=""):
+    def dmft_row(name, dtype, r):
         print(f"{name:<22}{dtype:<9}{r['cold']:8.2f}{r['warm']:8.2f}{r['cold'] - r['warm']:8.2f}"
               f"{_gb(r['peak']):>9}{_gb(r['est']):>8}{r['floor']:9.4f}"
-              f"{r['warm'] / r['floor']:11.1f}  {r['peak_where']}{note}"
+              f"{r['warm'] / r['floor']:11.1f}  {r['peak_where']}"
               + ("" if r["status"] == "ok" else f", {r['status']}"), flush=True)
 
     dmft_cases = (DMFT_QUICK if args.quick else DMFT_FULL)[:args.rows]
@@ -274,19 +266,6 @@ def main(argv=None) -> int:
             continue
         platform = r["platform"]
         dmft_row(name, dtype, r)
-
-    for T, N, p, dtype, cols in (LIVE_QUICK if args.quick else LIVE_FULL):
-        name = f"dmft ({T}, {_n(N)}, {p})"
-        if left() <= 5:
-            print(f"{name:<22}{dtype:<9}  live {cols}: skipped (budget spent)", flush=True)
-            continue
-        r = run_child("dmft", [T, N, p, dtype], left(), {"DMFT_LIVE_COLUMNS": str(cols)})
-        if "error" in r:
-            print(f"{name:<22}{dtype:<9}  live {cols}: {r['error']}", flush=True)
-            continue
-        full = [x[2] for x in rows if x[0] == name and x[1] == dtype and "error" not in x[2]]
-        vs = f", warm / full width {r['warm'] / full[0]['warm']:.2f}" if full else ""
-        dmft_row(name, dtype, r, f"; live slots, {cols} columns per block{vs}")
 
     if not args.no_sim:
         for d, seeds in sim_cases:
@@ -327,8 +306,8 @@ def main(argv=None) -> int:
     if variants and platform not in ("cpu", "?"):
         flags = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_autotune_level=0").strip()
         variants.append((" (autotune off)", {"XLA_FLAGS": flags}))
-        # before item 6: the threefry hash unrolled into the program at every draw site
-        variants.append((" (threefry unrolled, as before)", {RNG_KERNEL_ENV: "0"}))
+        # the threefry hash unrolled into the program at every draw site
+        variants.append((" (threefry unrolled)", {RNG_KERNEL_ENV: "0"}))
     for label, env in variants:
         if left() <= 5:
             print(f"cold start{label}: skipped (budget spent)", flush=True)

@@ -43,7 +43,6 @@ from dmft._devices import global_array, replicated  # noqa: E402
 from dmft.model import make_problem  # noqa: E402
 from dmft.solver import _sharding, _step, memory_estimate, solve  # noqa: E402
 from dmft.solver._solve import replica_keys, validate  # noqa: E402
-from dmft.solver._structure import numeric_problem  # noqa: E402
 
 
 def xla_bytes(pr, samples, replicas, devs):
@@ -51,7 +50,7 @@ def xla_bytes(pr, samples, replicas, devs):
     st = validate(pr, samples, 0, replicas, None, "stein", "float64")
     keys = replica_keys(0, replicas)
     meter = _step.progress_meter(False)
-    numbers = numeric_problem(pr, st.dtype)
+    numbers = pr.numbers(st.kdtype)
     if len(devs) == 1:
         with jax.default_device(devs[0]):
             low = _step.run_sweep.lower(st, numbers, keys, meter)

@@ -19,23 +19,13 @@ import itertools
 import time
 import warnings
 
-import jax
 import numpy as np
 
-from ._devices import (
-    device_free_memory,
-    free_memory_bytes,
-    gpu_rng_kernel,
-    resolve_devices,
-    run_info,
-    to_host,
-)
 from ._errors import DivergenceError, DMFTInputError
 from ._result import Estimate, Trajectory
 from ._validate import check_choice, check_int
-from .model._problem import Problem
-from .model._schedules import parse_schedule
-from .observables._table import OBSERVABLES
+from .model import Problem, parse_schedule
+from .observables import OBSERVABLES
 
 # the numeric fields a sweep may vary, with their per-point shape (T = steps)
 SWEEPABLE = ("alpha", "lr", "ridge", "noise", "m0", "qperp0", "second_layer", "lr_a",
@@ -234,8 +224,12 @@ def sweep(
     else:
         if d is not None:
             raise DMFTInputError("`d` is a simulator setting; it is not used by method='dmft'")
-        trajs, settings = _solve_points(problem, points, samples, seed, replicas, chunk_size,
-                                        response, dtype, progress, grid_batch, devices)
+        from .solver import solve_points
+
+        trajs, settings = solve_points(problem, points, samples, seed=seed, replicas=replicas,
+                                       chunk_size=chunk_size, response=response, dtype=dtype,
+                                       progress=progress, grid_batch=grid_batch,
+                                       devices=devices)
     settings["wall_time_s"] = time.perf_counter() - t0
     T1 = problem.steps + 1
     est = _stack(trajs, shape, T1, problem.p, problem.k)
@@ -251,82 +245,8 @@ def sweep(
                        first_bad_step=bad, points=trajs, settings=settings, **est)
 
 
-def _solve_points(problem, points, samples, seed, replicas, chunk_size, response, dtype,
-                  progress, grid_batch, devices=None):
-    from .solver._sharding import run_grid_sharded
-    from .solver._solve import (
-        check_memory,
-        finish,
-        memory_estimate,
-        replica_keys,
-        show_progress,
-        validate,
-    )
-    from .solver._step import progress_meter, run_grid
-    from .solver._structure import numeric_problem
-
-    st = validate(problem, samples, seed, replicas, chunk_size, response, dtype)
-    devs = resolve_devices(devices)
-    ndev = len(devs)
-    n = len(points)
-    if grid_batch is None:
-        avail, _ = free_memory_bytes()
-        grid_batch = n
-        if avail is not None:
-            def need(g):  # CPU: the estimated peak; GPU: the peak with its margin; each
-                # device holds g / ndev of the points
-                est = memory_estimate(problem, samples, replicas=replicas,
-                                      chunk_size=chunk_size, response=response,
-                                      dtype=st.dtype, grid=-(-g // ndev))
-                return max(est["peak"], est["device_limit"])
-
-            while grid_batch > 1 and need(grid_batch) > avail:
-                grid_batch = (grid_batch + 1) // 2
-    grid_batch = min(check_int("grid_batch", grid_batch, low=1), n)
-    if ndev > 1:  # per device: grid_batch / ndev points (CPU devices share the host's memory)
-        grid_batch = -(-grid_batch // ndev) * ndev
-        shared = device_free_memory(devs)[2]
-        nloc = sum(dv.process_index == jax.process_index() for dv in devs) if shared else 1
-        check_memory(problem, samples, replicas, chunk_size, response, st.dtype,
-                     grid=grid_batch // ndev * nloc)
-    else:
-        check_memory(problem, samples, replicas, chunk_size, response, st.dtype,
-                     grid=grid_batch)
-    keys = replica_keys(seed, replicas)
-    numbers = [numeric_problem(pr, st.dtype) for pr in points]
-    meter = progress_meter(show_progress(progress) and jax.process_index() == 0)
-    trajs = []
-    for lo in range(0, n, grid_batch):
-        batch = numbers[lo:lo + grid_batch]
-        real = len(batch)
-        batch = batch + [batch[-1]] * (grid_batch - real)  # same shape: no recompile
-        stacked = jax.tree.map(lambda *xs: np.stack(xs), *batch)
-        t1 = time.perf_counter()
-        with gpu_rng_kernel():
-            if ndev == 1:
-                n_run, state, outs = jax.device_get(run_grid(st, stacked, keys, meter))
-            else:
-                n_run, state, outs = to_host(run_grid_sharded(st, devs, stacked, keys, meter))
-        elapsed = time.perf_counter() - t1
-        for i in range(real):
-            settings = dict(samples=samples, replicas=replicas, seed=seed,
-                            chunk_size=chunk_size, response=response, dtype=st.dtype_name,
-                            wall_time_s=elapsed / real, **run_info(devs))
-            one = jax.tree.map(lambda x, i=i: x[i], (state, outs))
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    tr = finish(points[lo + i], one[0], one[1], int(n_run[i]), settings, False)
-            except DivergenceError as exc:
-                tr = exc.partial
-            trajs.append(tr)
-    return trajs, dict(samples=samples, replicas=replicas, seed=seed, chunk_size=chunk_size,
-                       response=response, dtype=st.dtype_name, grid_batch=grid_batch,
-                       **run_info(devs))
-
-
 def _simulate_points(points, d, seeds, seed, dtype, progress, devices=None):
-    from .simulator._simulate import simulate
+    from .simulator import simulate
 
     trajs = []
     for pr in points:

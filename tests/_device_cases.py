@@ -83,7 +83,7 @@ def fits_only_when_sharded():
     """Free memory per device set (fake accelerator devices) between the per-device state of
     the "solve" case on 4 devices and on 1: refused on 1 device, run on 4."""
     from dmft import DMFTInputError
-    from dmft.solver import _solve, memory_estimate
+    from dmft.solver import _memory, _solve, memory_estimate
 
     pr = make_problem("tanh_he3", activation="erf", p=2, steps=3, schedule="sgd:0.5")
     kw = dict(samples=2 * 150, replicas=2, chunk_size=40)
@@ -91,9 +91,9 @@ def fits_only_when_sharded():
     four = memory_estimate(pr, devices=4, **kw)
     budget = (four["state"] + one["state"]) // 2
     assert four["state"] < budget < one["state"]
-    saved = _solve.free_memory_bytes, _solve.device_free_memory
-    _solve.free_memory_bytes = lambda: (budget, "fake accelerator")
-    _solve.device_free_memory = lambda devs: (budget, "fake accelerator", False)
+    saved = _memory.free_memory_bytes, _memory.device_free_memory
+    _memory.free_memory_bytes = lambda: (budget, "fake accelerator")
+    _memory.device_free_memory = lambda devs: (budget, "fake accelerator", False)
     try:
         try:
             _solve.solve(pr, seed=3, progress=False, devices=1, **kw)
@@ -105,6 +105,6 @@ def fits_only_when_sharded():
             warnings.simplefilter("ignore", ResourceWarning)  # the peak counts 0.3 GB runtime
             res = _solve.solve(pr, seed=3, progress=False, devices=4, **kw)
     finally:
-        _solve.free_memory_bytes, _solve.device_free_memory = saved
+        _memory.free_memory_bytes, _memory.device_free_memory = saved
     return {"fit/refused_1": refused, "fit/ran_4": int(res.settings["devices"] == 4),
             "fit/state_1": one["state"], "fit/state_4": four["state"]}

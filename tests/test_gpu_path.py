@@ -23,7 +23,7 @@ from dmft._rng import STREAM_SIM, stream_key
 from dmft.model import make_problem
 from dmft.observables._test_error import _test_error_map
 from dmft.simulator._simulate import _init_seed, _run_seed_batch, traced_numbers
-from dmft.solver import _solve, _state, _step, _structure
+from dmft.solver import _grid, _memory, _solve, _state, _step, _structure
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -78,13 +78,13 @@ def test_float32_sweep_traces_every_product_at_highest(schedule, response):
         st = _solve.validate(pr, 800, 0, 2, 100, response, "float32")
         keys = _solve.replica_keys(0, 2)
         closed = eqx.filter_make_jaxpr(_step.run_sweep)(
-            st, _structure.numeric_problem(pr, st.dtype), keys, diffrax.NoProgressMeter())[0]
+            st, pr.numbers(st.kdtype), keys, diffrax.NoProgressMeter())[0]
         n = assert_all_highest(closed)
         m = jnp.zeros((3, 2, 2), jnp.float32)
         q = jnp.tile(jnp.eye(2, dtype=jnp.float32), (3, 1, 1))
         a = jnp.ones((3, 2), jnp.float32)
         closed_te = eqx.filter_make_jaxpr(_test_error_map)(
-            _structure.numeric_problem(pr, "float32"), m, q, a, "error")[0]
+            pr.numbers(st.kdtype), m, q, a, "error")[0]
         n_te = dot_precisions(closed_te.jaxpr)
         assert jax.config.jax_default_matmul_precision == "bfloat16"
     assert jax.config.jax_default_matmul_precision != "bfloat16"
@@ -121,7 +121,7 @@ def test_float32_solve_keeps_kernels_in_float64():
     assert st.dtype == jnp.float32 and st.kdtype == jnp.float64
     shapes = eqx.filter_eval_shape(
         lambda: jax.vmap(lambda k: _state.init_state(
-            st, _structure.numeric_problem(pr, st.dtype),
+            st, pr.numbers(st.kdtype),
             _state.draw_replica(st, k)))(_solve.replica_keys(0, 2)))
     assert shapes.z.dtype == shapes.g.dtype == shapes.y.dtype == jnp.float32
     for name in ("L", "Linv", "Qp", "C", "Gamma", "R", "m", "G", "LGinv", "beta", "cfull"):
@@ -178,6 +178,7 @@ def test_float32_warns_and_names_remedy_without_float64_kernels(monkeypatch):
     from dmft import DivergenceError
 
     monkeypatch.setattr(_structure, "kernel_dtype", lambda d: jnp.dtype(d))
+    monkeypatch.setattr(_solve, "kernel_dtype", lambda d: jnp.dtype(d))
     monkeypatch.setattr(_solve, "FLOAT32_SCHUR_TRUST", 0.5)
     pr = make_problem("tanh_he3", p=2, activation="relu", lr=0.2, steps=4)
     with pytest.warns(RuntimeWarning, match=r"float32 kernels.*at step \d.*dtype='float64'"):
@@ -249,7 +250,7 @@ def test_memory_estimate_float32_is_the_resident_state():
     st = _solve.validate(pr, samples, 0, replicas, None, "stein", "float32")
     keys = _solve.replica_keys(0, replicas)
     shapes = eqx.filter_eval_shape(lambda: jax.vmap(lambda k: _state.init_state(
-        st, _structure.numeric_problem(pr, st.dtype), _state.draw_replica(st, k)))(keys))
+        st, pr.numbers(st.kdtype), _state.draw_replica(st, k)))(keys))
     actual = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
     est = memory_estimate(pr, samples, replicas=replicas, dtype="float32")
     assert est["state"] == actual
@@ -281,7 +282,7 @@ def test_preflight_refuses_what_does_not_fit_on_the_device(monkeypatch):
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     est = memory_estimate(pr, 4000)
     assert est["device_limit"] > est["peak"] > est["state"]
-    monkeypatch.setattr(_solve, "free_memory_bytes", lambda: (est["device_limit"] - 1, "gpu:0"))
+    monkeypatch.setattr(_memory, "free_memory_bytes", lambda: (est["device_limit"] - 1, "gpu:0"))
     with pytest.raises(DMFTInputError, match=r"too large for this device.*samples=4000.*gpu:0"):
         _solve.solve(pr, samples=4000, progress=False)
 
@@ -321,7 +322,7 @@ def test_gpu_benchmark_quick_full(capsys):
     assert "baseline / dmft warm" in out and "XLA compile" in out
 
 
-# ---- item 6: the GPU compile of the random draws (checked by lowering for CUDA on the CPU) ----
+# ---- the GPU compile of the random draws (checked by lowering for CUDA on the CPU) ----
 
 
 def _sweep_cuda_text(schedule="reuse"):
@@ -329,7 +330,7 @@ def _sweep_cuda_text(schedule="reuse"):
     pr = make_problem("tanh_he3", p=2, activation="relu", alpha=3.0, lr=0.2, steps=4,
                       schedule=schedule)
     st = _solve.validate(pr, 4000, 0, 2, None, "stein", "float64")
-    num = _structure.numeric_problem(pr, st.dtype)
+    num = pr.numbers(st.kdtype)
     dyn, static = eqx.partition(num, eqx.is_array)
     meter = diffrax.NoProgressMeter()
 
@@ -382,7 +383,7 @@ def test_entry_points_compile_under_the_gpu_rng_kernel(entry, monkeypatch):
     if entry == "solve":
         monkeypatch.setattr(_solve, "run_sweep", spy(_solve.run_sweep))
     elif entry == "sweep":
-        monkeypatch.setattr(_step, "run_grid", spy(_step.run_grid))
+        monkeypatch.setattr(_grid, "run_grid", spy(_grid.run_grid))
     else:
         monkeypatch.setattr(simulate, "_run_seed_batch", spy(simulate._run_seed_batch))
     pr = make_problem("tanh_he3", p=2, activation="relu", alpha=3.0, lr=0.2, steps=2)

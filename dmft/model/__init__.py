@@ -16,6 +16,7 @@ from ._losses import loss_grad_f as loss_grad_f
 from ._losses import loss_grad_h as loss_grad_h
 from ._network import network_output as network_output
 from ._network import second_layer_vector as second_layer_vector
+from ._network import sum_last as sum_last
 from ._problem import Problem as Problem
 from ._problem import make_problem as make_problem
 from ._schedules import Schedule as Schedule

@@ -1,4 +1,4 @@
-"""The causal factor of Q⊥: one block row appended per step (spec §2, "Sampling w").
+"""The causal factor of Q⊥: one block row appended per step (w = L z, docs/THEORY.md §3).
 
 The field of an effective sample is w = L z with L the lower block-Cholesky factor of Q⊥ on
 times 0..t. Appending row t leaves earlier rows unchanged, so w_t is correlated correctly with
@@ -42,8 +42,8 @@ def append_factor_row(factor, Qp_row, t, p: int, floor_rel: float = SCHUR_FLOOR_
         w_s already used. A Schur complement that is not numerically positive definite is
         repaired by clipping its eigenvalues at ``floor_rel`` times its marginal variance.
         The inverse is kept row by row (Linv(t, ·) = Ltt⁻¹ [−L(t, <t) Linv(<t, ·), I]) so
-        that the solves with L are matrix products: a batched LAPACK triangular solve took
-        25x longer inside the sweep than alone (thread contention with XLA's pool).
+        that the solves with L are matrix products: a batched LAPACK triangular solve inside
+        the sweep contends with XLA's thread pool and is much slower than a product.
     """
     L, Linv = factor
     T1 = Qp_row.shape[0]

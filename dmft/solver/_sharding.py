@@ -7,7 +7,7 @@ replicas) the samples of each replica are split in equal row blocks over the sec
 device then holds R / D_r replicas × ⌈N_r / D_s⌉ rows of the histories: the per-device resident
 state falls as 1/D (:func:`local_structure`; ``memory_estimate(..., devices=)``).
 
-Measured (``benchmarks/scaling.py``, XLA's ``memory_analysis``): when a device holds a single
+XLA's ``memory_analysis`` (``benchmarks/scaling.py``) shows: when a device holds a single
 replica, XLA's temporaries add ~0.6x the resident state (the same happens on one device with a
 one-replica vmap), so >= 2 replicas per device keep the per-device memory closest to the
 estimate.

@@ -20,30 +20,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._devices import (
-    device_free_memory,
-    free_memory_bytes,
-    gpu_rng_kernel,
-    resolve_devices,
-    run_info,
-    to_host,
-)
+from .._devices import gpu_rng_kernel, resolve_devices, run_info, to_host
 from .._diagnose import step0_causes
 from .._errors import DivergenceError, DMFTInputError
+from .._precision import kernel_dtype
 from .._result import Trajectory, estimate_from_replicas, kernel_diagonal, mark_blowup
 from .._rng import STREAM_DMFT, stream_key
 from .._validate import check_choice, check_int, check_problem, check_x64
-from ..model._problem import Problem
-from ..observables._table import KERNELS
-from ..observables._test_error import test_error_map
+from ..model import Problem
+from ..observables import KERNELS, test_error_map
 from ._factor import SCHUR_WARN_REL
+from ._memory import check_memory
+from ._response import RESPONSE_CLASSES, RESPONSES
 from ._sharding import local_structure, mesh_shape, run_sweep_sharded
-from ._state import DRAW_BLOCK
 from ._step import progress_meter, run_sweep
-from ._structure import Structure, make_structure, numeric_problem
-
-RESPONSES = ("stein", "pathwise")
-RUNTIME_BYTES = 300_000_000  # compiled programs and XLA's runtime, measured on CPU
+from ._structure import Structure, make_structure
 
 
 def validate(problem, samples, seed, replicas, chunk_size, response, dtype) -> Structure:
@@ -74,10 +65,10 @@ def validate(problem, samples, seed, replicas, chunk_size, response, dtype) -> S
             f"{4 * st.n_regress} = 4 x the {st.n_regress} regressors of the response estimator "
             f"(1 + batches (k + 1) + (T+1) p); got samples={samples}, replicas={replicas}"
         )
-    if response == "pathwise" and not problem.act.smooth:
+    if RESPONSE_CLASSES[response].smooth_only and not problem.act.smooth:
         warnings.warn(
-            f"response='pathwise' with the non-smooth activation {problem.activation!r}: the "
-            "almost-everywhere Hessian misses the kink's Dirac mass and biases Γ (spec §6); "
+            f"response={response!r} with the non-smooth activation {problem.activation!r}: the "
+            "almost-everywhere Hessian misses the kink's Dirac mass and biases Γ; "
             "use response='stein'",
             UserWarning,
             stacklevel=3,
@@ -119,8 +110,8 @@ def solve(
         seed: user seed; the same seed gives bitwise the same result.
         replicas: independent groups used for the Monte Carlo error (>= 2).
         chunk_size: samples per chunk inside a replica; ``None`` (default) processes a whole
-            replica at once, which is fastest (chunks are sliced out of the histories, about
-            2x slower per step, measured at T=50, N=1e6). Chunks bound the per-step
+            replica at once, which is fastest (chunks are sliced out of the histories, which
+            costs time at every step). Chunks bound the per-step
             temporaries (O(chunk·p), and O(chunk·T²p²) for the pathwise response), not the
             O(N·T·p) histories. Results do not depend on it beyond rounding.
         response: ``"stein"`` (Gaussian integration by parts; exact for any activation) or
@@ -152,17 +143,17 @@ def solve(
     keys = replica_keys(seed, replicas)
     t_start = time.perf_counter()
     meter = progress_meter(show_progress(progress) and jax.process_index() == 0)
-    if len(devs) == 1:  # the one-device sweep, as before devices existed
+    numbers = problem.numbers(st.kdtype)
+    if len(devs) == 1:  # the one-device sweep: no mesh, no shard_map
         with contextlib.ExitStack() as ctx:
             if devs[0] != jax.devices()[0]:
                 ctx.enter_context(jax.default_device(devs[0]))
             ctx.enter_context(gpu_rng_kernel())
-            n_run, state, outs = run_sweep(st, numeric_problem(problem, st.dtype), keys, meter)
+            n_run, state, outs = run_sweep(st, numbers, keys, meter)
     else:
         st_local = local_structure(st, chunk_size, mesh_shape(replicas, len(devs))[1])
         with gpu_rng_kernel():
-            n_run, state, outs = run_sweep_sharded(st_local, devs, numeric_problem(
-                problem, st.dtype), keys, meter)
+            n_run, state, outs = run_sweep_sharded(st_local, devs, numbers, keys, meter)
     n_run, state, outs = to_host((n_run, state, outs))  # waits for the sweep
     n_run = int(n_run)
     elapsed = time.perf_counter() - t_start
@@ -173,8 +164,8 @@ def solve(
 
 
 # With float32 kernels (float32 solve without JAX x64), a relative Schur complement of Q⊥
-# below this (~1e3 float32 epsilons) is not resolved by the causal factor: measured, all-float32
-# solves diverged a few steps after it fell to ~1e-5 (see ``_precision``).
+# below this (~1e3 float32 epsilons) is not resolved by the causal factor: all-float32 solves
+# diverge a few steps after it falls to ~1e-5 (see ``_precision``).
 FLOAT32_SCHUR_TRUST = 1e-4
 FLOAT32_REMEDY = ("use dtype='float64' (with jax.config.update('jax_enable_x64', True)), or "
                   "turn x64 on to keep dtype='float32' histories with float64 kernels")
@@ -252,11 +243,11 @@ def warn_noisy_response(traj, stacklevel=3) -> None:
 
 def replica_test_error(problem, m, Q, a, what="error"):
     """e_g(m, Q, a) (or the test loss, ``what="loss"``) for every replica (R, T, ...), mapped
-    one (replica, step) at a time: the quadrature's working array grows with nodes × p² (2 GB
-    for all 16 replicas at once at T=100, p=4, k=2). The problem's numbers are traced (a new Δ
-    does not recompile)."""
+    one (replica, step) at a time: the quadrature's working array grows with nodes × p² (GBs
+    for all replicas at once at T = 100). The problem's numbers are traced (a new Δ does not
+    recompile)."""
     R, T = m.shape[:2]
-    pr = numeric_problem(problem, m.dtype)
+    pr = problem.numbers(kernel_dtype(m.dtype))
     flat = test_error_map(pr, m.reshape((R * T,) + m.shape[2:]),
                           Q.reshape((R * T,) + Q.shape[2:]), a.reshape((R * T,) + a.shape[2:]),
                           what=what)
@@ -273,8 +264,8 @@ def assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas) -> T
     Q = np.einsum("rtqk,rtvk->rtqv", m, m) + Qtt
     a = np.asarray(st["a"][:, :T])
     # the quadrature in the solve's dtype: a float32 solve's kernels are float64 (mixed
-    # precision), but a float64 quadrature took 6x longer than the float32 one (0.6 s per solve
-    # at T = 28 on the CPU) for digits far below the Monte Carlo error
+    # precision), but a float64 quadrature is several times slower than the float32 one for
+    # digits far below the Monte Carlo error
     qdt = np.dtype(settings.get("dtype", m.dtype))
     eg = (replica_test_error(problem, m.astype(qdt), Q.astype(qdt), a.astype(qdt)) if T
           else np.zeros((R, 0)))
@@ -308,127 +299,3 @@ def assemble(problem, st, outs, n_done, first_bad, settings, keep_replicas) -> T
         test_loss=(estimate_from_replicas(replica_test_error(problem, m, Q, a, "loss"))
                    if T and problem.loss_fn.classification else None),
     )
-
-
-# Device (GPU) peak model, calibrated on an H200 at (T, N, p) = (50, 1e7, 2), float64: XLA's
-# GPU buffer assignment keeps one extra copy of both histories (z and g) alive during a step
-# (the sample-contracting products read transposed layouts); measured peak 31.2 GiB against
-# 31.7 GiB for state + that copy + the CPU transients. The pre-flight adds GPU_MARGIN on top.
-GPU_HISTORY_COPIES = 1.0
-GPU_MARGIN = 1.10
-
-
-def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
-                    chunk_size: int | None = None, response: str = "stein",
-                    dtype="float64", grid: int = 1, devices: int = 1,
-                    platform: str | None = None) -> dict:
-    """Memory a :func:`solve` (or a ``grid``-point batch of :func:`dmft.sweep`) needs, in bytes,
-    on each of ``devices`` devices (an int; replicas and samples sharded as :func:`solve` does).
-
-    Returns a dict with
-        ``state``: exactly the arrays this solver keeps resident for the whole sweep
-            (histories z and g, labels, fixed regressors, padding weights, the pathwise
-            tangents, and every replica's kernels and factors); a solve is refused when they
-            do not fit in the free memory. In a grid the draws (z, h*, ξ, the regressors'
-            Gram) are shared by every point; the rest is per point. A float32 solve keeps its
-            per-sample arrays in float32 and its kernels in float64 when x64 is on.
-        ``peak``: the expected peak on ``platform`` (default: JAX's default backend).
-            On the CPU: ``state`` plus the transients seen on XLA:CPU: one block of draws for
-            all replicas (about 1.5 float64 words per normal, with the random bits), one more
-            copy of the kernels, and 0.3 GB of runtime. Peak RSS above the interpreter's,
-            measured (estimated), float64: (T, N, p) = (7, 1e6, 2): 0.69 (0.70) GB;
-            (28, 1e5, 2): 0.43 (0.47) GB; (100, 1e5, 4): 1.68 (1.86) GB.
-            On a GPU: the same plus ``GPU_HISTORY_COPIES`` copies of the histories z and g
-            (H200, (50, 1e7, 2) float64: measured 31.2 GiB, this model 31.7 GiB).
-        ``device_limit``: what the pre-flight requires free: ``peak`` times ``GPU_MARGIN`` on
-            a GPU (where running out of memory aborts the run), ``state`` on the CPU.
-        ``devices``: the device count. With several devices all are per device: each holds
-            replicas / D_r replicas of ⌈N_r / D_s⌉ (padded) rows (mesh (D_r, D_s), see
-            ``dmft/solver/_sharding.py``), so ``state`` falls as 1/devices up to the kernels
-            (replicated over a replica's sample shards) and the rounding of rows. The runtime
-            term is counted once per device.
-    """
-    n_real = samples // replicas
-    chunk = n_real if chunk_size is None else min(chunk_size, n_real)
-    st = make_structure(problem, n_real, chunk, response, dtype)
-    dr, ds = mesh_shape(replicas, devices)
-    replicas = replicas // dr
-    st = local_structure(st, chunk_size, ds)
-    T1, p, k, nb, npad = st.T1, st.p, st.k, st.nb, st.npad
-    item = np.dtype(st.dtype).itemsize
-    kitem = np.dtype(st.kdtype).itemsize
-    # per sample: z and the fixed regressors (shared in a grid); g, labels, padding weights,
-    # pathwise tangents (per grid point)
-    shared_per = T1 * p + nb * (k + 2) + (T1 if st.selection != "none" else 0)  # + u
-    per = T1 * p + nb + (1 if st.padded else 0)
-    if response == "pathwise":
-        per += T1 * T1 * p * p
-    # per replica: Q⊥, C, Γ, R; R0; m; a; L and L⁻¹; the regression's Gram factor(s), β and c
-    kernels = 4 * T1 * T1 * p * p + T1 * p * p + T1 * p * k + T1 * p + 2 * (T1 * p) ** 2
-    shared_k = 0
-    if st.mode != "fresh":
-        D = 1 + nb * (k + 1) + T1 * p
-        shared_k = (2 if st.mode == "reuse" else 1) * D * D
-        kernels += 2 * T1 * p * D
-    state = replicas * (item * npad * (shared_per + grid * per)
-                        + kitem * (shared_k + grid * kernels))
-    draw_item = 8 if (jax.config.jax_enable_x64 or item == 8) else 4
-    block = int(1.5 * draw_item * replicas * min(n_real, DRAW_BLOCK) * T1 * p)
-    peak = state + block + kitem * replicas * grid * kernels + RUNTIME_BYTES
-    platform = jax.default_backend() if platform is None else platform
-    if platform == "cpu":
-        limit = state
-    else:
-        peak += int(GPU_HISTORY_COPIES * item * replicas * npad * T1 * p * (1 + grid))
-        limit = int(GPU_MARGIN * peak)
-    return {"state": int(state), "peak": int(peak), "device_limit": int(limit)}
-
-
-def check_memory(problem, samples, replicas, chunk_size, response, dtype, grid=1,
-                 devices=None) -> None:
-    """Refuse a solve that cannot fit (on a GPU: its estimated peak with a margin; on the CPU:
-    its resident arrays); on the CPU, warn when the estimated peak may not fit.
-
-    With several ``devices`` (a list) the need is per device, compared with each device's free
-    memory; CPU devices share the host's memory, which must then hold this process's devices'
-    share together."""
-    ndev = 1 if devices is None else len(devices)
-    need = memory_estimate(problem, samples, replicas=replicas, chunk_size=chunk_size,
-                           response=response, dtype=dtype, grid=grid, devices=ndev)
-    if ndev == 1:
-        avail, where = free_memory_bytes()
-    else:
-        avail, where, shared = device_free_memory(devices)
-        if shared:  # one host memory for all of this process's devices
-            nloc = sum(d.process_index == jax.process_index() for d in devices)
-            need = {"state": need["state"] * nloc,
-                    "peak": (need["peak"] - RUNTIME_BYTES) * nloc + RUNTIME_BYTES,
-                    "device_limit": need["device_limit"] * nloc}
-    if avail is None:
-        return
-    what = (f"samples={samples}, steps={problem.steps}, p={problem.p}, response={response!r}, "
-            f"dtype={np.dtype(dtype).name}" + (f", grid batch={grid}" if grid > 1 else "")
-            + (f", per device of {ndev}" if ndev > 1 else ""))
-    # the remedies that apply to this run
-    remedies = ("use fewer samples (several solves with other seeds can be pooled), more "
-                "devices (`devices=`)"
-                + (", dtype='float32'" if np.dtype(dtype).itemsize == 8 else "")
-                + (" or response='stein'" if response == "pathwise" else ""))
-    if need["device_limit"] > avail and need["device_limit"] > need["state"]:
-        raise DMFTInputError(
-            f"`samples` too large for this device: {what} needs an estimated "
-            f"{need['peak'] / 1e9:.2f} GB at its peak ({need['device_limit'] / 1e9:.2f} GB with "
-            f"a {GPU_MARGIN - 1:.0%} margin), but {avail / 1e9:.2f} GB is free on {where}; "
-            + remedies)
-    if need["state"] > avail:
-        raise DMFTInputError(
-            f"`samples` too large for this machine: {what} keeps {need['state'] / 1e9:.2f} GB "
-            f"resident (histories N (T+1) p x 2 and kernels), but {avail / 1e9:.2f} GB is free "
-            f"on {where}; " + remedies)
-    if need["peak"] > avail:
-        warnings.warn(
-            f"{what} needs an estimated {need['peak'] / 1e9:.2f} GB at its peak, more than the "
-            f"{avail / 1e9:.2f} GB free on {where}; it may run out of memory",
-            ResourceWarning,
-            stacklevel=4,
-        )

@@ -2,7 +2,7 @@
 
 Random numbers: replica r draws all its standard normals (z_{0..T} ∈ R^p, h* ∈ R^k and ξ per
 sample) from ``fold_in(fold_in(key(seed), STREAM_DMFT), r)`` before any chunking, in blocks of
-``DRAW_BLOCK`` samples written straight into the histories (``dmft.problem.KEY_SCHEME`` v3), so
+``DRAW_BLOCK`` samples written straight into the histories (``dmft._rng.KEY_SCHEME`` v3), so
 results do not depend on ``chunk_size`` (up to float summation order, ~1e-13) and drawing needs
 no memory beyond the histories and one block. The draws do not depend on the problem's numbers
 (α, η, λ, Δ, m₀, ...): every point of a :func:`dmft.sweep` sees the same samples.
@@ -17,6 +17,7 @@ import jax.scipy.linalg as jsl
 from jaxtyping import Array, Float
 
 from .._precision import HIGHEST
+from ._response import make_response
 from ._structure import Structure
 
 # Samples per random draw. The normals of a replica are drawn block by block of this many
@@ -38,7 +39,8 @@ class SweepState(eqx.Module):
         y: labels of every batch: (npad, nb).
         xf: fixed regressors [1, h*_b, ξ_b] of every batch b: (npad, nb, k + 2).
         w: padding weights (1 real, 0 padding), only when there is padding.
-        K: pathwise tangents H_s J(s, ·), only for ``response="pathwise"``.
+        K: the response's per-sample state (``_response``): the pathwise tangents
+            H_s J(s, ·) for ``response="pathwise"``, None for Stein.
         u: mini-batch selection uniforms, one per sample and time (``sgd``: s_t = [u_t < b];
             ``epochs``: the sample's slot in epoch e is ⌊B u_e⌋), only for those schedules.
     Kernels and order parameters (T1 = T + 1 times):
@@ -78,11 +80,9 @@ def _draw_rows(key, n: int, n_alloc: int, tail: tuple, dtype, sampler=jax.random
     Drawn in float64 whenever JAX's x64 mode is on, then rounded to ``dtype``, so a float32
     solve sees the float64 solve's samples of the same seed (they differ by arithmetic only).
 
-    Compile time (issue #10, measured on the 2-core CPU): each generator call compiles its own
-    copy of the generator (about 1-3 s of XLA time, twice that batched over replicas). Drawing
-    the partial last block as the prefix of a full block's draw (one call instead of two) cut
-    2.5-7 s of compile at N/replica > DRAW_BLOCK but cost 0.7 s (+18%) warm at (T, N, p) =
-    (7, 2e6, 2), so the two calls are kept.
+    The partial last block is a second generator call rather than the prefix of a full block's
+    draw: one call fewer would compile faster (each call compiles its own copy of the
+    generator), but drawing and discarding the rest of a full block slows every warm solve.
     """
     draw = jnp.float64 if jax.config.jax_enable_x64 else dtype
     out = jnp.zeros((n_alloc,) + tail, dtype)
@@ -196,11 +196,9 @@ def draw_replica(st: Structure, key, shard=None):
 def draw_replicas(st: Structure, keys, shard=None):
     """:func:`draw_replica` of every key (leading replica axis), batched over replicas.
 
-    Compile time (issue #10, item 6; benchmarks/compile_time.py, 2-core CPU): drawing one replica
-    at a time (``lax.map``) compiled the draws alone in 1.18 s against 2.40 s batched at
-    (T, N, p) = (7, 1e6, 2), but the whole sweep only 0.92x as long (and 1.02x at
-    (100, 1e5, 4)), while the warm solve at (50, 4e5, 2) took ~1 s (12 %) longer. So the draws
-    stay batched."""
+    Batched (``vmap``) rather than one replica at a time (``lax.map``): the draws alone compile
+    faster one at a time, but the whole sweep does not, and the warm solve is slower
+    (``benchmarks/compile_time.py`` compares them)."""
     return jax.vmap(lambda k: draw_replica(st, k, shard))(keys)
 
 
@@ -232,7 +230,7 @@ def init_state(st: Structure, problem, draws, first_row=0) -> SweepState:
         a=jnp.broadcast_to(problem.second_layer, (T1, p)).astype(kd),
         w=((jnp.arange(st.npad) + first_row < st.n_real).astype(dtype) if st.padded
            else None),
-        K=jnp.zeros((st.npad, T1, T1, p, p), dtype) if st.pathwise else None,
+        K=make_response(st).init_samples(dtype),
         u=draws.get("u"),
         LGinv=draws.get("LGinv"),
         G=draws.get("G"),

@@ -63,15 +63,11 @@ def test_sweep_point_equals_solve(grid):
 def test_sweep_grid_batches_and_schedules(grid, monkeypatch):
     """When memory is short the grid is split into batches (the last padded to the same
     shape), which changes nothing; a per-step η schedule is an axis value."""
-    import dmft._sweep as sweep_mod
-    from dmft.solver import memory_estimate
+    from dmft.solver import _memory, memory_estimate
 
     pr, over, res = grid
     need4 = memory_estimate(pr, SAMPLES, replicas=REPLICAS, grid=4)["peak"]
-    from dmft.solver import _solve
-
-    for mod in (sweep_mod, _solve):
-        monkeypatch.setattr(mod, "free_memory_bytes", lambda: (need4 + 1, "test device"))
+    monkeypatch.setattr(_memory, "free_memory_bytes", lambda: (need4 + 1, "test device"))
     res2 = dmft.sweep(pr, over, SAMPLES, replicas=REPLICAS, seed=7, progress=False)
     monkeypatch.undo()
     assert res2.settings["grid_batch"] == 3  # 6 points: 6 does not fit, 3 does
@@ -148,12 +144,11 @@ def test_sweep_file_roundtrip_xarray_and_plot(grid, tmp_path):
 
 
 def test_io_load_points_a_sweep_file_to_load_sweep(grid, tmp_path):
-    from dmft import io
-    from dmft.io import save_sweep
+    from dmft.io import load, save_sweep
 
     path = save_sweep(grid[2], tmp_path / "s.h5")
     with pytest.raises(DMFTInputError, match="load_sweep"):
-        io.load(path)
+        load(path)
 
 
 def test_sweep_over_the_minibatch_fraction():
