@@ -43,6 +43,7 @@ _LAZY = {
     "make_problem": "model",
     "Estimate": "_result",
     "Trajectory": "_result",
+    "Options": "_options",
     "test_error": "observables",
     "test_loss": "observables",
     "solve": "solver",

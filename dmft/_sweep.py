@@ -22,10 +22,11 @@ import warnings
 import numpy as np
 
 from ._errors import DivergenceError, DMFTInputError
+from ._options import Options, resolve_options
 from ._result import Estimate, Trajectory
 from ._validate import check_choice, check_int
 from .model import Problem, parse_schedule
-from .observables import OBSERVABLES
+from .observables import DERIVED, OBSERVABLES
 
 # the numeric fields a sweep may vary, with their per-point shape (T = steps)
 SWEEPABLE = ("alpha", "lr", "ridge", "noise", "m0", "qperp0", "second_layer", "lr_a",
@@ -93,13 +94,39 @@ def grid_problems(problem: Problem, over: dict) -> tuple[list[str], list[np.ndar
     return names, coords, points
 
 
+# Grids above this many points are refused unless ``max_points`` says otherwise: a typo such as
+# ``--lr 0.1:1:1000000`` would otherwise start a solve of that many points.
+MAX_POINTS = 10_000
+
+
+def check_grid_size(over: dict, max_points: int) -> int:
+    """The number of grid points of ``over`` (product of the axes' lengths), refused above
+    ``max_points`` before any point is built."""
+    if not isinstance(over, dict):
+        return 0  # grid_problems names the error
+    sizes = {}
+    for name, values in over.items():
+        try:
+            sizes[name] = len(values)
+        except TypeError:
+            return 0
+    n = int(np.prod([max(v, 1) for v in sizes.values()], dtype=np.float64))
+    if n > max_points:
+        axes = " x ".join(f"{k} ({v})" for k, v in sizes.items())
+        raise DMFTInputError(
+            f"`over` makes a grid of {n} points ({axes}), more than `max_points`={max_points}; "
+            "use fewer values per axis, split the grid into several sweeps, or raise "
+            "`max_points` if it is meant")
+    return n
+
+
 def _short(v) -> str:
     return f"{v:g}" if np.ndim(v) == 0 else np.array2string(np.asarray(v), precision=4)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(init=False)
 class SweepResult:
-    """Estimates over a grid: every field has the grid's shape in front.
+    """Estimates over a grid: every observable has the grid's shape in front.
 
     Attributes:
         method: ``"dmft"`` or ``"simulation"``.
@@ -107,8 +134,9 @@ class SweepResult:
         axes: the swept names, in grid order.
         coords: per axis, its values: (n,) for scalars, (n,) + field shape otherwise.
         step: steps 0..T.
-        m, Q, test_error, train_loss: :class:`Estimate` of shape grid + per-step shape; NaN
-            after a point's divergence.
+        observables: name -> :class:`Estimate` of shape grid + per-step shape for the table's
+            observables (``m``, ``Q``, ``test_error``, ``train_loss``; also ``res.m``, ...);
+            NaN after a point's divergence. :meth:`observable` also gives the derived ones.
         status: per point ``"ok"`` or ``"diverged"``; first_bad_step: per point, or -1.
         points: the per-point :class:`Trajectory` objects (C order), with kernels for DMFT.
         settings: run settings (seed, samples, ..., wall_time_s, grid_batch).
@@ -119,14 +147,28 @@ class SweepResult:
     axes: list
     coords: list
     step: np.ndarray
-    m: Estimate
-    Q: Estimate
-    test_error: Estimate
-    train_loss: Estimate
+    observables: dict
     status: np.ndarray
     first_bad_step: np.ndarray
     points: list
     settings: dict
+
+    def __init__(self, method, problem, axes, coords, step, status, first_bad_step, points,
+                 settings, observables=None, **named):
+        obs = dict(observables or {})
+        obs.update({k: v for k, v in named.items() if k in OBS and v is not None})
+        unknown = sorted(set(named) - set(OBS))
+        if unknown:
+            raise TypeError(f"SweepResult got unexpected arguments {unknown}")
+        self.method, self.problem, self.axes, self.coords = method, problem, axes, coords
+        self.step, self.status, self.first_bad_step = step, status, first_bad_step
+        self.points, self.settings = points, settings
+        self.observables = {name: Estimate(*obs[name]) for name in OBS if name in obs}
+
+    def __getattr__(self, name: str):
+        if name in OBS and "observables" in self.__dict__:
+            return self.__dict__["observables"].get(name)
+        raise AttributeError(f"'SweepResult' object has no attribute {name!r}")
 
     @property
     def shape(self) -> tuple:
@@ -137,19 +179,16 @@ class SweepResult:
         return self.points[int(np.ravel_multi_index(index, self.shape))]
 
     def observable(self, name: str, step: int | None = None) -> Estimate:
-        """An observable over the grid, optionally at one step. ``m_norm`` is the Frobenius
-        norm ‖m_t‖ (its error by the delta method, per point from the replicas/seeds)."""
-        if name == "m_norm":
-            v, e = self.m
-            norm = np.sqrt(np.sum(v**2, axis=(-2, -1)))
-            safe = np.where(norm > 0, norm, 1.0)
-            err = np.sqrt(np.sum((v * e) ** 2, axis=(-2, -1))) / safe
-            est = Estimate(norm, err)
-        elif name in OBS:
-            est = getattr(self, name)
+        """An observable over the grid (a reported or a derived one of the table, e.g.
+        ``m_norm``), optionally at one step."""
+        if name in self.observables:
+            est = self.observables[name]
+        elif name in DERIVED:
+            est = Estimate(*DERIVED[name].derive(self.observables))
         else:
             raise DMFTInputError(
-                f"`observable` must be one of {list(OBS) + ['m_norm']}; got {name!r}")
+                f"`observable` must be one of {list(self.observables) + list(DERIVED)}; got "
+                f"{name!r}")
         if step is None:
             return est
         T = len(self.step) - 1
@@ -161,8 +200,9 @@ class SweepResult:
 
 def _stack(points: list[Trajectory], shape, T1: int, p: int, k: int):
     out = {}
-    tail = {"m": (T1, p, k), "Q": (T1, p, p), "test_error": (T1,), "train_loss": (T1,)}
+    sizes = {"step": T1, "unit": p, "unit2": p, "target_dir": k}
     for name in OBS:
+        tail = {name: tuple(sizes[dim] for dim in OBSERVABLES[name].dims)}
         v = np.full((len(points),) + tail[name], np.nan)
         e = np.full_like(v, np.nan)
         for i, tr in enumerate(points):
@@ -189,6 +229,8 @@ def sweep(
     seeds: int = 16,
     grid_batch: int | None = None,
     devices=None,
+    options: Options | None = None,
+    max_points: int = MAX_POINTS,
 ) -> SweepResult:
     """Solve (or simulate) ``problem`` on the outer product of the axes in ``over``.
 
@@ -209,11 +251,20 @@ def sweep(
             multiple of their count, per-device memory ``grid=grid_batch / devices``); each
             point runs on one device, so the numbers do not depend on the device count.
             ``method="simulate"``: passed to :func:`dmft.simulate` (seeds over devices).
+        options: dtype, chunk_size, devices and progress as one :class:`dmft.Options` instead
+            of the keywords (a sweep never raises for a diverging point: each point has its
+            status, so ``Options.throw`` does not apply).
+        max_points: the largest grid accepted (default 10⁴); a larger one is refused before
+            any compute.
 
     Returns:
         A :class:`SweepResult`.
     """
     check_choice("method", method, {"dmft", "simulate"})
+    opts = resolve_options(options, dtype=dtype, chunk_size=chunk_size, progress=progress,
+                           devices=devices)
+    dtype, chunk_size, progress, devices = opts.dtype, opts.chunk_size, opts.progress, opts.devices
+    check_grid_size(over, check_int("max_points", max_points, low=1))
     names, coords, points = grid_problems(problem, over)
     shape = tuple(len(c) for c in coords)
     t0 = time.perf_counter()
@@ -242,7 +293,7 @@ def sweep(
                       stacklevel=2)
     return SweepResult(method="dmft" if method == "dmft" else "simulation", problem=problem,
                        axes=names, coords=coords, step=np.arange(T1), status=status,
-                       first_bad_step=bad, points=trajs, settings=settings, **est)
+                       first_bad_step=bad, points=trajs, settings=settings, observables=est)
 
 
 def _simulate_points(points, d, seeds, seed, dtype, progress, devices=None):

@@ -23,6 +23,7 @@ import numpy as np
 from .._devices import gpu_rng_kernel, resolve_devices, run_info, to_host
 from .._diagnose import step0_causes
 from .._errors import DivergenceError, DMFTInputError
+from .._options import Options, resolve_options
 from .._precision import kernel_dtype
 from .._result import Trajectory, estimate_from_replicas, kernel_diagonal, mark_blowup
 from .._rng import STREAM_DMFT, stream_key
@@ -97,6 +98,8 @@ def solve(
     progress: bool | None = None,
     keep_replicas: bool = False,
     devices=None,
+    throw: bool = True,
+    options: Options | None = None,
 ) -> Trajectory:
     """Solve the discrete-time DMFT forward in time.
 
@@ -129,6 +132,10 @@ def solve(
             sweep unchanged; other counts give the same result up to float summation order
             (~1e-13 in float64). With several devices each device of process 0 ticks its
             own progress bar (they advance together).
+        throw: ``False`` returns the partial trajectory of a diverging run (status
+            ``"diverged"``, with a RuntimeWarning) instead of raising.
+        options: the execution options (dtype, chunk_size, devices, progress, throw) as one
+            :class:`dmft.Options`, instead of the keywords.
 
     Returns:
         A :class:`~dmft.result.Trajectory` of kind ``"dmft"`` with kernels and diagnostics.
@@ -137,12 +144,15 @@ def solve(
         DMFTInputError: invalid arguments (before any computation).
         DivergenceError: a non-finite value appeared; ``.partial`` holds the steps before it.
     """
-    st = validate(problem, samples, seed, replicas, chunk_size, response, dtype)
-    devs = resolve_devices(devices)
+    opts = resolve_options(options, dtype=dtype, chunk_size=chunk_size, progress=progress,
+                           devices=devices, throw=throw)
+    chunk_size = opts.chunk_size
+    st = validate(problem, samples, seed, replicas, chunk_size, response, opts.dtype)
+    devs = resolve_devices(opts.devices)
     check_memory(problem, samples, replicas, chunk_size, response, st.dtype, devices=devs)
     keys = replica_keys(seed, replicas)
     t_start = time.perf_counter()
-    meter = progress_meter(show_progress(progress) and jax.process_index() == 0)
+    meter = progress_meter(opts.show_progress and jax.process_index() == 0)
     numbers = problem.numbers(st.kdtype)
     if len(devs) == 1:  # the one-device sweep: no mesh, no shard_map
         with contextlib.ExitStack() as ctx:
@@ -160,7 +170,13 @@ def solve(
     settings = dict(samples=samples, replicas=replicas, seed=seed, chunk_size=chunk_size,
                     response=response, dtype=st.dtype_name, wall_time_s=elapsed,
                     **run_info(devs))
-    return finish(problem, state, outs, n_run, settings, keep_replicas)
+    try:
+        return finish(problem, state, outs, n_run, settings, keep_replicas, stacklevel=4)
+    except DivergenceError as exc:
+        if opts.throw or exc.partial is None:
+            raise
+        warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
+        return exc.partial
 
 
 # With float32 kernels (float32 solve without JAX x64), a relative Schur complement of Q⊥
