@@ -18,18 +18,6 @@ def show(value) -> str:
     return repr(value)
 
 
-def check_problem(problem, name: str = "problem"):
-    """Return ``problem`` if it is a :class:`dmft.Problem`; else a DMFTInputError naming it."""
-    from .model._problem import Problem
-
-    if not isinstance(problem, Problem):
-        raise DMFTInputError(
-            f"`{name}` must be a dmft.Problem (build one with dmft.make_problem); got "
-            f"{type(problem).__name__}"
-        )
-    return problem
-
-
 def check_real(name: str, value, *, low=None, high=None, low_open=False, high_open=False):
     """Return ``value`` as a float, checking that it is finite and inside the given range."""
     try:

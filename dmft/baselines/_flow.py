@@ -28,7 +28,8 @@ import numpy as np
 from .._errors import DivergenceError, DMFTInputError
 from .._options import Options, resolve_options
 from .._result import Trajectory, mark_blowup
-from .._validate import check_problem, check_real
+from .._validate import check_real
+from ..model import check_problem
 from ..model._problem import Problem
 from ..observables._table import OBSERVABLES
 

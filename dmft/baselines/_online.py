@@ -79,7 +79,8 @@ from .._errors import DivergenceError, DMFTInputError
 from .._options import Options, resolve_options
 from .._result import Trajectory, mark_blowup
 from .._rng import STREAM_ONLINE, stream_key
-from .._validate import check_int, check_problem, check_real
+from .._validate import check_int, check_real
+from ..model import check_problem
 from ..model._activations import get_activation
 from ..model._losses import loss_grad_h
 from ..model._problem import Problem

@@ -18,6 +18,7 @@ from ._network import network_output as network_output
 from ._network import second_layer_vector as second_layer_vector
 from ._network import sum_last as sum_last
 from ._problem import Problem as Problem
+from ._problem import check_problem as check_problem
 from ._problem import make_problem as make_problem
 from ._schedules import Schedule as Schedule
 from ._schedules import batch_index as batch_index

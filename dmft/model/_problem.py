@@ -391,3 +391,13 @@ class Numbers(eqx.Module):
     @property
     def batches(self) -> np.ndarray:
         return self.batch_schedule.batches
+
+
+def check_problem(problem, name: str = "problem"):
+    """Return ``problem`` if it is a :class:`dmft.Problem`; else a DMFTInputError naming it."""
+    if not isinstance(problem, Problem):
+        raise DMFTInputError(
+            f"`{name}` must be a dmft.Problem (build one with dmft.make_problem); got "
+            f"{type(problem).__name__}"
+        )
+    return problem

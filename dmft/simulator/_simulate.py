@@ -116,7 +116,8 @@ from .._precision import overflow_limit
 from .._result import Estimate, Trajectory, estimate_from_replicas, mark_blowup
 from .._rng import KEY_SCHEME, STREAM_SIM
 from .._rng import stream_key as _stream_key
-from .._validate import check_choice, check_dtype, check_int, check_problem, check_x64
+from .._validate import check_choice, check_dtype, check_int, check_x64
+from ..model import check_problem
 from ..model._activations import get_activation
 from ..model._losses import loss, loss_grad_f, loss_grad_h
 from ..model._network import network_output

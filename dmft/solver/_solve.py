@@ -27,8 +27,8 @@ from .._options import Options, resolve_options
 from .._precision import kernel_dtype
 from .._result import Trajectory, estimate_from_replicas, kernel_diagonal, mark_blowup
 from .._rng import STREAM_DMFT, stream_key
-from .._validate import check_choice, check_int, check_problem, check_x64
-from ..model import Problem
+from .._validate import check_choice, check_int, check_x64
+from ..model import Problem, check_problem
 from ..observables import KERNELS, test_error_map
 from ._factor import SCHUR_WARN_REL
 from ._memory import check_memory
