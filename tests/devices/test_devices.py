@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
 WORKER = os.path.join(HERE, "_multidevice_worker.py")
 RTOL = 1e-11
 

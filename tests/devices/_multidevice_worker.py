@@ -28,7 +28,7 @@ if multi:
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from _device_cases import cases  # noqa: E402  (tests/ is on sys.path: the script folder)
 
 out = {}

@@ -64,7 +64,32 @@ def cases():
         # grid points over devices (3 points: padded to 4 on 4 devices); 1 and 4 devices of
         # one process only (a list of devices, the two-process form, is skipped)
         "sweep": lambda n: _sweep(n) if n in (1, 4) else None,
+        # the online ODE's replicas over the devices of one process (4 replicas: 1, 2 or 4 per
+        # device), and gradient flow through the solver's devices
+        "online": lambda n: _online(n) if isinstance(n, int) else None,
+        "flow": lambda n: _flow(n) if isinstance(n, int) else None,
     }
+
+
+def _online(ndev):
+    from dmft import solve_online
+
+    pr = make_problem("tanh_he3", activation="erf", p=2, steps=3, lr=0.3)
+    res = solve_online(pr, 1.0, 2000, n_out=5, replicas=4, seed=3, progress=False,
+                       devices=ndev)
+    return {"m": res.per_seed["m"] if res.per_seed else res.m.value, "Q": res.Q.value,
+            "devices": res.settings["devices"], "processes": res.settings["processes"]}
+
+
+def _flow(ndev):
+    from dmft import solve_flow
+
+    pr = make_problem("tanh_he3", activation="erf", p=2, steps=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = solve_flow(pr, 0.4, 2 * 150, dt=0.2, replicas=2, seed=3, progress=False,
+                         devices=ndev)
+    return {"m": res.m.value, "Q": res.Q.value, "devices": 1, "processes": 1}
 
 
 def _sweep(ndev):

@@ -15,7 +15,7 @@ import pytest
 from dmft import make_problem, solve
 from dmft.simulator import simulate
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "validation"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "validation"))
 from validate import extrapolate  # noqa: E402
 
 C_FINITE = 3.5
