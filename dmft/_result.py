@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 if TYPE_CHECKING:  # only for the annotation: reading a file's result needs no JAX import here
-    from .model._problem import Problem
+    from .model import Problem
 
 
 class Estimate(NamedTuple):
@@ -28,7 +28,7 @@ def estimate_from_replicas(x: np.ndarray, axis: int = 0) -> Estimate:
     return Estimate(mean, x.std(axis=axis, ddof=1) / np.sqrt(n))
 
 
-from .observables._table import DERIVED, OBSERVABLES, OPTIONAL
+from .observables import DERIVED, OBSERVABLES, OPTIONAL
 
 REPORTED = (*OBSERVABLES, *OPTIONAL)
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._errors import DMFTInputError
 from ._validate import check_real
-from .observables._table import OBSERVABLES
+from .observables import OBSERVABLES
 
 OBS_ORDER = tuple(OBSERVABLES)  # the one table (dmft.observables)
 THEORY_KINDS = ("dmft", "flow", "online")

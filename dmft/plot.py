@@ -12,7 +12,7 @@ import os
 import matplotlib
 import numpy as np
 
-from .observables._table import DERIVED, OBSERVABLES, OPTIONAL
+from .observables import DERIVED, OBSERVABLES, OPTIONAL
 
 _STYLE = {
     "font.size": 9,

@@ -29,9 +29,8 @@ from .._errors import DivergenceError, DMFTInputError
 from .._options import Options, resolve_options
 from .._result import Trajectory, mark_blowup
 from .._validate import check_real
-from ..model import check_problem
-from ..model._problem import Problem
-from ..observables._table import OBSERVABLES
+from ..model import Problem, check_problem
+from ..observables import OBSERVABLES
 
 
 def solve_flow(

@@ -80,11 +80,8 @@ from .._options import Options, resolve_options
 from .._result import Trajectory, mark_blowup
 from .._rng import STREAM_ONLINE, stream_key
 from .._validate import check_int, check_real
-from ..model import check_problem
-from ..model._activations import get_activation
-from ..model._losses import loss_grad_h
-from ..model._problem import Problem
-from ..observables._test_error import test_error as _test_error
+from ..model import Problem, check_problem, get_activation, loss_grad_h
+from ..observables import test_error as _test_error
 
 OVERFLOW = 1e8  # |m| or |Q| above this counts as a divergence
 SOLVER = "Tsit5"

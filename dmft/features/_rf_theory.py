@@ -46,7 +46,7 @@ def hermite_coefficients(activation, scale: float = 1.0) -> dict:
     μ2 = E[He2(G) σ]/√2 is the normalised second coefficient (reported for the docs and the
     after-step discussion; the closed form needs μ0, μ1, μ*).
     """
-    from ..model._activations import get_activation
+    from ..model import get_activation
 
     act = get_activation(activation)
     xs, ws = _normal_rule()
@@ -60,7 +60,7 @@ def hermite_coefficients(activation, scale: float = 1.0) -> dict:
 
 def target_coefficients(target, noise: float = 0.0) -> dict:
     """c1 = E[z g*(z)] (length k), E g*², F² = ‖c1‖² and τ² = E g*² − F² + Δ, by quadrature."""
-    from ..model._targets import get_target
+    from ..model import get_target
 
     tgt = get_target(target)
     k = tgt.k

@@ -44,8 +44,7 @@ from .._errors import DMFTInputError
 from .._result import Estimate, estimate_from_replicas
 from .._rng import STREAM_FEATURES, stream_key
 from .._validate import check_choice, check_int, check_real, check_x64
-from ..model._activations import get_activation
-from ..model._targets import get_target
+from ..model import get_activation, get_target
 
 KEY_SCHEME = (
     "dmft-features-keys-v2: ks = fold_in(fold_in(key(seed), 5), seed index); W0 fold_in(ks,0), "
@@ -78,7 +77,7 @@ class FeaturesConfig:
     outlier_margin: float = 0.05
 
     def __post_init__(self):
-        from ..model._targets import TARGETS
+        from ..model import TARGETS
 
         check_choice("target", self.target, set(TARGETS))  # registered names only (saved)
         get_activation(self.activation)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import jax.scipy.special as jss
 import numpy as np
 
-from ..model._problem import Problem
+from ..model import Problem
 
 _GH_1D = 64  # nodes for 1-D smooth inner averages (tanh)
 
@@ -132,8 +132,7 @@ def _fresh_sample_average(problem: Problem, m, Q, a, what: str):
     # S, e.g. Q⊥ = I at t = 0, rounding rotates V and maps the fixed nodes to another sample)
     root = jnp.einsum("...jr,...r,...lr->...jl", V, jnp.sqrt(jnp.maximum(ev, 0.0)), V)
     h = jnp.einsum("Mk,...jk->...Mj", hs, m) + jnp.einsum("Mr,...jr->...Mj", zeta, root)
-    from ..model._activations import get_activation
-    from ..model._network import network_output
+    from ..model import get_activation, network_output
 
     f = network_output(h, a[..., None, :], get_activation(problem.activation))  # (..., M)
     y = problem.target(hs) + jnp.sqrt(problem.noise) * xi  # (M,)
