@@ -1,6 +1,6 @@
 """Seconds per GD step of ``dmft.simulate`` at d = 10⁴ against the matmul floor, and peak memory.
 
-    PYTHONPATH=. python benchmarks/sim_speed.py              # d = 10^4, alpha = 3 (~5 min)
+    PYTHONPATH=. python benchmarks/sim_speed.py              # d = 10^4, alpha = 3
     PYTHONPATH=. python benchmarks/sim_speed.py --d 2000     # quick
 
 Problem: tanh_he3 target (k = 2), ReLU student with p = 4, alternating second layer, α = 3,
@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from dmft._rng import STREAM_SIM, stream_key
 from dmft.model import make_problem
-from dmft.simulator._simulate import _run_seed_batch
+from dmft.simulator._seeds import run_seed_batch
 
 
 def _time(fn, repeats: int, warm_up: bool = True) -> float:
@@ -76,7 +76,7 @@ def _floor(n: int, d: int, p: int, dtype: str, repeats: int) -> tuple[float, flo
     once = _time(lambda: two_products(x, w, g), repeats)
     per_step = []
     # plain, and vmapped over a batch of one seed as the simulator is (XLA:CPU then picks other
-    # dot kernels, faster here in float64); the floor is the faster of the two
+    # dot kernels); the floor is the faster of the two
     for batched in (False, True):
         t = {}
         for s in (5, 21):
@@ -110,7 +110,8 @@ def main(argv=None) -> int:
             pb = make_problem(
                 "tanh_he3", p=p, activation="relu", alpha=args.alpha, lr=0.2, steps=steps
             )
-            calls[steps] = lambda pb=pb: _run_seed_batch(pb, root, ids, d, n, dtype, False, 1)
+            calls[steps] = lambda pb=pb.numbers(): run_seed_batch(pb, root, ids, d, n, dtype,
+                                                                  False, 1)
             jax.block_until_ready(calls[steps]())  # warm-up (compiles)
         times = {steps: float("inf") for steps in calls}
         for _ in range(args.repeats):

@@ -22,7 +22,8 @@ from jax.extend.core import ClosedJaxpr, Jaxpr
 from dmft._rng import STREAM_SIM, stream_key
 from dmft.model import make_problem
 from dmft.observables._test_error import _test_error_map
-from dmft.simulator._simulate import _init_seed, _run_seed_batch, traced_numbers
+from dmft.simulator._draws import init_seed
+from dmft.simulator._seeds import run_seed_batch
 from dmft.solver import _grid, _memory, _solve, _state, _step, _structure
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -101,16 +102,16 @@ def test_float32_simulator_traces_every_product_at_highest():
         root = stream_key(0, STREAM_SIM)
         ids = jnp.arange(2, dtype=jnp.int32)
         for sample_test in (False, True):
-            closed = eqx.filter_make_jaxpr(_run_seed_batch)(
-                pr, root, ids, d, n, "float32", sample_test, 50)[0]
+            closed = eqx.filter_make_jaxpr(run_seed_batch)(
+                pr.numbers(), root, ids, d, n, "float32", sample_test, 50)[0]
             assert assert_all_highest(closed) >= 6
-        closed = eqx.filter_make_jaxpr(_init_seed)(pr, d, jax.random.fold_in(root, 0),
-                                                   "float32")[0]
+        closed = eqx.filter_make_jaxpr(init_seed)(pr.numbers(), d, jax.random.fold_in(root, 0),
+                                                  n, "float32")[0]
         assert_all_highest(closed)
         m = jnp.zeros((3, 2, 2), jnp.float32)
         q = jnp.tile(jnp.eye(2, dtype=jnp.float32), (3, 1, 1))
         a = jnp.ones((3, 2), jnp.float32)
-        closed = eqx.filter_make_jaxpr(_test_error_map)(traced_numbers(pr), m, q, a, "error")[0]
+        closed = eqx.filter_make_jaxpr(_test_error_map)(pr.numbers(), m, q, a, "error")[0]
         assert all(p == (HIGHEST, HIGHEST) for p, _ in dot_precisions(closed.jaxpr))
 
 
@@ -370,7 +371,7 @@ def test_entry_points_compile_under_the_gpu_rng_kernel(entry, monkeypatch):
     import dmft
     from dmft import _sweep
 
-    simulate = importlib.import_module("dmft.simulator._simulate")
+    seeds = importlib.import_module("dmft.simulator._seeds")
 
     seen = []
 
@@ -385,7 +386,7 @@ def test_entry_points_compile_under_the_gpu_rng_kernel(entry, monkeypatch):
     elif entry == "sweep":
         monkeypatch.setattr(_grid, "run_grid", spy(_grid.run_grid))
     else:
-        monkeypatch.setattr(simulate, "_run_seed_batch", spy(simulate._run_seed_batch))
+        monkeypatch.setattr(seeds, "run_seed_batch", spy(seeds.run_seed_batch))
     pr = make_problem("tanh_he3", p=2, activation="relu", alpha=3.0, lr=0.2, steps=2)
     if entry == "solve":
         dmft.solve(pr, 1000, replicas=2, progress=False)

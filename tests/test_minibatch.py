@@ -19,7 +19,8 @@ import pytest
 import dmft
 from dmft import DMFTInputError
 from dmft.model import get_activation, loss_grad_f, loss_grad_h, make_problem
-from dmft.simulator._simulate import _minibatch_scale, simulate
+from dmft.simulator import simulate
+from dmft.simulator._draws import minibatch_scale
 from dmft.solver import TRACE_COUNT
 
 KW = dict(p=2, activation="relu", alpha=3.0, lr=0.5, steps=3)
@@ -77,8 +78,8 @@ def test_full_fraction_equals_reuse_simulator():
 def test_simulator_epochs_are_a_partition_and_sgd_has_fraction_b():
     pr = make_problem("tanh_he3", schedule="epochs:3", **KW)
     key = jax.random.key(0)
-    n = 11
-    S = np.stack([np.asarray(_minibatch_scale(pr, key, t, n, "float64")) for t in range(6)])
+    n, numbers = 11, pr.numbers()
+    S = np.stack([np.asarray(minibatch_scale(numbers, key, t, n, "float64")) for t in range(6)])
     sel = S > 0
     assert np.all(S[sel] == 3.0)
     for e in range(2):  # every sample exactly once per epoch, sizes differ by at most one
@@ -87,7 +88,7 @@ def test_simulator_epochs_are_a_partition_and_sgd_has_fraction_b():
         assert sizes.max() - sizes.min() <= 1
     assert not np.array_equal(sel[:3], sel[3:])  # a fresh partition per epoch
     pr = make_problem("tanh_he3", schedule="sgd:0.25", **KW)
-    S = np.asarray(_minibatch_scale(pr, key, 0, 40_000, "float64"))
+    S = np.asarray(minibatch_scale(pr.numbers(), key, 0, 40_000, "float64"))
     assert abs(np.mean(S > 0) - 0.25) < 4 * math.sqrt(0.25 * 0.75 / 40_000)
     assert abs(np.mean(S) - 1.0) < 0.02  # the expected step is the full-batch step
 

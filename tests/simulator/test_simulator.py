@@ -19,17 +19,18 @@ import pytest
 from dmft import DivergenceError, DMFTInputError
 from dmft._rng import STREAM_SIM, stream_key
 from dmft.model import make_problem
-from dmft.simulator._simulate import (
-    _batch_key,
-    _draw_data,
-    _init_seed,
-    _run_seed_batch,
-    _seed_key,
-    simulate,
-)
+from dmft.simulator import TRACE_COUNT, simulate
+from dmft.simulator._draws import batch_key, draw_data, init_seed, seed_key
+from dmft.simulator._seeds import run_seed_batch
 
 M0 = np.array([[0.3, -0.1], [0.2, 0.4]])
 QPERP0 = np.array([[0.8, 0.3], [0.3, 0.6]])
+
+
+def _first_draws(problem, d, key):
+    """W*, W_0 and the step-0 batch (X, y) that simulate draws for the seed of ``key``."""
+    n = int(round(problem.alpha * d))
+    return map(np.asarray, init_seed(problem.numbers(), d, key, n))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_initial_overlaps_exact(base_problem, base_run):
     q_expected = np.broadcast_to(M0 @ M0.T + QPERP0, q0.shape)
     np.testing.assert_allclose(q0, q_expected, rtol=0, atol=1e-10)
     # and the teacher rows are orthogonal with norm √d
-    wstar, _, _, _ = map(np.asarray, _init_seed(base_problem, 40, _seed_key(3, 0)))
+    wstar, _, _, _ = _first_draws(base_problem, 40, seed_key(3, 0))
     np.testing.assert_allclose(wstar @ wstar.T / 40, np.eye(2), atol=1e-12)
     assert base_run.kind == "simulation"
     assert base_run.per_seed["m"].shape == (5, 5, 2, 2)
@@ -92,8 +93,8 @@ def test_one_step_equals_numpy_and_fresh_draws_new_data():
     kw.update(m0=[[0.2], [-0.1]], qperp0=[[1.0, 0.2], [0.2, 0.5]])
     reuse = make_problem("he3", schedule="reuse", **kw)
     fresh = make_problem("he3", schedule="fresh", **kw)
-    key = _seed_key(seed, 0)
-    wstar, w0, x0, y0 = map(np.asarray, _init_seed(reuse, d, key))
+    key = seed_key(seed, 0)
+    wstar, w0, x0, y0 = _first_draws(reuse, d, key)
     a = np.asarray(reuse.second_layer)
     assert x0.shape == (60, d) and y0.shape == (60,)
 
@@ -106,7 +107,7 @@ def test_one_step_equals_numpy_and_fresh_draws_new_data():
     np.testing.assert_allclose(ps["train_loss"][1], _train_loss(w1, x0, y0, a, d), rtol=1e-11)
 
     # fresh: step 1 uses a new batch, drawn from the key folded with t = 1
-    x1, y1 = map(np.asarray, _draw_data(fresh, wstar, _batch_key(key, 1), 60, "float64"))
+    x1, y1 = map(np.asarray, draw_data(fresh.numbers(), wstar, batch_key(key, 1), 60, "float64"))
     assert np.max(np.abs(x1 - x0)) > 1.0 and np.max(np.abs(y1 - y0)) > 0.1
     sim_f = simulate(fresh, d=d, seeds=2, seed=seed, progress=False)
     pf = {k: v[0] for k, v in sim_f.per_seed.items()}
@@ -203,8 +204,8 @@ def test_float32_close_to_float64(base_problem, base_run):
     root = stream_key(3, STREAM_SIM)
     ids = jnp.arange(5, dtype=jnp.int32)
     n = base_run.settings["n"]
-    m, q, train, _, _ = _run_seed_batch(
-        base_problem, root, ids, 40, n, "float32", False, 1, "float64"
+    m, q, train, _, _ = run_seed_batch(
+        base_problem.numbers(), root, ids, 40, n, "float32", False, 1, "float64"
     )
     assert m.dtype == jnp.float32
     for name, x in (("m", m), ("Q", q), ("train_loss", train)):
@@ -269,3 +270,16 @@ def test_divergence_raises_with_partial():
     for name in ("m", "Q", "test_error", "train_loss"):
         assert np.all(np.isfinite(part.per_seed[name])), name
     assert np.all(np.abs(part.per_seed["Q"]) <= 1e100)
+
+
+def test_new_minibatch_fraction_does_not_recompile():
+    """b of ``sgd:b`` is a traced number (``Problem.numbers().batch_fraction``): a new b runs
+    the compiled seed batch again and selects other samples."""
+    kw = dict(p=2, lr=0.3, steps=3, alpha=2.0)
+    half = simulate(make_problem("he3", schedule="sgd:0.5", **kw), d=30, seeds=2, progress=False)
+    before = TRACE_COUNT[0]
+    quarter = simulate(make_problem("he3", schedule="sgd:0.25", **kw), d=30, seeds=2,
+                       progress=False)
+    assert TRACE_COUNT[0] == before
+    np.testing.assert_array_equal(quarter.per_seed["m"][:, 0], half.per_seed["m"][:, 0])
+    assert np.max(np.abs(quarter.per_seed["m"][:, 1] - half.per_seed["m"][:, 1])) > 1e-3
