@@ -275,12 +275,8 @@ def sweep(
     else:
         if d is not None:
             raise DMFTInputError("`d` is a simulator setting; it is not used by method='dmft'")
-        from .solver import solve_points
-
-        trajs, settings = solve_points(problem, points, samples, seed=seed, replicas=replicas,
-                                       chunk_size=chunk_size, response=response, dtype=dtype,
-                                       progress=progress, grid_batch=grid_batch,
-                                       devices=devices)
+        trajs, settings = _solve_points(problem, points, samples, seed, replicas, chunk_size,
+                                        response, dtype, progress, grid_batch, devices)
     settings["wall_time_s"] = time.perf_counter() - t0
     T1 = problem.steps + 1
     est = _stack(trajs, shape, T1, problem.p, problem.k)
@@ -294,6 +290,15 @@ def sweep(
     return SweepResult(method="dmft" if method == "dmft" else "simulation", problem=problem,
                        axes=names, coords=coords, step=np.arange(T1), status=status,
                        first_bad_step=bad, points=trajs, settings=settings, observables=est)
+
+
+def _solve_points(problem, points, samples, seed, replicas, chunk_size, response, dtype,
+                  progress, grid_batch, devices):
+    from .solver import solve_points
+
+    return solve_points(problem, points, samples, seed=seed, replicas=replicas,
+                        chunk_size=chunk_size, response=response, dtype=dtype, progress=progress,
+                        grid_batch=grid_batch, devices=devices)
 
 
 def _simulate_points(points, d, seeds, seed, dtype, progress, devices=None):

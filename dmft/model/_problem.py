@@ -19,7 +19,44 @@ from ._schedules import (
 from ._targets import TARGETS, Target, get_target
 
 
-class Problem(eqx.Module):
+class _Structure:
+    """What a :class:`Problem` and its :class:`Numbers` both derive from their structural
+    fields (``activation``, ``loss``, ``target``, ``schedule``, ``steps``)."""
+
+    @property
+    def k(self) -> int:
+        return self.target.k
+
+    @property
+    def act(self) -> Activation:
+        return get_activation(self.activation)
+
+    @property
+    def loss_fn(self) -> Loss:
+        return get_loss(self.loss)
+
+    @property
+    def batch_schedule(self) -> Schedule:
+        """The parsed :class:`~dmft.model.Schedule` of ``schedule``."""
+        return Schedule.parse(self.schedule, self.steps)
+
+    @property
+    def batches(self) -> np.ndarray:
+        """Batch label (0, 1, ...) used at each time t = 0..T."""
+        return self.batch_schedule.batches
+
+    @property
+    def selection(self) -> str:
+        """``"sgd"``, ``"epochs"`` (mini-batches of one dataset) or ``"none"``."""
+        return self.batch_schedule.selection
+
+    @property
+    def epoch_length(self) -> int:
+        """B for ``epochs:B``, else 1."""
+        return self.batch_schedule.epoch
+
+
+class Problem(_Structure, eqx.Module):
     """Student, target, data, training and initial condition (docs/THEORY.md §1).
 
     Build it with :func:`make_problem` (names and defaults), or directly.
@@ -104,10 +141,6 @@ class Problem(eqx.Module):
             )
 
     @property
-    def k(self) -> int:
-        return self.target.k
-
-    @property
     def steps(self) -> int:
         return int(np.shape(self.lr)[0])  # also for traced numbers (no array conversion)
 
@@ -123,37 +156,9 @@ class Problem(eqx.Module):
         return bool(np.any(self.second_layer_lr > 0))
 
     @property
-    def batch_schedule(self) -> Schedule:
-        """The parsed :class:`~dmft.model.Schedule` of ``schedule``."""
-        return Schedule.parse(self.schedule, self.steps)
-
-    @property
-    def batches(self) -> np.ndarray:
-        """Batch label (0, 1, ...) used at each time t = 0..T."""
-        return self.batch_schedule.batches
-
-    @property
-    def act(self) -> Activation:
-        return get_activation(self.activation)
-
-    @property
-    def loss_fn(self) -> Loss:
-        return get_loss(self.loss)
-
-    @property
-    def selection(self) -> str:
-        """``"sgd"``, ``"epochs"`` (mini-batches of one dataset) or ``"none"``."""
-        return self.batch_schedule.selection
-
-    @property
     def fraction(self) -> float:
         """The mini-batch fraction b (1/B for ``epochs:B``, 1 for full-batch schedules)."""
         return self.batch_schedule.fraction
-
-    @property
-    def epoch_length(self) -> int:
-        """B for ``epochs:B``, else 1."""
-        return self.batch_schedule.epoch
 
     def numbers(self, dtype=np.float64) -> Numbers:
         """The problem's numbers as arrays of ``dtype``, with its structure as static fields:
@@ -338,7 +343,7 @@ def _list_steps(schedule: str) -> int:
     return len(schedule[5:].split(",")) if schedule.startswith("list:") else 1
 
 
-class Numbers(eqx.Module):
+class Numbers(_Structure, eqx.Module):
     """A problem's numbers as arrays (traced under jit) and its structure as static fields.
 
     Built by :meth:`Problem.numbers`. ``lr`` and ``lr_a`` have T + 1 entries, the last 0 (η_T is
@@ -364,33 +369,6 @@ class Numbers(eqx.Module):
     loss: str = eqx.field(static=True)
     schedule: str = eqx.field(static=True)
 
-    @property
-    def k(self) -> int:
-        return self.target.k
-
-    @property
-    def act(self) -> Activation:
-        return get_activation(self.activation)
-
-    @property
-    def loss_fn(self) -> Loss:
-        return get_loss(self.loss)
-
-    @property
-    def batch_schedule(self) -> Schedule:
-        return Schedule.parse(self.schedule, self.steps)
-
-    @property
-    def selection(self) -> str:
-        return self.batch_schedule.selection
-
-    @property
-    def epoch_length(self) -> int:
-        return self.batch_schedule.epoch
-
-    @property
-    def batches(self) -> np.ndarray:
-        return self.batch_schedule.batches
 
 
 def check_problem(problem, name: str = "problem"):

@@ -112,11 +112,10 @@ def solve(
         samples: total number N of effective samples (split over ``replicas``).
         seed: user seed; the same seed gives bitwise the same result.
         replicas: independent groups used for the Monte Carlo error (>= 2).
-        chunk_size: samples per chunk inside a replica; ``None`` (default) processes a whole
-            replica at once, which is fastest (chunks are sliced out of the histories, which
-            costs time at every step). Chunks bound the per-step
-            temporaries (O(chunk·p), and O(chunk·T²p²) for the pathwise response), not the
-            O(N·T·p) histories. Results do not depend on it beyond rounding.
+        chunk_size: samples per chunk inside a replica; ``None`` (default, fastest) processes a
+            whole replica at once. Chunks bound the per-step temporaries (O(chunk·p), and
+            O(chunk·T²p²) for ``pathwise``), not the O(N·T·p) histories; results do not depend
+            on it beyond rounding.
         response: ``"stein"`` (Gaussian integration by parts; exact for any activation) or
             ``"pathwise"`` (derivatives along the recursion; smooth activations only; memory
             O(N T² p²)).
@@ -132,10 +131,8 @@ def solve(
             sweep unchanged; other counts give the same result up to float summation order
             (~1e-13 in float64). With several devices each device of process 0 ticks its
             own progress bar (they advance together).
-        throw: ``False`` returns the partial trajectory of a diverging run (status
-            ``"diverged"``, with a RuntimeWarning) instead of raising.
-        options: the execution options (dtype, chunk_size, devices, progress, throw) as one
-            :class:`dmft.Options`, instead of the keywords.
+        throw: ``False`` returns a diverging run's partial trajectory (with a warning).
+        options: dtype, chunk_size, devices, progress, throw as one :class:`dmft.Options`.
 
     Returns:
         A :class:`~dmft.result.Trajectory` of kind ``"dmft"`` with kernels and diagnostics.
@@ -153,17 +150,8 @@ def solve(
     keys = replica_keys(seed, replicas)
     t_start = time.perf_counter()
     meter = progress_meter(opts.show_progress and jax.process_index() == 0)
-    numbers = problem.numbers(st.kdtype)
-    if len(devs) == 1:  # the one-device sweep: no mesh, no shard_map
-        with contextlib.ExitStack() as ctx:
-            if devs[0] != jax.devices()[0]:
-                ctx.enter_context(jax.default_device(devs[0]))
-            ctx.enter_context(gpu_rng_kernel())
-            n_run, state, outs = run_sweep(st, numbers, keys, meter)
-    else:
-        st_local = local_structure(st, chunk_size, mesh_shape(replicas, len(devs))[1])
-        with gpu_rng_kernel():
-            n_run, state, outs = run_sweep_sharded(st_local, devs, numbers, keys, meter)
+    n_run, state, outs = _run(st, devs, problem.numbers(st.kdtype), keys, meter, chunk_size,
+                              replicas)
     n_run, state, outs = to_host((n_run, state, outs))  # waits for the sweep
     n_run = int(n_run)
     elapsed = time.perf_counter() - t_start
@@ -177,6 +165,19 @@ def solve(
             raise
         warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
         return exc.partial
+
+
+def _run(st, devs, numbers, keys, meter, chunk_size, replicas):
+    """The compiled sweep on one device, or sharded over several."""
+    if len(devs) == 1:  # the one-device sweep: no mesh, no shard_map
+        with contextlib.ExitStack() as ctx:
+            if devs[0] != jax.devices()[0]:
+                ctx.enter_context(jax.default_device(devs[0]))
+            ctx.enter_context(gpu_rng_kernel())
+            return run_sweep(st, numbers, keys, meter)
+    st_local = local_structure(st, chunk_size, mesh_shape(replicas, len(devs))[1])
+    with gpu_rng_kernel():
+        return run_sweep_sharded(st_local, devs, numbers, keys, meter)
 
 
 # With float32 kernels (float32 solve without JAX x64), a relative Schur complement of Q⊥
