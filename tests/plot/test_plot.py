@@ -32,3 +32,22 @@ def test_plot_comparison_panels_and_rcparams(tmp_path):
     assert len(ax.get_lines()) >= 4  # p·k = 4 overlap curves (+ the zero line)
     plt.close(fig2)
     assert dict(matplotlib.rcParams) == before
+
+
+def test_flow_is_drawn_against_tau_and_labelled_as_flow():
+    import dataclasses
+
+    from dmft.plot import plot_comparison, plot_overlaps
+
+    dm = fake_trajectory("dmft", steps=4)
+    flow = dataclasses.replace(dm, kind="flow", step=0.25 * dm.step, kernels=None)
+    assert flow.time.name == "tau" and dm.time.name == "step"
+    fig, ax = plt.subplots()
+    plot_overlaps(flow, fake_trajectory("simulation", steps=4), ax=ax)
+    assert "tau" in ax.get_xlabel() and "gradient flow" in ax.get_xlabel()
+    assert ax.get_xlim()[0] == 0.0
+    plt.close(fig)
+    fig = plot_comparison(flow, fake_trajectory("simulation", steps=4))
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[0].startswith("gradient flow") and labels[1].startswith("simulation")
+    plt.close(fig)
