@@ -4,7 +4,9 @@
 ``python -m dmft.io inspect FILE.h5`` prints a file's version, kind and configuration.
 
 Modules: ``_common`` (format names and versions, the file check and configuration readers),
-``_atomic`` (output-path check, atomic write, root attributes), ``_trajectory``, ``_sweep`` and
+``_guard`` (the guarded reading layer every reader goes through: links, sizes, dtypes, JSON
+depth and ``format_version`` checked, failures as one DMFTInputError), ``_atomic``
+(output-path check, atomic write, root attributes), ``_trajectory``, ``_sweep`` and
 ``_features`` (one file type each), ``_describe`` (``describe`` and the ``inspect`` entry point).
 """
 

@@ -8,13 +8,13 @@ Trajectory and sweep files are ``dmft-trajectories`` files; feature spectra are 
 
 from __future__ import annotations
 
-import json
 import os
 
 import h5py
 import numpy as np
 
 from .._errors import DMFTInputError
+from ._guard import open_file, parse_format_version, parse_json, str_attr
 
 FORMAT = "dmft-trajectories"
 FORMAT_VERSION = (1, 2)  # (major, minor): a major bump breaks readers, a minor bump only adds
@@ -42,19 +42,20 @@ def check_file(path, fmt: str | None = None, reader_version=None) -> dict:
     ``fmt`` None accepts both file types (``dmft-trajectories`` and ``dmft-features``), each
     checked against its own reader version; otherwise only ``fmt`` is accepted.
 
+    The file is opened through the guarded reader (``_guard``): its links are checked and its
+    root attributes read with a size check; ``format_version`` must be two integers.
+
     Raises:
-        DMFTInputError: missing file, not HDF5, not a dmft file, or an unknown major version.
+        DMFTInputError: missing file, not HDF5, not a dmft file, an external or looping link,
+            a malformed ``format_version`` or an unknown major version.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise DMFTInputError(f"file not found: {path}")
     if not h5py.is_hdf5(path):
         raise DMFTInputError(f"{path} is not an HDF5 file (expected a {FORMAT} file)")
-    try:
-        with h5py.File(path, "r") as f:
-            attrs = {key: f.attrs[key] for key in f.attrs}
-    except OSError as exc:
-        raise DMFTInputError(f"{path} cannot be read as HDF5: {exc}") from None
+    with open_file(path) as reader:
+        attrs = reader.attrs()
     found = attr_str(attrs.get("format", ""))
     readers = {FORMAT: FORMAT_VERSION, FEATURES_FORMAT: FEATURES_VERSION}
     if fmt is not None:
@@ -65,8 +66,8 @@ def check_file(path, fmt: str | None = None, reader_version=None) -> dict:
             f"{path} is not a dmft file: attribute format={found!r}, expected {expected}"
         )
     own = readers[found]
-    version = tuple(int(v) for v in np.atleast_1d(attrs.get("format_version", [-1, -1])))
-    if len(version) != 2 or version[0] != own[0]:
+    version = parse_format_version(path, attrs)
+    if version[0] != own[0]:
         raise DMFTInputError(
             f"{path} has format_version {'.'.join(map(str, version))}, but this dmft reads "
             f"{found} format_version {own[0]}.x (this reader writes "
@@ -86,6 +87,11 @@ def read_config(path, attrs=None) -> dict:
             f"{os.fspath(path)}: attribute config_json has no 'problem' object; it does not "
             f"follow {FORMAT} {FORMAT_VERSION[0]}.x"
         )
+    if not isinstance(config.get("settings", {}), dict):
+        raise DMFTInputError(
+            f"{os.fspath(path)}: attribute config_json has 'settings' of type "
+            f"{type(config['settings']).__name__}; expected an object"
+        )
     return config
 
 
@@ -98,11 +104,23 @@ def parse_config_json(path, attrs: dict):
         raise DMFTInputError(
             f"{os.fspath(path)} has no attribute config_json; it does not follow {fmt} {major}.x"
         )
+    return parse_json(path, str_attr(path, attrs, "config_json"), "attribute config_json")
+
+
+def read_problem(path, config: dict):
+    """The Problem of a parsed ``config_json`` (see :func:`rebuild_problem`); a DMFTInputError
+    naming ``path`` when it does not describe one."""
     try:
-        return json.loads(attr_str(attrs["config_json"]))
-    except ValueError as exc:
+        return rebuild_problem(config["problem"])
+    except DMFTInputError as exc:
         raise DMFTInputError(
-            f"{os.fspath(path)}: attribute config_json is not valid JSON ({exc})"
+            f"{os.fspath(path)}: attribute config_json is invalid: {exc}"
+        ) from None
+    except (LookupError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+        raise DMFTInputError(
+            f"{os.fspath(path)}: attribute config_json does not describe a problem "
+            f"({type(exc).__name__}: {exc}); the file does not follow {FORMAT} "
+            f"{FORMAT_VERSION[0]}.x"
         ) from None
 
 

@@ -11,7 +11,6 @@ import os
 import sys
 
 import h5py
-import numpy as np
 
 from .._errors import DMFTInputError
 from ._common import (
@@ -22,6 +21,7 @@ from ._common import (
     parse_config_json,
     read_config,
 )
+from ._guard import dtype_str, first_line, open_file, parse_format_version
 
 _ROOT_KEYS = ("kind", "time_axis", "status", "first_bad_step", "seed", "creator",
               "creator_version", "jax_version", "created", "key_scheme", "command_line")
@@ -30,7 +30,7 @@ _ROOT_KEYS = ("kind", "time_axis", "status", "first_bad_step", "seed", "creator"
 def describe(path) -> str:
     """A human-readable summary: version, kind, status, provenance, config and every dataset."""
     attrs = check_file(path)
-    version = ".".join(str(int(v)) for v in np.atleast_1d(attrs["format_version"]))
+    version = ".".join(map(str, parse_format_version(path, attrs)))
     lines = [f"file:            {os.fspath(path)}",
              f"format:          {attr_str(attrs['format'])} {version}"]
     for key in _ROOT_KEYS:
@@ -45,18 +45,27 @@ def describe(path) -> str:
         config = read_config(path, attrs)
     lines.append("config:")
     for section in ("problem", "config", "settings"):
-        for key, val in sorted(config.get(section, {}).items()):
+        entries = config.get(section, {})
+        if not isinstance(entries, dict):
+            raise DMFTInputError(f"{os.fspath(path)}: attribute config_json has {section!r} of "
+                                 f"type {type(entries).__name__}; expected an object")
+        for key, val in sorted(entries.items()):
             lines.append(f"  {section}.{key} = {json.dumps(val, default=json_default)}")
     lines.append("datasets:")
 
     def visit(name, obj):
         if isinstance(obj, h5py.Dataset):
-            dims = ", ".join(d.label or "?" for d in obj.dims)
-            dims = "dimension scale" if obj.is_scale else dims
-            lines.append(f"  /{name:<26} {str(obj.shape):<16} {str(obj.dtype):<8} ({dims})")
+            try:
+                dims = ", ".join(d.label or "?" for d in obj.dims)
+                dims = "dimension scale" if obj.is_scale else dims
+                shape, dtype = obj.shape, dtype_str(obj.dtype)
+            except (OSError, RuntimeError, TypeError, ValueError, KeyError) as exc:
+                raise DMFTInputError(f"{os.fspath(path)}: /{name} cannot be described "
+                                     f"({first_line(exc)}); the file is damaged") from None
+            lines.append(f"  /{name:<26} {str(shape):<16} {dtype:<8} ({dims})")
 
-    with h5py.File(os.fspath(path), "r") as f:
-        f.visititems(visit)
+    with open_file(path) as reader:
+        reader.file.visititems(visit)
     return "\n".join(lines)
 
 

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import h5py
@@ -13,7 +12,8 @@ import numpy as np
 
 from .._errors import DMFTInputError
 from ._atomic import write_atomic, write_root_attrs
-from ._common import FEATURES_FORMAT, FEATURES_VERSION, attr_str, check_file
+from ._common import FEATURES_FORMAT, FEATURES_VERSION, check_file, parse_config_json
+from ._guard import open_file
 
 # dimensions of each per-seed output of dmft.features (after the leading seed axis)
 _FEATURE_DIMS = {
@@ -114,28 +114,44 @@ def _write_feature_groups(f: h5py.File, result, scales: dict) -> None:
 
 
 def load_features(path):
-    """Read a file written by :func:`save_features` back into a ``FeaturesResult``."""
+    """Read a file written by :func:`save_features` back into a ``FeaturesResult``; every
+    dataset is read through the guarded reader (dtype and size checked)."""
     from ..features import FeaturesConfig, FeaturesResult
 
     attrs = check_file(path, FEATURES_FORMAT, FEATURES_VERSION)
-    config = json.loads(attr_str(attrs["config_json"]))
-    try:
-        with h5py.File(os.fspath(path), "r") as f:
-            per_seed = {}
-
-            def visit(name, obj):
-                if isinstance(obj, h5py.Dataset) and name.endswith("/per_seed"):
-                    per_seed[name[: -len("/per_seed")]] = obj[()]
-
-            f.visititems(visit)
-            theory = None
-            if "theory/rf" in f:
-                theory = {k: v[()] for k, v in f["theory/rf"].items()}
-    except (KeyError, OSError) as exc:
+    config = parse_config_json(path, attrs)
+    if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         raise DMFTInputError(
-            f"{os.fspath(path)} is incomplete or damaged ({exc}); it does not follow "
-            f"{FEATURES_FORMAT} {FEATURES_VERSION[0]}.x"
-        ) from None
-    return FeaturesResult(config=FeaturesConfig.from_dict(config["config"]), per_seed=per_seed,
-                          maps=tuple(config.get("maps", ("rf",))),
-                          settings=config.get("settings", {}), theory=theory)
+            f"{os.fspath(path)}: attribute config_json has no 'config' object (the "
+            f"FeaturesConfig); it does not follow {FEATURES_FORMAT} {FEATURES_VERSION[0]}.x")
+    maps = config.get("maps", ["rf"])
+    if not isinstance(maps, list) or not all(isinstance(m, str) for m in maps):
+        raise DMFTInputError(f"{os.fspath(path)}: attribute config_json has maps={maps!r}; "
+                             "expected a list of map names")
+    settings = config.get("settings", {})
+    if not isinstance(settings, dict):
+        raise DMFTInputError(f"{os.fspath(path)}: attribute config_json has 'settings' of type "
+                             f"{type(settings).__name__}; expected an object")
+    try:
+        features_config = FeaturesConfig.from_dict(config["config"])
+    except DMFTInputError as exc:
+        raise DMFTInputError(
+            f"{os.fspath(path)}: attribute config_json is invalid: {exc}") from None
+    except (LookupError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+        raise DMFTInputError(
+            f"{os.fspath(path)}: attribute config_json does not describe a FeaturesConfig "
+            f"({type(exc).__name__}: {exc})") from None
+    with open_file(path) as r:
+        names = []
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset) and name.endswith("/per_seed"):
+                names.append(name)
+
+        r.file.visititems(visit)
+        per_seed = {name[: -len("/per_seed")]: r.array(name) for name in names}
+        theory = None
+        if r.has("theory/rf"):
+            theory = {k: r.array(f"theory/rf/{k}") for k in r.group("theory/rf")}
+    return FeaturesResult(config=features_config, per_seed=per_seed, maps=tuple(maps),
+                          settings=settings, theory=theory)

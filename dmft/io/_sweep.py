@@ -17,12 +17,19 @@ from __future__ import annotations
 import json
 import os
 
-import h5py
 import numpy as np
 
 from .._errors import DMFTInputError
 from ._atomic import write_atomic, write_root_attrs
-from ._common import FORMAT, FORMAT_VERSION, attr_str, check_file, rebuild_problem
+from ._common import (
+    FORMAT,
+    FORMAT_VERSION,
+    attr_str,
+    check_file,
+    read_config,
+    read_problem,
+)
+from ._guard import open_file, parse_json, str_attr
 
 
 def _observable_dims() -> dict:
@@ -92,15 +99,20 @@ def load_sweep(path):
     if attr_str(attrs.get("kind", "")) != "sweep":
         raise DMFTInputError(f"{os.fspath(path)} is not a sweep file (kind="
                              f"{attr_str(attrs.get('kind', ''))!r}); use dmft.io.load")
-    config = json.loads(attr_str(attrs["config_json"]))
-    problem = rebuild_problem(config["problem"])
-    axes = json.loads(attr_str(attrs["grid_axes"]))
-    with h5py.File(os.fspath(path), "r") as f:
-        coords = [f["grid"][n][()] for n in axes]
-        est = {o: Estimate(f[o]["value"][()], f[o]["error"][()]) for o in _observable_dims()}
-        status = f["status"][()].astype(str)
-        bad = f["first_bad_step"][()]
-        step = f["step"][()]
-    return SweepResult(method=attr_str(attrs["sweep_method"]), problem=problem, axes=axes,
+    config = read_config(path, attrs)
+    problem = read_problem(path, config)
+    axes = parse_json(path, str_attr(path, attrs, "grid_axes"), "attribute grid_axes")
+    if not isinstance(axes, list) or not all(isinstance(n, str) and n for n in axes):
+        raise DMFTInputError(f"{os.fspath(path)}: attribute grid_axes is {axes!r}; expected a "
+                             "JSON list of axis names")
+    method = str_attr(path, attrs, "sweep_method")
+    with open_file(path) as r:
+        coords = [r.array(f"grid/{n}") for n in axes]
+        est = {o: Estimate(r.array(f"{o}/value"), r.array(f"{o}/error"))
+               for o in _observable_dims()}
+        status = r.array("status", expect="string").astype(str)
+        bad = r.array("first_bad_step", expect="integer")
+        step = r.array("step")
+    return SweepResult(method=method, problem=problem, axes=axes,
                        coords=coords, step=step, status=status, first_bad_step=bad, points=[],
                        settings=config.get("settings", {}), **est)

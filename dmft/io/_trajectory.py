@@ -30,9 +30,10 @@ from ._common import (
     attr_str,
     check_file,
     read_config,
-    rebuild_problem,
+    read_problem,
 )
 from ._features import load_features
+from ._guard import int_attr, open_file, str_attr
 
 KINDS = ("dmft", "simulation", "online", "flow")
 # What /step holds, by kind (root attribute ``time_axis``, added in format 1.1).
@@ -283,18 +284,7 @@ def load(path):
             "is damaged or was not written by dmft"
         )
     config = read_config(path, attrs)
-    try:
-        problem = rebuild_problem(config["problem"])
-    except DMFTInputError as exc:
-        raise DMFTInputError(
-            f"{os.fspath(path)}: attribute config_json is invalid: {exc}"
-        ) from None
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise DMFTInputError(
-            f"{os.fspath(path)}: attribute config_json does not describe a problem "
-            f"({type(exc).__name__}: {exc}); the file does not follow {FORMAT} "
-            f"{FORMAT_VERSION[0]}.x"
-        ) from None
+    problem = read_problem(path, config)
     try:
         traj = _read(path, attrs, problem, config)
     except (KeyError, OSError, TypeError) as exc:
@@ -325,35 +315,41 @@ def _check_shapes(path, traj) -> None:
 
 
 def _read(path, attrs, problem, config):
+    """The Trajectory held by ``path``: every dataset is read through the guarded reader
+    (dtype and size checked, data stored in this file)."""
     from .._result import Estimate, Trajectory
 
     required, optional_dims = _observable_dims()
-    with h5py.File(os.fspath(path), "r") as f:
-        obs = {name: Estimate(f[name]["value"][()], f[name]["error"][()]) for name in required}
-        names = list(required) + [n for n in optional_dims if n in f]
-        optional = {n: Estimate(f[n]["value"][()], f[n]["error"][()]) if n in f else None
-                    for n in optional_dims}
-        per_seed = None
-        if any("per_seed" in f[name] for name in names):
-            per_seed = {name: f[name]["per_seed"][()] for name in names if "per_seed" in f[name]}
+    kind = str_attr(path, attrs, "kind")
+    status = str_attr(path, attrs, "status", default="ok")
+    first_bad_step = int_attr(path, attrs, "first_bad_step", -1)
+    with open_file(path) as r:
+
+        def estimate(prefix):
+            return Estimate(r.array(f"{prefix}/value"), r.array(f"{prefix}/error"))
+
+        obs = {name: estimate(name) for name in required}
+        names = list(required) + [n for n in optional_dims if r.has(n)]
+        optional = {n: estimate(n) if r.has(n) else None for n in optional_dims}
+        per_seed = {name: r.array(f"{name}/per_seed") for name in names
+                    if "per_seed" in r.group(name)}
         kernels = None
-        if "kernels" in f:
-            kernels = {
-                name: Estimate(g["value"][()], g["error"][()]) for name, g in f["kernels"].items()
-            }
+        if r.has("kernels"):
+            kernels = {name: estimate(f"kernels/{name}") for name in r.group("kernels")}
         diagnostics = {}
-        if "diagnostics" in f:
-            diagnostics = {name: ds[()] for name, ds in f["diagnostics"].items()}
-        step = f["step"][()]
+        if r.has("diagnostics"):
+            diagnostics = {name: r.array(f"diagnostics/{name}")
+                           for name in r.group("diagnostics")}
+        step = r.array("step")
     return Trajectory(
-        kind=attr_str(attrs["kind"]),
+        kind=kind,
         problem=problem,
         step=step,
         observables={**obs, **optional},
         kernels=kernels,
-        per_seed=per_seed,
+        per_seed=per_seed or None,
         diagnostics=diagnostics,
         settings=config.get("settings", {}),
-        status=attr_str(attrs.get("status", "ok")),
-        first_bad_step=int(attrs.get("first_bad_step", -1)),
+        status=status,
+        first_bad_step=first_bad_step,
     )
