@@ -13,7 +13,7 @@ import sys
 
 from .._errors import DivergenceError, DMFTInputError
 from .._validate import check_choice, check_int
-from ._guard import WRITTEN, one_line
+from ._guard import WRITTEN, before_write, one_line
 
 PROBLEM_DEFAULTS = dict(p=2, activation="relu", second_layer="alternating", alpha=3.0, lr=0.2,
                         steps=6, ridge=0.0, noise=0.0, schedule="reuse", m0=None)
@@ -326,6 +326,7 @@ def save_or_partial(run, out: str, command_line: str | None):
             raise DivergenceError(exc.step, exc.quantity, causes=exc.causes,
                                   saved="; nothing was written") from None
         ppath = io.partial_path(out)
+        before_write()
         try:
             io.save(exc.partial, ppath, command_line=command_line)
             WRITTEN.append(ppath)
@@ -337,6 +338,7 @@ def save_or_partial(run, out: str, command_line: str | None):
         raise DivergenceError(exc.step, exc.quantity, path=ppath, partial=exc.partial,
                               causes=exc.causes) from None
     mark_blowup(traj, stacklevel=3)  # the simulator marks itself; the solver may not yet
+    before_write()
     io.save(traj, out, command_line=command_line)
     WRITTEN.append(out)
     return traj

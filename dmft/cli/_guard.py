@@ -15,6 +15,7 @@ import sys
 import warnings
 
 from .._errors import DivergenceError, DMFTInputError
+from ._interrupt import check_interrupt, interrupt_requested
 
 WRITTEN: list[str] = []  # files written by the running command (for the failure message)
 
@@ -74,7 +75,9 @@ def run_guarded(fn, *args) -> int:
     WRITTEN.clear()
     try:
         with user_warnings():
-            return fn(*args)
+            code = fn(*args)
+        check_interrupt()  # a Ctrl-C that some callback swallowed still ends the command
+        return code
     except (DMFTInputError, DivergenceError, FileNotFoundError, IsADirectoryError,
             PermissionError) as exc:
         sys.stdout.flush()
@@ -88,7 +91,8 @@ def run_guarded(fn, *args) -> int:
     except KeyboardInterrupt:
         return interrupted(args)
     except Exception as exc:
-        if "KeyboardInterrupt" in str(exc):  # an interrupt inside a JAX callback, wrapped
+        # an interrupt inside a JAX callback comes back wrapped in another exception
+        if "KeyboardInterrupt" in str(exc) or interrupt_requested():
             return interrupted(args)
         if os.environ.get("DMFT_TRACEBACK"):
             raise
@@ -99,6 +103,11 @@ def run_guarded(fn, *args) -> int:
         print(f"error: unexpected {type(exc).__name__}: {first}; {saved}; rerun with "
               "DMFT_TRACEBACK=1 for the traceback and please report it", file=sys.stderr)
         return 1
+
+
+def before_write() -> None:
+    """Call right before a command writes a file: stop there if Ctrl-C was pressed."""
+    check_interrupt()
 
 
 def interrupted(args=()) -> int:

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``dmft`` console script."""
+    """Run one ``dmft`` command (``dmft.cli.main`` calls this inside its Ctrl-C handler)."""
     try:
         return _main(argv)
     except KeyboardInterrupt:  # before a subcommand started (imports, parsing)

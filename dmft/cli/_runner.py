@@ -42,7 +42,7 @@ from ._common import (
     progress_from_args,
     save_or_partial,
 )
-from ._guard import run_guarded
+from ._guard import before_write, run_guarded
 
 QUICK = dict(samples=20_000, d=300, seeds=4, max_steps=4)
 
@@ -156,6 +156,7 @@ def _run(args, defaults: dict) -> int:
     table = zscore_table(theory, sim, threshold=args.threshold)
     print(table)
     fig = plot_comparison(theory, sim)
+    before_write()
     save_figure(fig, fig_path)
     import matplotlib.pyplot as plt
 
