@@ -14,6 +14,7 @@ import re
 import sys
 import warnings
 
+from .._cache import JAX_CACHE_READ_ERROR, cache_warning_once
 from .._errors import DivergenceError, DMFTInputError
 from ._interrupt import check_interrupt, interrupt_requested
 
@@ -28,6 +29,11 @@ def one_line(msg) -> str:
 def user_warnings():
     """Show warnings as one line ``warning: ...`` on stderr, whatever the warning filters say."""
     def show(message, category, filename, lineno, file=None, line=None):
+        if str(message).startswith(JAX_CACHE_READ_ERROR):
+            # one per damaged entry from JAX: one line per command, naming the folder
+            message = cache_warning_once()
+            if message is None:
+                return
         print(f"warning: {one_line(message)}", file=sys.stderr)
 
     with warnings.catch_warnings():
@@ -45,7 +51,7 @@ FLAGS = {
     "chunk_size": "--chunk-size", "response": "--response", "dtype": "--dtype", "d": "--d",
     "seeds": "--seeds", "seed_batch": "--seed-batch", "test_error": "--test-error",
     "threshold": "--threshold", "sys_error": "--sys-error", "dpi": "--dpi", "out": "--out",
-    "fig_dir": "--fig-dir", "devices": "--devices",
+    "fig_dir": "--fig-dir", "devices": "--devices", "max_points": "--max-points",
 }
 _NAME = r"([a-z][a-z0-9_]*)((?:\[\d+\])?)"
 

@@ -37,6 +37,7 @@ from ._common import (
     device_count,
     devices_from_args,
     enable_x64,
+    join_negative_values,
     print_config,
     problem_from_args,
     progress_from_args,
@@ -93,7 +94,7 @@ def run_target(name: str, defaults: dict, argv=None, description: str | None = N
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(name, defaults, description)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(join_negative_values(parser, argv))
     except SystemExit as exc:
         return int(exc.code or 0)
     args.target = name
