@@ -43,11 +43,14 @@ def test_compare_fails_on_nan_theory_value(pair, tmp_path, capsys):
 
     bad = copy_with(th, tmp_path / "nan.h5", nan_m)
     code, out, err = run_cli(capsys, "compare", bad, sim)
-    assert code == 0 and "PASS" not in out
+    assert code == 1 and "PASS" not in out
     assert "FAIL: 4 compared entries have NaN/inf: m[0,0]: theory value is NaN/inf at t=0,1,2,3" \
         in out
+    one_line_error(err, "the verdict is FAIL", "NaN/inf", "pass --report-only to exit 0")
     code, out, err = run_cli(capsys, "compare", bad, sim, "--strict")
-    assert code == 3
+    assert code == 1
+    code, out, err = run_cli(capsys, "compare", bad, sim, "--report-only")
+    assert code == 0 and "FAIL" in out and err == ""
 
 
 def test_compare_explains_nan_se_of_one_seed(pair, tmp_path, capsys):
@@ -60,8 +63,8 @@ def test_compare_explains_nan_se_of_one_seed(pair, tmp_path, capsys):
             f[f"{name}/error"][...] = np.nan
 
     copy_with(sim1, sim1.with_name("s.h5"), one_seed)
-    code, out, err = run_cli(capsys, "compare", th, sim1.with_name("s.h5"), "--strict")
-    assert code == 3
+    code, out, err = run_cli(capsys, "compare", th, sim1.with_name("s.h5"))
+    assert code == 1
     assert "simulation SE is NaN/inf" in out and "single seed" in out and "--seeds 2" in out
 
 
@@ -209,8 +212,9 @@ def test_blowup_marked_and_compare_fails(tmp_path, capsys):
     assert io.load(th).status == "blew_up" and io.load(sim).status == "blew_up"
     with h5py.File(th, "r") as f:
         assert f.attrs["status"] == "blew_up" and f.attrs["first_bad_step"] > 0
-    code, out, err = run_cli(capsys, "compare", th, sim, "--strict", "--allow-different")
-    assert code == 3 and "FAIL: the theory run has status 'blew_up'" in out
+    code, out, err = run_cli(capsys, "compare", th, sim, "--allow-different")
+    assert code == 1 and "FAIL: the theory run has status 'blew_up'" in out
+    one_line_error(err, "the verdict is FAIL", "status 'blew_up'")
 
 
 def test_simulate_huge_alpha(tmp_path, capsys):
