@@ -4,6 +4,7 @@ runs)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -267,6 +268,50 @@ def test_ctrl_c_one_line(tmp_path):
             p.kill()
     assert p.returncode == 130, err
     assert err.strip() == f"error: interrupted (Ctrl-C); nothing written to {out}", err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0])
+def test_ctrl_c_during_start_up(tmp_path, delay):
+    """SIGINT while numpy/JAX import or the program compiles (a KeyboardInterrupt there can
+    land in JAX's gc callback, where Python ignores it): still exit 130, nothing written."""
+    out = tmp_path / "int.h5"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "dmft.cli", "solve", "--target", "he3", "--samples", "4000",
+         "--replicas", "4", "--steps", "3", "--no-progress", "--out", str(out)],
+        env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err
+    line = one_line_error(err, "error: interrupted (Ctrl-C); nothing written")
+    assert "Exception ignored" not in err and line == err.strip()
+    assert not out.exists()
+
+
+def test_swallowed_ctrl_c_still_stops_before_writing(tmp_path, capsys, monkeypatch):
+    """A Ctrl-C whose KeyboardInterrupt was lost (recorded by the handler, raised nowhere)
+    stops the command at its next file write: exit 130 and no file."""
+    from dmft.cli import _interrupt
+
+    real = _interrupt.sigint_guard
+
+    @contextlib.contextmanager
+    def guard_with_lost_interrupt():
+        with real():
+            _interrupt._STATE["hit"] = True  # as the handler records it
+            yield
+
+    monkeypatch.setattr(_interrupt, "sigint_guard", guard_with_lost_interrupt)
+    out = tmp_path / "x.h5"
+    code, _, err = run_cli(capsys, *SOLVE, "--out", out)
+    _interrupt._STATE["hit"] = False
+    assert code == 130
+    one_line_error(err, "interrupted (Ctrl-C)", f"nothing written to {out}")
     assert not out.exists()
 
 
