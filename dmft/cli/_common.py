@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from .._errors import DivergenceError, DMFTInputError
 from .._validate import check_choice, check_int
-from ._guard import WRITTEN, one_line
+from ._guard import WRITTEN, before_write, one_line
 
 PROBLEM_DEFAULTS = dict(p=2, activation="relu", second_layer="alternating", alpha=3.0, lr=0.2,
                         steps=6, ridge=0.0, noise=0.0, schedule="reuse", m0=None)
@@ -25,6 +26,43 @@ DEFAULT_REPLICAS = 16
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """``--help`` with the defaults shown and the descriptions kept as written."""
+
+
+# a value that starts with '-' and is a number, a list or a range: -1, -.5, -1,0, -1:1:3, -inf
+_NEGATIVE_VALUE = re.compile(r"^-(\d|\.\d|inf\b|nan\b)", re.IGNORECASE)
+
+
+def join_negative_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``--flag -1,0`` → ``--flag=-1,0`` for every flag that takes a value.
+
+    argparse reads a token that starts with '-' as a flag unless it is a plain negative number,
+    so ``--ridge -1,0`` or ``--lr -1:1:3`` would be a multi-line usage error; joined, the value
+    reaches the flag's own check and its one-line range message.
+    """
+    takes_value = set()
+
+    def collect(p):
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    collect(sub)
+            elif action.option_strings and action.nargs != 0:
+                takes_value.update(action.option_strings)
+
+    collect(parser)
+    out, i = [], 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--":  # everything after it is positional
+            out.extend(argv[i:])
+            break
+        if tok in takes_value and i + 1 < len(argv) and _NEGATIVE_VALUE.match(argv[i + 1]):
+            out.append(f"{tok}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(tok)
+            i += 1
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,9 +276,11 @@ def enable_x64() -> None:
     import jax
 
     from .._cache import enable_compile_cache
+    from ._guard import user_warnings
 
     jax.config.update("jax_enable_x64", True)
-    enable_compile_cache()
+    with user_warnings():  # a damaged cache is one line `warning: ...`
+        enable_compile_cache()
 
 
 def print_config(title: str, problem, settings: dict) -> None:
@@ -326,6 +366,7 @@ def save_or_partial(run, out: str, command_line: str | None):
             raise DivergenceError(exc.step, exc.quantity, causes=exc.causes,
                                   saved="; nothing was written") from None
         ppath = io.partial_path(out)
+        before_write()
         try:
             io.save(exc.partial, ppath, command_line=command_line)
             WRITTEN.append(ppath)
@@ -337,6 +378,7 @@ def save_or_partial(run, out: str, command_line: str | None):
         raise DivergenceError(exc.step, exc.quantity, path=ppath, partial=exc.partial,
                               causes=exc.causes) from None
     mark_blowup(traj, stacklevel=3)  # the simulator marks itself; the solver may not yet
+    before_write()
     io.save(traj, out, command_line=command_line)
     WRITTEN.append(out)
     return traj

@@ -1,11 +1,14 @@
 """``dmft compare``: z-scores of a theory file against a simulation file, the verdict, and
-the comparison figure."""
+the comparison figure. A failed verdict exits with code 1 (after the table and the figure) and
+one line ``error: ...`` on stderr; ``--report-only`` exits 0 whatever the verdict."""
 
 from __future__ import annotations
 
+import sys
+
 from .._errors import DMFTInputError
 from ._common import Formatter, add_dpi_arg, check_figure_args, existing
-from ._guard import one_line
+from ._guard import before_write, one_line
 
 
 def add_parser(subparsers) -> None:
@@ -20,7 +23,10 @@ def add_parser(subparsers) -> None:
                    help="absolute finite-d allowance added in quadrature to the SE")
     p.add_argument("--allow-different", action="store_true",
                    help="compare runs of different problems")
-    p.add_argument("--strict", action="store_true", help="exit code 3 when the verdict fails")
+    p.add_argument("--report-only", "--no-fail", action="store_true",
+                   help="exit code 0 even when the verdict fails (only print the table)")
+    p.add_argument("--strict", action="store_true",
+                   help="accepted for older scripts: a failed verdict exits 1 by default")
     add_dpi_arg(p)
     p.set_defaults(func=cmd_compare)
 
@@ -45,6 +51,7 @@ def cmd_compare(args) -> int:
         from ..plot import plot_comparison, save_figure
 
         fig = plot_comparison(theory, sim)
+        before_write()
         try:
             save_figure(fig, args.out, dpi=args.dpi)
         except (ValueError, OSError, RuntimeError) as exc:
@@ -55,4 +62,9 @@ def cmd_compare(args) -> int:
         finally:
             plt.close(fig)
         print(f"wrote {args.out}")
-    return 3 if (args.strict and not table.passed) else 0
+    if table.passed or args.report_only:
+        return 0
+    reasons = "; ".join(line.strip() for line in table.verdict().splitlines())
+    print(f"error: the verdict is FAIL ({reasons}); pass --report-only to exit 0 on a failed "
+          "verdict", file=sys.stderr)
+    return 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
+from .._errors import DMFTInputError
 from .._validate import check_int
 from ._common import (
     Formatter,
@@ -16,6 +17,7 @@ from ._common import (
     parse_floats,
     progress_from_args,
 )
+from ._guard import before_write
 
 
 def add_parser(subparsers) -> None:
@@ -41,7 +43,8 @@ def add_parser(subparsers) -> None:
                    help="rank of the spike kept in the spiked equivalent")
     g.add_argument("--n-test", type=int, default=0, help="test samples (0: max(n1, 1000))")
     r = p.add_argument_group("run")
-    r.add_argument("--seeds", type=int, default=8, help="independent seeds")
+    r.add_argument("--seeds", type=int, default=8,
+                   help="independent seeds, at least 2 (for the standard errors)")
     add_seed_arg(r)
     r.add_argument("--quick", action="store_true", help="tiny sizes: a seconds-long smoke run")
     add_progress_arg(r)
@@ -56,7 +59,10 @@ def cmd_features(args) -> int:
     from ..features import FeaturesConfig, simulate_features
 
     out = check_out(args.out)
-    check_int("seeds", args.seeds, low=1)
+    if args.seeds == 1:
+        raise DMFTInputError("`--seeds` must be >= 2: the standard errors over seeds need at "
+                             "least two seeds; got --seeds=1")
+    check_int("seeds", args.seeds, low=2)
     check_int("seed", args.seed, low=0)
     ridges = parse_floats("ridges", args.ridges)
     kw = dict(target=args.target, activation=args.activation, d=args.d, kappa=args.kappa,
@@ -75,6 +81,7 @@ def cmd_features(args) -> int:
     res = simulate_features(config, seeds=args.seeds, seed=args.seed,
                             progress=progress_from_args(args))
     print(features_table(res))
+    before_write()
     io.save_features(res, out, command_line=args.command_line)
     print(f"wrote {out}")
     if args.figure:
@@ -84,6 +91,7 @@ def cmd_features(args) -> int:
         from ..plot import save_figure
 
         fig = plot_features(res)
+        before_write()
         save_figure(fig, args.figure)
         plt.close(fig)
         print(f"wrote {args.figure}")

@@ -14,7 +14,9 @@ import re
 import sys
 import warnings
 
+from .._cache import JAX_CACHE_READ_ERROR, cache_warning_once
 from .._errors import DivergenceError, DMFTInputError
+from ._interrupt import check_interrupt, interrupt_requested
 
 WRITTEN: list[str] = []  # files written by the running command (for the failure message)
 
@@ -27,6 +29,11 @@ def one_line(msg) -> str:
 def user_warnings():
     """Show warnings as one line ``warning: ...`` on stderr, whatever the warning filters say."""
     def show(message, category, filename, lineno, file=None, line=None):
+        if str(message).startswith(JAX_CACHE_READ_ERROR):
+            # one per damaged entry from JAX: one line per command, naming the folder
+            message = cache_warning_once()
+            if message is None:
+                return
         print(f"warning: {one_line(message)}", file=sys.stderr)
 
     with warnings.catch_warnings():
@@ -44,7 +51,7 @@ FLAGS = {
     "chunk_size": "--chunk-size", "response": "--response", "dtype": "--dtype", "d": "--d",
     "seeds": "--seeds", "seed_batch": "--seed-batch", "test_error": "--test-error",
     "threshold": "--threshold", "sys_error": "--sys-error", "dpi": "--dpi", "out": "--out",
-    "fig_dir": "--fig-dir", "devices": "--devices",
+    "fig_dir": "--fig-dir", "devices": "--devices", "max_points": "--max-points",
 }
 _NAME = r"([a-z][a-z0-9_]*)((?:\[\d+\])?)"
 
@@ -74,7 +81,9 @@ def run_guarded(fn, *args) -> int:
     WRITTEN.clear()
     try:
         with user_warnings():
-            return fn(*args)
+            code = fn(*args)
+        check_interrupt()  # a Ctrl-C that some callback swallowed still ends the command
+        return code
     except (DMFTInputError, DivergenceError, FileNotFoundError, IsADirectoryError,
             PermissionError) as exc:
         sys.stdout.flush()
@@ -88,7 +97,8 @@ def run_guarded(fn, *args) -> int:
     except KeyboardInterrupt:
         return interrupted(args)
     except Exception as exc:
-        if "KeyboardInterrupt" in str(exc):  # an interrupt inside a JAX callback, wrapped
+        # an interrupt inside a JAX callback comes back wrapped in another exception
+        if "KeyboardInterrupt" in str(exc) or interrupt_requested():
             return interrupted(args)
         if os.environ.get("DMFT_TRACEBACK"):
             raise
@@ -99,6 +109,11 @@ def run_guarded(fn, *args) -> int:
         print(f"error: unexpected {type(exc).__name__}: {first}; {saved}; rerun with "
               "DMFT_TRACEBACK=1 for the traceback and please report it", file=sys.stderr)
         return 1
+
+
+def before_write() -> None:
+    """Call right before a command writes a file: stop there if Ctrl-C was pressed."""
+    check_interrupt()
 
 
 def interrupted(args=()) -> int:

@@ -5,9 +5,9 @@ Exit codes: 0 success; 1 a user error or a diverged run, reported as ONE line ``
 stderr (no traceback) that names the flag, the value and what is allowed, and says what was
 saved (an unexpected exception is also one line, exit 1; ``DMFT_TRACEBACK=1`` shows its
 traceback); 2 a command-line usage error (argparse); 130 interrupted (Ctrl-C), with one line
-saying that nothing was written. ``compare --strict`` returns 3 when the verdict fails. Every input,
-``--out`` included (a writable folder, not a directory, a name that fits, free space), is checked
-before any compute.
+saying that nothing was written. ``compare`` exits 1 when the verdict fails (``--report-only``:
+0). Every input, ``--out`` included (a writable folder, not a directory, a name that fits, free
+space), is checked before any compute.
 
 Each command is one module here (``_solve``, ``_simulate``, ``_compare``, ``_sweep`` with
 plot-sweep, ``_features``, ``_info`` with targets and inspect) that adds its own subparser; the
@@ -28,7 +28,7 @@ import shlex
 import sys
 
 from . import _compare, _features, _info, _simulate, _solve, _sweep
-from ._common import Formatter, enable_x64
+from ._common import Formatter, enable_x64, join_negative_values
 from ._guard import run_guarded
 
 # `dmft --help` lists the commands in this order
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``dmft`` console script."""
+    """Run one ``dmft`` command (``dmft.cli.main`` calls this inside its Ctrl-C handler)."""
     try:
         return _main(argv)
     except KeyboardInterrupt:  # before a subcommand started (imports, parsing)
@@ -65,7 +65,7 @@ def _main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(join_negative_values(parser, argv))
     except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
         return int(exc.code or 0)
     args.command_line = "dmft " + shlex.join(argv)

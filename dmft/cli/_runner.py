@@ -37,12 +37,13 @@ from ._common import (
     device_count,
     devices_from_args,
     enable_x64,
+    join_negative_values,
     print_config,
     problem_from_args,
     progress_from_args,
     save_or_partial,
 )
-from ._guard import run_guarded
+from ._guard import before_write, run_guarded
 
 QUICK = dict(samples=20_000, d=300, seeds=4, max_steps=4)
 
@@ -93,7 +94,7 @@ def run_target(name: str, defaults: dict, argv=None, description: str | None = N
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(name, defaults, description)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(join_negative_values(parser, argv))
     except SystemExit as exc:
         return int(exc.code or 0)
     args.target = name
@@ -156,6 +157,7 @@ def _run(args, defaults: dict) -> int:
     table = zscore_table(theory, sim, threshold=args.threshold)
     print(table)
     fig = plot_comparison(theory, sim)
+    before_write()
     save_figure(fig, fig_path)
     import matplotlib.pyplot as plt
 

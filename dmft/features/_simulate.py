@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import DMFTInputError
+from .._errors import DivergenceError, DMFTInputError
 from .._result import Estimate, estimate_from_replicas
 from .._rng import STREAM_FEATURES, stream_key
 from .._validate import check_choice, check_int, check_real, check_x64
@@ -53,6 +53,9 @@ KEY_SCHEME = (
 )
 MAPS = ("rf", "step", "spiked")
 N_TOP = 3  # leading eigenvalues (and eigenvector overlaps) recorded per spectrum
+# a result this large is treated as overflowed: its square (in the standard error over seeds)
+# would overflow float64
+OVERFLOW = 1e150
 MAX_ELEMENTS = 2.5e8  # largest n×max(d,p) matrix one seed may build (2 GB in float64)
 
 
@@ -288,10 +291,12 @@ def _one_seed(static, key, eta, ridges, noise):
     a = a / math.sqrt(p)
     kstep = jax.random.fold_in(key, 2)
     W = W0
+    finite = []  # are the weights finite after each step (the driver names the first bad one)
     for t in range(steps):  # steps is small and static: unrolled
         x, y = _draw_batch(jax.random.fold_in(kstep, t if batch == "fresh" else 0), n0, d, k,
                            tgt, noise)
         W = gd_step(act, W, a, x, y, eta)
+        finite.append(jnp.all(jnp.abs(W) < OVERFLOW))  # False for inf and NaN too
     x1, y1 = _draw_batch(jax.random.fold_in(key, 3), n1, d, k, tgt, noise)
     x2, y2 = _draw_batch(jax.random.fold_in(key, 4), nt, d, k, tgt, noise)
     out = {}
@@ -299,6 +304,7 @@ def _one_seed(static, key, eta, ridges, noise):
     out.update(_named("rf", r))
     if steps == 0:
         return out
+    out[_FINITE_W] = jnp.stack(finite)
     r = _readout(act, W, x1, y1, x2, y2, ridges, k)
     out.update(_named("step", r))
     delta = W - W0
@@ -316,6 +322,42 @@ def _one_seed(static, key, eta, ridges, noise):
     out["update_singular_values"] = s[: N_TOP + rank]
     out["update_rest_norm2"] = q
     return out
+
+
+_FINITE_W = "_weights_finite"  # per-step check, removed by the driver (not an output)
+
+
+def _check_finite(out: dict, c: FeaturesConfig, s: int) -> None:
+    """Stop at the first non-finite (or overflowed: beyond OVERFLOW) result of seed index ``s``:
+    the weights after a step, then the spectra and readout errors of each map (a
+    DivergenceError naming the step)."""
+    causes = (f"Likely causes: a learning rate too large (lr={c.lr:g}, η={c.eta:.4g} with "
+              f"lr_scaling={c.lr_scaling!r}) or huge label noise (noise={c.noise:g})")
+    if _FINITE_W in out:
+        ok = np.asarray(out.pop(_FINITE_W), dtype=bool)
+        if not ok.all():
+            t = int(np.argmin(ok))
+            raise DivergenceError(
+                t + 1, f"the first-layer weight matrix after GD step {t + 1} of {c.steps} "
+                f"(seed index {s})", causes=causes, saved="")
+    for name, val in out.items():
+        if not np.all(np.abs(val) < OVERFLOW):
+            if "/" in name:
+                m, kind = name.split("/", 1)
+                where = f"{_QUANTITY.get(kind, kind)} of the {m!r} features"
+            else:
+                where = _QUANTITY.get(name, name)
+            raise DivergenceError(
+                c.steps, f"the {where} after {c.steps} GD step(s) (seed index {s})",
+                causes=causes, saved="")
+
+
+_QUANTITY = {"eigenvalues": "spectrum", "top": "top-eigenvalue set",
+             "overlap": "eigenvector-overlap set", "train_error": "readout train error",
+             "test_error": "readout test error",
+             "bulk_edge": "bulk edge (spike-free part of the spiked model)",
+             "update_singular_values": "singular-value set of the update W_T - W_0",
+             "update_rest_norm2": "norm of the update beyond its spike"}
 
 
 def _named(name, r):
@@ -338,12 +380,16 @@ def simulate_features(config: FeaturesConfig | None = None, *, seeds: int = 8, s
             (``target``, ``activation``, ``d``, ``kappa``, ``alpha0``, ``alpha1``, ``lr``,
             ``lr_scaling``, ``steps``, ``batch``, ``ridges``, ``noise``, ``spike_rank``,
             ``n_test``, ``outlier_margin``).
-        seeds: number of independent seeds (≥ 2 for standard errors).
+        seeds: number of independent seeds, at least 2 (the standard errors need two).
         seed: the user seed all keys derive from.
         progress: tqdm bar over seeds (None: only on a TTY; False: off).
 
     Returns:
         :class:`FeaturesResult` (per-seed arrays; ``estimate(name)`` gives mean ± SE).
+
+    Raises:
+        DivergenceError: a seed gave non-finite weights after a step (its ``step``), or a
+            non-finite spectrum or readout error; nothing is returned then.
     """
     if config is None:
         config = FeaturesConfig(**kwargs)
@@ -351,7 +397,11 @@ def simulate_features(config: FeaturesConfig | None = None, *, seeds: int = 8, s
         raise DMFTInputError(f"pass either `config` or keyword fields, not both; got {kwargs}")
     if not isinstance(config, FeaturesConfig):
         raise DMFTInputError(f"`config` must be a FeaturesConfig; got {type(config).__name__}")
-    seeds = check_int("seeds", seeds, low=1, high=100_000)
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool) and seeds == 1:
+        raise DMFTInputError(
+            "`seeds` must be >= 2: the standard errors over seeds need at least two seeds; "
+            "got seeds=1")
+    seeds = check_int("seeds", seeds, low=2, high=100_000)
     seed = check_int("seed", seed, low=0, high=2**63 - 1)
     check_x64("float64")
     c = config
@@ -371,8 +421,10 @@ def simulate_features(config: FeaturesConfig | None = None, *, seeds: int = 8, s
         it = tqdm(it, desc=f"features d={c.d}", disable=None if progress is None else False,
                   leave=False)
     for s in it:
-        out = _one_seed(static, jax.random.fold_in(root, s), eta, ridges, noise)
-        rows.append(jax.tree.map(np.asarray, out))
+        out = jax.tree.map(np.asarray,
+                           _one_seed(static, jax.random.fold_in(root, s), eta, ridges, noise))
+        _check_finite(out, c, s)
+        rows.append(out)
     per_seed = {name: np.stack([r[name] for r in rows]) for name in rows[0]}
     if c.steps > 0:
         edge = per_seed["bulk_edge"] * (1.0 + c.outlier_margin)

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _fakes import one_line_error
 
 from dmft import DMFTInputError, io
 from dmft.baselines import marchenko_pastur_rule
@@ -266,3 +267,43 @@ def test_file_round_trip_and_cli(tmp_path, capsys):
     code = main(["features", "--d", "50", "--kappa", "9", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 1 and "`kappa`" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------------------------
+# Refusals: one seed (no standard error) and a run that overflows
+# --------------------------------------------------------------------------------------------
+
+
+def test_one_seed_is_refused(tmp_path, capsys):
+    with pytest.raises(DMFTInputError, match=r"`seeds` must be >= 2: the standard errors"):
+        simulate_features(d=16, steps=0, seeds=1, progress=False)
+    out = tmp_path / "f.h5"
+    code = main(["features", "--quick", "--seeds", "1", "--out", str(out), "--no-progress"])
+    cap = capsys.readouterr()
+    assert code == 1 and cap.out == ""  # before the config print
+    one_line_error(cap.err, "`--seeds` must be >= 2", "standard errors", "--seeds=1",
+                   "nothing written")
+    assert not out.exists()
+
+
+def test_overflowing_step_is_a_divergence_naming_the_step(tmp_path, capsys):
+    from dmft import DivergenceError
+
+    with pytest.raises(DivergenceError) as info:
+        simulate_features(d=16, steps=2, seeds=2, lr=1e300, ridges=(1.0,), progress=False)
+    assert info.value.step == 1
+    assert "weight matrix after GD step 1 of 2" in str(info.value)
+    out = tmp_path / "f.h5"
+    code = main(["features", "--quick", "--lr", "1e300", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1
+    one_line_error(err, "run diverged at step 1", "weight matrix after GD step 1",
+                   "lr=1e+300", "nothing written")
+    assert "invalid value" not in err and not out.exists()
+    # a readout error that overflows, with no step at all: step 0, the map named
+    code = main(["features", "--quick", "--steps", "0", "--label-noise", "1e305", "--out",
+                 str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1
+    one_line_error(err, "run diverged at step 0", "of the 'rf' features", "noise=1e+305")
+    assert not out.exists()
