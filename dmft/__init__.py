@@ -29,8 +29,6 @@ def _read_version() -> str:
         return "0+unknown"
 
 
-__version__ = _read_version()
-
 # public name -> the module that defines it (imported on first access)
 _LAZY = {
     "ACTIVATIONS": "model",
@@ -77,6 +75,9 @@ __all__ = sorted(["DivergenceError", "DMFTInputError", "set_precision", "__versi
 
 
 def __getattr__(name: str):
+    if name == "__version__":  # read on first use: importing dmft stays cheap
+        globals()["__version__"] = _read_version()
+        return globals()["__version__"]
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value

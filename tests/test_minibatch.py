@@ -45,6 +45,7 @@ def test_full_fraction_equals_reuse_dmft(reuse, schedule):
     np.testing.assert_allclose(out.kernels["C"].value, reuse.kernels["C"].value, atol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore:schedule=.*selects on average:UserWarning")
 def test_new_fraction_does_not_recompile_and_changes_the_result(reuse):
     a = _solve("sgd:0.5")
     before = TRACE_COUNT[0]

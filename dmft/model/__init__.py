@@ -20,6 +20,7 @@ from ._network import sum_last as sum_last
 from ._problem import Problem as Problem
 from ._problem import check_problem as check_problem
 from ._problem import make_problem as make_problem
+from ._problem import warn_small_minibatch as warn_small_minibatch
 from ._schedules import Schedule as Schedule
 from ._schedules import batch_index as batch_index
 from ._schedules import parse_schedule as parse_schedule

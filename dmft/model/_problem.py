@@ -379,3 +379,24 @@ def check_problem(problem, name: str = "problem"):
             f"{type(problem).__name__}"
         )
     return problem
+
+
+# Below this many selected samples per step, the mini-batch of ``sgd:b`` is too small for the run
+# to describe its limit: a warning says so (the run is legitimate, e.g. to see the noise).
+FEW_SELECTED = 300
+
+
+def warn_small_minibatch(problem, n: int, what: str, stacklevel: int = 3) -> None:
+    """Warn when ``sgd:b`` selects on average fewer than ``FEW_SELECTED`` of the ``n`` samples
+    (``what`` names them: "DMFT samples per replica", "training samples")."""
+    if problem.selection != "sgd" or problem.fraction >= 1.0:
+        return
+    chosen = problem.fraction * n
+    if chosen < FEW_SELECTED:
+        import warnings
+
+        warnings.warn(
+            f"schedule={problem.schedule!r} selects on average b x {n} {what} = {chosen:.3g} "
+            f"per step, fewer than {FEW_SELECTED}: the estimate of the mini-batch step is "
+            "dominated by their sampling noise; use more samples (or a larger d) or a larger b",
+            UserWarning, stacklevel=stacklevel)

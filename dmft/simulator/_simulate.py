@@ -54,7 +54,7 @@ from .._precision import overflow_limit
 from .._result import Estimate, Trajectory, estimate_from_replicas, mark_blowup
 from .._rng import KEY_SCHEME
 from .._validate import check_choice, check_dtype, check_int, check_x64
-from ..model import Problem, check_problem
+from ..model import Problem, check_problem, warn_small_minibatch
 from ..observables import OBSERVABLES, OPTIONAL, test_error_map
 from ._seeds import SeedBatches, plan_seed_batches
 
@@ -93,6 +93,7 @@ def _validate(problem, d, seeds, seed, seed_batch, test_error, n_test, dtype):
     n_test = check_int("n_test", n_test, low=1)
     dtype_name = check_dtype(dtype)
     check_x64(dtype_name)
+    warn_small_minibatch(problem, n, "training samples", stacklevel=4)
     return d, seeds, n, seed, seed_batch, n_test, dtype_name
 
 

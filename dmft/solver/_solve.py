@@ -28,7 +28,7 @@ from .._precision import kernel_dtype
 from .._result import Trajectory, estimate_from_replicas, kernel_diagonal, mark_blowup
 from .._rng import STREAM_DMFT, stream_key
 from .._validate import check_choice, check_int, check_x64
-from ..model import Problem, check_problem
+from ..model import Problem, check_problem, warn_small_minibatch
 from ..observables import KERNELS, test_error_map
 from ._factor import SCHUR_WARN_REL
 from ._memory import check_memory
@@ -74,6 +74,7 @@ def validate(problem, samples, seed, replicas, chunk_size, response, dtype) -> S
             UserWarning,
             stacklevel=3,
         )
+    warn_small_minibatch(problem, n_real, "DMFT samples per replica", stacklevel=4)
     return st
 
 

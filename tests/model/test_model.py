@@ -67,3 +67,20 @@ def test_numbers_are_the_traced_numbers():
     assert jax.tree.structure(make_problem("he3", p=2, steps=3).numbers()) != tree
     f32 = pr.numbers(np.float32)
     assert all(np.asarray(x).dtype == np.float32 for x in jax.tree.leaves(f32))
+
+
+def test_small_minibatch_warns():
+    import dmft
+
+    pr = make_problem("he3", steps=2, schedule="sgd:0.1")
+    with pytest.warns(UserWarning, match=r"b x 1000 DMFT samples per replica = 100 per step"):
+        dmft.solve(pr, 4000, replicas=4, progress=False)
+    with pytest.warns(UserWarning, match=r"b x 300 training samples = 30 per step"):
+        dmft.simulate(pr, d=100, seeds=2, progress=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_problem("he3", steps=2, schedule="sgd:1")  # b = 1: the full batch, no warning
+        dmft.simulate(make_problem("he3", steps=2, schedule="sgd:1"), d=50, seeds=2,
+                      progress=False)

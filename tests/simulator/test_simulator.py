@@ -272,6 +272,7 @@ def test_divergence_raises_with_partial():
     assert np.all(np.abs(part.per_seed["Q"]) <= 1e100)
 
 
+@pytest.mark.filterwarnings("ignore:schedule=.*selects on average:UserWarning")
 def test_new_minibatch_fraction_does_not_recompile():
     """b of ``sgd:b`` is a traced number (``Problem.numbers().batch_fraction``): a new b runs
     the compiled seed batch again and selects other samples."""
