@@ -1,4 +1,4 @@
-"""A solve on 1, 2 and 4 devices: wall time and resident memory per device (issue #11).
+"""A solve on 1, 2 and 4 devices: wall time and resident memory per device.
 
     PYTHONPATH=. python benchmarks/scaling.py [--steps 10] [--samples 65536] [--p 2]
 

@@ -9,6 +9,6 @@ matplotlib.use("Agg")
 
 import os
 
-# tests do not write to the user's persistent compilation cache (tests/test_cache.py turns it
+# tests do not write to the user's persistent compilation cache (tests/cli/test_cache.py turns it
 # on explicitly, in a temporary folder)
 os.environ.setdefault("DMFT_NO_COMPILE_CACHE", "1")

@@ -1,4 +1,4 @@
-"""Validation of ``dmft.features`` (issue #13): the d-extrapolated study.
+"""Validation of ``dmft.features``: the d-extrapolated study.
 
 Part ``step0``: random-feature ridge test error at initialization against the closed form
 (``dmft.rf_test_error``), for κ ∈ {0.5, 1, 2} × λ ∈ {0.01, 0.1, 1, 10} at α₁ = 1 (κ = 1 is the

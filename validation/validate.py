@@ -51,7 +51,7 @@ CASES = {
                         schedule="repeat:2"),
     "staircase2_fresh": dict(target="staircase2", p=2, activation="relu", alpha=3.0, lr=0.3,
                              steps=8, schedule="fresh"),
-    # mini-batch SGD on one dataset and the logistic loss (issue 12)
+    # mini-batch SGD on one dataset and the logistic loss
     "tanh_he3_sgd": dict(target="tanh_he3", p=2, activation="relu", alpha=3.0, lr=0.2,
                          steps=12, schedule="sgd:0.25"),
     "tanh_he3_epochs": dict(target="tanh_he3", p=2, activation="relu", alpha=3.0, lr=0.2,

@@ -52,7 +52,7 @@ def test_extrapolation_recovers_intercept():
 
 @pytest.mark.parametrize("schedule,lr_a", [("repeat:2", 0.0), ("reuse", 0.5)])
 def test_schedules_and_trained_second_layer_agree_with_simulation(schedule, lr_a):
-    """repeat:2 (issue 5.1) and a trained second layer (5.2) against the simulator, same rule."""
+    """repeat:2 and a trained second layer against the simulator, same rule."""
     problem = make_problem("tanh_he3", p=2, activation="relu", alpha=3.0, lr=0.2, steps=3,
                            schedule=schedule, lr_a=lr_a)
     d = 500
@@ -72,7 +72,7 @@ def test_schedules_and_trained_second_layer_agree_with_simulation(schedule, lr_a
 
 @pytest.mark.parametrize("schedule", ["sgd:0.5", "epochs:2"])
 def test_minibatch_schedules_agree_with_simulation(schedule):
-    """Mini-batch SGD on one dataset (issue 12): DMFT with per-sample selections s_t against
+    """Mini-batch SGD on one dataset: DMFT with per-sample selections s_t against
     the simulator (Bernoulli masks / a random partition per epoch), same rule as above; and the
     mini-batch noise is visible: the simulation differs from full-batch reuse."""
     kw = dict(p=2, activation="relu", alpha=3.0, lr=0.5, steps=4)

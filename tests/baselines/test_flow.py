@@ -1,4 +1,4 @@
-"""Gradient-flow limit (issue 5.3): solve_flow against the closed-form linear gradient flow,
+"""Gradient-flow limit: solve_flow against the closed-form linear gradient flow,
 and discrete GD converging to it as η → 0. Exact references (the DMFT is exact for the linear
 model); tolerances are the Richardson remainder O(dt²) measured on the closed forms."""
 

@@ -1,4 +1,4 @@
-"""The solver and the simulator on several devices and several processes (issue #11).
+"""The solver and the simulator on several devices and several processes.
 
 Multi-device runs need ``--xla_force_host_platform_device_count`` set before JAX is imported,
 and this test process has imported it already (conftest), so they run in subprocesses

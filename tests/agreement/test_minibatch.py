@@ -1,4 +1,4 @@
-"""Mini-batch SGD on one dataset (``sgd:b``, ``epochs:B``) and the loss registry (issue 12).
+"""Mini-batch SGD on one dataset (``sgd:b``, ``epochs:B``) and the loss registry.
 
 Exact checks only (the statistical agreement with the simulator is in test_agreement.py):
 b = 1 is full-batch reuse to rounding, in the DMFT and in the simulator; b is a traced number

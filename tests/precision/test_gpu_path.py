@@ -1,4 +1,4 @@
-"""Precision of the GPU path, checked on the CPU (issue #10).
+"""Precision of the GPU path, checked on the CPU.
 
 1. Every matrix product of the float32 solver sweep and of the simulator carries the HIGHEST
    precision in the traced program, even when the user's global default is bfloat16 (GPUs
@@ -220,8 +220,8 @@ def test_float32_matches_float64_at_long_horizon():
 
 
 @pytest.mark.slow
-def test_float32_issue_case_runs_to_the_end():
-    """The issue's case, (T, N, p) = (200, 28000, 8), 4 replicas, seed 1: all-float32 diverged
+def test_float32_long_run_case_runs_to_the_end():
+    """The long-run case (T, N, p) = (200, 28000, 8), 4 replicas, seed 1: all-float32 diverged
     at step 28; mixed precision runs to the end within the Monte Carlo errors (measured max
     |Δ|/SE: m 0.28, Q 0.82, e_g 0.23, train loss 2.3, whose replica SE is small). ~15 min."""
     z, b = _float32_vs_float64(200, 8, 28000, 4)
@@ -297,7 +297,7 @@ def _gpu_script():
     import importlib.util
     import os
 
-    path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "gpu.py")
+    path = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "benchmarks", "gpu.py")
     spec = importlib.util.spec_from_file_location("bench_gpu", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
