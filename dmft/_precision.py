@@ -13,8 +13,8 @@ everything of size O(T²p²) -- the kernels Q⊥, C, Γ, R, the causal factor L 
 inverse, the Schur complements, the regression's Gram (factor) and coefficients, and the
 Monte Carlo sums -- in the *kernel dtype*, float64 whenever JAX's x64 mode is on. The reason
 (tests/precision/test_gpu_path.py::test_float32_long_run_case_runs_to_the_end): the relative
-innovation
-variance of Q⊥ (its smallest Schur complement over the marginal variance) falls like 1/t, to
+innovation variance of Q⊥ (its smallest Schur complement over the marginal variance) falls
+like 1/t, to
 1e-5 at T = 100, and Q⊥ on 0..t is a sum of O(t) products of O(t) terms, so its float32
 rounding (1e-7 per term) makes it indefinite after a few dozen steps: all-float32 solves
 diverged at step 28 (T=200, p=8) and 60 (T=100, p=4) while float64 ran to the end. Without x64
