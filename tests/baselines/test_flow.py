@@ -48,6 +48,7 @@ def test_discrete_gd_converges_to_flow():
 # At 16000 samples and η = dt/2 = 0.1 the Stein Γ of the last driving row is as noisy as it is
 # large (SE 0.8-1.0, depending on the draw); solve() says so, correctly. This test is about the
 # flow's mechanics and files, not about Γ, so that one warning is expected here.
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:the response Γ")
 def test_flow_nonlinear_runs_and_bad_input(tmp_path):
     from dmft import io

@@ -150,6 +150,7 @@ def _simulate_online(problem, d, tau_max, every, seeds, seed=0):
     return np.asarray(m), np.asarray(Q)
 
 
+@pytest.mark.slow
 def test_agrees_with_finite_d_online_sgd():
     d, seeds, horizon, n_out = 500, 64, 2.0, 21
     problem = make_problem("tanh_he3", p=2, activation="relu", lr=0.5, noise=0.1, ridge=0.1)

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -19,6 +21,7 @@ def _run(tmp_path, out, lr, cache=True):
     assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.slow
 def test_second_call_loads_from_the_disk_cache(tmp_path):
     cache = tmp_path / "cache"
     _run(tmp_path, "a.h5", 0.3)

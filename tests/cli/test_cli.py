@@ -172,6 +172,7 @@ def test_help(capsys, cmd):
     assert code == 0 and "usage: dmft" in out
 
 
+@pytest.mark.slow
 def test_minibatch_and_logistic_flags(tmp_path, capsys):
     """--schedule sgd:b / epochs:B and --loss logistic run; bad values exit 1 with one line
     naming the flag."""

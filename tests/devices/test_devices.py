@@ -20,6 +20,9 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 WORKER = os.path.join(HERE, "_multidevice_worker.py")
 RTOL = 1e-11
 
+# subprocesses that compile every case on 1, 2 and 4 devices: minutes of CPU, run with -m slow
+pytestmark = pytest.mark.slow
+
 
 def _env():
     env = dict(os.environ)

@@ -211,6 +211,7 @@ def _float32_vs_float64(T, p, samples, replicas):
     return z, b
 
 
+@pytest.mark.slow
 def test_float32_matches_float64_at_long_horizon():
     """T = 100, p = 1: same seed → same normals; float32 (mixed precision) − float64 stays far
     below one Monte Carlo standard error (measured: max |Δ|/SE < 1e-3)."""

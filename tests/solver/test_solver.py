@@ -307,6 +307,7 @@ def test_float64_without_x64_refused():
         jax.config.update("jax_enable_x64", True)
 
 
+@pytest.mark.slow
 def test_general_batch_schedules():
     """repeat:2 equals reuse while the first batch is in use; a list of distinct batches equals
     fresh in law; kernels vanish across different batches."""
@@ -372,7 +373,9 @@ def test_every_regression_kind_has_a_schedule():
     assert set(SCHEDULE_OF_MODE) == set(REGRESSIONS)
 
 
-@pytest.mark.parametrize("response, mode", list(itertools.product(RESPONSE_CLASSES, REGRESSIONS)))
+@pytest.mark.parametrize("response, mode", [
+    pytest.param(r, m, marks=[pytest.mark.slow] if r == "pathwise" else [])
+    for r, m in itertools.product(RESPONSE_CLASSES, REGRESSIONS)])
 def test_every_strategy_is_chunk_invariant_and_reproducible(response, mode):
     """Every response x regression: chunks with padding (250 samples per replica in chunks of
     100) give the unchunked result, and the same seed gives bitwise the same result."""

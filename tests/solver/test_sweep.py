@@ -60,6 +60,7 @@ def test_sweep_point_equals_solve(grid):
                                            getattr(tr, name).error, rtol=1e-9, atol=1e-13)
 
 
+@pytest.mark.slow
 def test_sweep_grid_batches_and_schedules(grid, monkeypatch):
     """When memory is short the grid is split into batches (the last padded to the same
     shape), which changes nothing; a per-step η schedule is an axis value."""
