@@ -6,6 +6,7 @@ import subprocess
 import sys
 import warnings
 
+import pytest
 from _fakes import ROOT, subprocess_env
 
 from dmft._cache import JAX_CACHE_READ_ERROR, _readable_header, remove_unreadable_entries
@@ -49,6 +50,7 @@ def _features(cache, out):
     return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_corrupted_cache_is_one_warning_line(tmp_path):
     cache = tmp_path / "cache"
     first = _features(cache, tmp_path / "a.h5")
