@@ -16,7 +16,18 @@ and as d → ∞, with ρ the spectral law of S,
     m_t = 1 + ∫ρ(dx) [(m_0 − 1) P_t(x) − λ K_t(x)],
     Q_t = 2 m_t − 1 + ∫ρ(dx) [((m_0 − 1) P_t − λ K_t)² + q_0 P_t² + Δ x K_t²],
 
-where ρ is Marchenko–Pastur: density √((b−x)(x−a))/(2πx) on [a, b] = [(√α−1)², (√α+1)²] plus an
+With heavy-ball momentum β_t (velocity 0 at t = 0) the same holds with the three-term recursions
+
+    P_{t+1} = (1 + β_t − η_t(x + λ)) P_t − β_t P_{t−1},   P_0 = P_{−1} = 1,
+    K_{t+1} = (1 + β_t − η_t(x + λ)) K_t − β_t K_{t−1} + η_t,   K_0 = K_{−1} = 0,
+
+and with Nesterov's look-ahead (gradient at Y_t = W_t + β_t (W_t − W_{t−1}))
+
+    P_{t+1} = (1 − η_t(x + λ)) ((1 + β_t) P_t − β_t P_{t−1}),   K likewise, plus η_t,
+
+since W_{t+1} − W* is then A_t (Y_t − W*) − η_t λ W* + η_t b (docs/THEORY.md §10).
+
+ρ is Marchenko–Pastur: density √((b−x)(x−a))/(2πx) on [a, b] = [(√α−1)², (√α+1)²] plus an
 atom of mass max(0, 1−α) at x = 0 (its mean is α = tr S/d).
 """
 
@@ -28,7 +39,7 @@ from .._rmt import marchenko_pastur_rule
 
 
 def linear_gd(alpha: float, lr, ridge: float = 0.0, noise: float = 0.0, m0: float = 0.0,
-              q0: float = 1.0, n_quad: int = 4000):
+              q0: float = 1.0, n_quad: int = 4000, momentum=0.0, nesterov: bool = False):
     """Exact d → ∞ trajectories (m_t, Q_t, e_g(t)) of GD on linear regression.
 
     Args:
@@ -38,14 +49,18 @@ def linear_gd(alpha: float, lr, ridge: float = 0.0, noise: float = 0.0, m0: floa
         noise: label-noise variance Δ.
         m0: initial overlap.
         q0: initial orthogonal norm Q⊥_0.
+        momentum: β_t (a scalar or shape (T,)); β_0 has no effect (velocity 0 at t = 0).
+        nesterov: the gradient at the look-ahead point (see the module docstring).
 
     Returns:
         dict with ``m``, ``Q``, ``test_error`` (including Δ/2), each of shape (T+1,).
     """
     lr = np.atleast_1d(np.asarray(lr, dtype=np.float64))
+    beta = np.broadcast_to(np.asarray(momentum, dtype=np.float64), lr.shape)
     x, w = marchenko_pastur_rule(alpha, n_quad)
     P = np.ones_like(x)
     K = np.zeros_like(x)
+    P_prev, K_prev = P, K
     ms, Qs = [], []
     for t in range(len(lr) + 1):
         e = (m0 - 1.0) * P - ridge * K
@@ -55,8 +70,14 @@ def linear_gd(alpha: float, lr, ridge: float = 0.0, noise: float = 0.0, m0: floa
         Qs.append(Q)
         if t < len(lr):
             a = 1.0 - lr[t] * ridge - lr[t] * x
-            K = a * K + lr[t]
-            P = a * P
+            b = beta[t]
+            if nesterov:
+                P_new = a * ((1.0 + b) * P - b * P_prev)
+                K_new = a * ((1.0 + b) * K - b * K_prev) + lr[t]
+            else:
+                P_new = (a + b) * P - b * P_prev
+                K_new = (a + b) * K - b * K_prev + lr[t]
+            P_prev, K_prev, P, K = P, K, P_new, K_new
     m = np.array(ms)
     Q = np.array(Qs)
     return {"m": m, "Q": Q, "test_error": 0.5 * (1.0 - 2.0 * m + Q) + 0.5 * noise}

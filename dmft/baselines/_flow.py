@@ -112,6 +112,11 @@ def _check(problem, horizon, dt) -> tuple[float, float, int]:
         )
     if problem.trains_second_layer:
         raise DMFTInputError("`lr_a` must be 0 for solve_flow (a fixed second layer)")
+    if problem.uses_momentum:
+        raise DMFTInputError(
+            "`momentum` must be 0 and `nesterov` False for solve_flow (the η → 0 limit of plain "
+            f"GD); got momentum max {float(problem.momentum_per_step.max()):g}, "
+            f"nesterov={problem.nesterov}")
     return horizon, dt, n_coarse
 
 

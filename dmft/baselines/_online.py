@@ -169,6 +169,11 @@ def _check(problem, horizon, n_out, samples, seed, rtol, atol, replicas, max_ste
             f"`loss` must be 'square' for the online-SGD ODEs (not implemented for other "
             f"losses yet); got loss={problem.loss!r}"
         )
+    if problem.uses_momentum:
+        raise DMFTInputError(
+            "`momentum` must be 0 and `nesterov` False for the online-SGD ODEs (plain online "
+            f"SGD only); got momentum max {float(problem.momentum_per_step.max()):g}, "
+            f"nesterov={problem.nesterov}")
     lr = np.asarray(problem.lr, dtype=np.float64)
     if not np.all(lr == lr[0]):
         raise DMFTInputError(

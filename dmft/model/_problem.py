@@ -79,6 +79,12 @@ class Problem(_Structure, eqx.Module):
         qperp0: initial orthogonal Gram Q⊥_0, shape (p, p), positive definite.
         lr_a: second-layer learning rate per step, shape (T,) (None or zeros: a fixed).
         loss: name of the loss ℓ (see ``LOSSES``).
+        momentum: heavy-ball coefficient β_t per step, shape (T,), in [0, 1) (None: 0, plain
+            GD): W_{t+1} = W_t + β_t (W_t − W_{t−1}) − η_t ∇ at W_t, velocity 0 at t = 0 (so β_0
+            has no effect); see docs/THEORY.md §10.
+        momentum_a: β_t of the second layer (None: the same as ``momentum``).
+        nesterov: the gradient is taken at the look-ahead point Y_t = W_t + β_t (W_t − W_{t−1})
+            and W_{t+1} = Y_t − η_t ∇ at Y_t (structural: a different compiled program).
 
     :meth:`numbers` gives the traced pytree that compiled code reads (:class:`Numbers`).
     """
@@ -96,6 +102,9 @@ class Problem(_Structure, eqx.Module):
     qperp0: np.ndarray
     lr_a: np.ndarray = None
     loss: str = eqx.field(static=True, default="square")
+    momentum: np.ndarray = None
+    momentum_a: np.ndarray = None
+    nesterov: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
         check_int("p", self.p, low=1, high=64)
@@ -126,6 +135,21 @@ class Problem(_Structure, eqx.Module):
                 )
             for t, v in enumerate(lra):
                 check_real(f"lr_a[{t}]", v, low=0.0)
+        for name in ("momentum", "momentum_a"):
+            beta = getattr(self, name)
+            if beta is None:
+                continue
+            beta = np.asarray(beta)
+            if beta.shape != lr.shape:
+                raise DMFTInputError(
+                    f"Argument `{name}` must have shape {lr.shape} (one per step), but has "
+                    f"shape {name}.shape={beta.shape}"
+                )
+            for t, v in enumerate(beta):
+                check_real(f"{name}[{t}]", v, low=0.0, high=1.0, high_open=True)
+        if not isinstance(self.nesterov, bool):
+            raise DMFTInputError(
+                f"`nesterov` must be True or False; got nesterov={self.nesterov!r}")
         if parse_schedule(self.schedule, lr.shape[0]) != self.schedule:
             raise DMFTInputError(f"`schedule` is not canonical: {self.schedule!r}")
         check_array("second_layer", self.second_layer, (self.p,))
@@ -150,6 +174,26 @@ class Problem(_Structure, eqx.Module):
         if self.lr_a is None:
             return np.zeros(self.steps)
         return np.asarray(self.lr_a, dtype=np.float64)
+
+    @property
+    def momentum_per_step(self) -> np.ndarray:
+        """β_t of the first layer per step (zeros: plain GD)."""
+        if self.momentum is None:
+            return np.zeros(self.steps)
+        return np.asarray(self.momentum, dtype=np.float64)
+
+    @property
+    def second_layer_momentum(self) -> np.ndarray:
+        """β_t of the second layer per step (``momentum_a``, else ``momentum``)."""
+        if self.momentum_a is None:
+            return self.momentum_per_step
+        return np.asarray(self.momentum_a, dtype=np.float64)
+
+    @property
+    def uses_momentum(self) -> bool:
+        """Whether any step has a non-zero momentum (first or second layer) or is Nesterov."""
+        return bool(self.nesterov or np.any(self.momentum_per_step[1:] > 0)
+                    or np.any(self.second_layer_momentum[1:] > 0))
 
     @property
     def trains_second_layer(self) -> bool:
@@ -178,12 +222,15 @@ class Problem(_Structure, eqx.Module):
             qperp0=arr(self.qperp0),
             lr_a=arr(np.append(self.second_layer_lr, 0.0)),
             batch_fraction=arr(self.fraction),
+            momentum=arr(np.append(self.momentum_per_step, 0.0)),
+            momentum_a=arr(np.append(self.second_layer_momentum, 0.0)),
             p=self.p,
             steps=self.steps,
             activation=self.activation,
             target=self.target,
             loss=self.loss,
             schedule=self.batch_schedule.structural,
+            nesterov=self.nesterov,
         )
 
     def to_dict(self) -> dict:
@@ -205,6 +252,9 @@ class Problem(_Structure, eqx.Module):
             "qperp0": np.asarray(self.qperp0).tolist(),
             "lr_a": self.second_layer_lr.tolist(),
             "loss": self.loss,
+            "momentum": self.momentum_per_step.tolist(),
+            "momentum_a": self.second_layer_momentum.tolist(),
+            "nesterov": bool(self.nesterov),
         }
 
     def to_json(self) -> str:
@@ -233,6 +283,9 @@ class Problem(_Structure, eqx.Module):
             qperp0=d["qperp0"],
             lr_a=d.get("lr_a", 0.0),
             loss=d.get("loss", "square"),
+            momentum=d.get("momentum", 0.0),
+            momentum_a=d.get("momentum_a"),
+            nesterov=bool(d.get("nesterov", False)),
         )
 
 
@@ -252,6 +305,9 @@ def make_problem(
     qperp0=None,
     lr_a=0.0,
     loss: str = "square",
+    momentum=0.0,
+    momentum_a=None,
+    nesterov: bool = False,
 ) -> Problem:
     """Build a validated :class:`Problem` from names and defaults.
 
@@ -278,6 +334,14 @@ def make_problem(
             mini-batches: the mini-batch sum rescaled by 1/b, as for the first layer).
         loss: ``square`` (y − f)²/2 or ``logistic`` log(1 + e^{−yf}) (labels must be ±1, no
             label noise).
+        momentum: heavy-ball β in [0, 1), a scalar or one per step (0: plain GD). With velocity
+            0 at t = 0, W_{t+1} = W_t + β_t (W_t − W_{t−1}) − η_t (λ W_t + ∇L(W_t)); β_0 has no
+            effect. Mini-batch schedules and a trained second layer keep their meaning.
+        momentum_a: β of the second layer (None: the same as ``momentum``).
+        nesterov: take the gradient at the look-ahead point Y_t = W_t + β_t (W_t − W_{t−1}):
+            W_{t+1} = Y_t − η_t (λ Y_t + ∇L(Y_t)). Reported m, Q, test error and a are those of
+            the iterate W_t; the train loss (and the kernels C, Γ) are at Y_t, where the
+            gradient is taken (Y_T = W_T at the last time).
     """
     tgt = get_target(target)
     p = check_int("p", p, low=1, high=64)
@@ -308,14 +372,31 @@ def make_problem(
         qperp0=check_array("qperp0", qperp0, (p, p)),
         lr_a=lr_a_arr,
         loss=get_loss(loss).name,
+        momentum=_zero_is_none(_per_step("momentum", momentum, steps, low_open=False, high=1.0)),
+        momentum_a=(None if momentum_a is None
+                    else _per_step("momentum_a", momentum_a, steps, low_open=False, high=1.0)),
+        nesterov=_flag("nesterov", nesterov),
     )
 
 
-def _per_step(name: str, value, steps: int, low_open: bool) -> np.ndarray:
+def _zero_is_none(beta: np.ndarray):
+    """No momentum is stored as None, so that a plain-GD problem keeps its fields (and a
+    ``dataclasses.replace`` of its ``lr`` by another length stays valid)."""
+    return None if not np.any(beta) else beta
+
+
+def _flag(name: str, value) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise DMFTInputError(f"`{name}` must be True or False; got {name}={value!r}")
+
+
+def _per_step(name: str, value, steps: int, low_open: bool, high=None) -> np.ndarray:
     """A scalar (used at every step) or one value per step, each finite and >= 0 (> 0 when
-    ``low_open``), as a float array of shape (steps,)."""
+    ``low_open``; < ``high`` when given), as a float array of shape (steps,)."""
+    bounds = dict(low=0.0, low_open=low_open, high=high, high_open=high is not None)
     if np.ndim(value) == 0:
-        return np.full(steps, check_real(name, value, low=0.0, low_open=low_open))
+        return np.full(steps, check_real(name, value, **bounds))
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -328,7 +409,7 @@ def _per_step(name: str, value, steps: int, low_open: bool) -> np.ndarray:
             f"but has shape {name}.shape={arr.shape}"
         )
     for t, v in enumerate(arr):
-        check_real(f"{name}[{t}]", v, low=0.0, low_open=low_open)
+        check_real(f"{name}[{t}]", v, **bounds)
     return arr
 
 
@@ -350,7 +431,9 @@ class Numbers(_Structure, eqx.Module):
     never used), so that compiled loops can index them at every time t = 0..T;
     ``batch_fraction`` is b of ``sgd:b`` (1/B for ``epochs:B``, 1 otherwise) and ``schedule``
     only the structural part (:func:`structural_schedule`), so that neither a new η, α, λ, Δ,
-    m₀, Q⊥₀, a, η_a nor a new b recompiles.
+    m₀, Q⊥₀, a, η_a nor a new b recompiles. ``momentum`` and ``momentum_a`` (β_t, T + 1
+    entries, the last 0 so that Nesterov's look-ahead at t = T is the iterate) are numbers too;
+    ``nesterov`` is structural.
     """
 
     second_layer: np.ndarray
@@ -362,12 +445,15 @@ class Numbers(_Structure, eqx.Module):
     qperp0: np.ndarray
     lr_a: np.ndarray
     batch_fraction: np.ndarray
+    momentum: np.ndarray
+    momentum_a: np.ndarray
     p: int = eqx.field(static=True)
     steps: int = eqx.field(static=True)
     activation: str = eqx.field(static=True)
     target: Target = eqx.field(static=True)
     loss: str = eqx.field(static=True)
     schedule: str = eqx.field(static=True)
+    nesterov: bool = eqx.field(static=True, default=False)
 
 
 

@@ -2,8 +2,12 @@
 
     W_{t+1} = (1 − η_t λ) W_t − η_t Σ_ν g_ν x_νᵀ/√d,   g_ν = ∂ℓ/∂h(h_ν, y_ν),  h_ν = W_t x_ν/√d,
 
-on the SUM loss, one ``lax.scan`` over t = 0..T−1; per step t = 0..T it records m_t = W_t W*ᵀ/d,
-Q_t = W_t W_tᵀ/d, the train loss (1/n) Σ_ν ℓ over the batch of step t, the sampled test error
+on the SUM loss, one ``lax.scan`` over t = 0..T−1; with momentum (heavy ball) the step adds
+β_t (W_t − W_{t−1}), and Nesterov takes the gradient (and the decay) at the look-ahead point
+Y_t = W_t + β_t (W_t − W_{t−1}), W_{t+1} = (1 − η_t λ) Y_t − η_t Σ_ν g_ν(Y_t) x_νᵀ/√d (W_{−1} = W_0;
+the second layer alike with ``momentum_a``). Per step t = 0..T it records m_t = W_t W*ᵀ/d,
+Q_t = W_t W_tᵀ/d, the train loss (1/n) Σ_ν ℓ over the batch of step t (at the point where the
+gradient is taken: Y_t for Nesterov, which is W_T at t = T), the sampled test error
 (``test_error="sample"``) and the second layer a_t. W_t itself is never stored.
 
 Batches: step t uses the batch with label ``batch_index(schedule)[t]`` (reuse: 0; fresh: t;
@@ -46,6 +50,8 @@ def run_one_seed(numbers, key, d: int, n: int, dtype: str, sample_test: bool, n_
     # lr and lr_a have T + 1 entries (the last, η_T, is never used)
     lr = jnp.asarray(numbers.lr, dtype)[:steps]
     lr_a = jnp.asarray(numbers.lr_a, dtype)[:steps]
+    beta = jnp.asarray(numbers.momentum, dtype)[:steps]
+    beta_a = jnp.asarray(numbers.momentum_a, dtype)[:steps]
     decay = 1.0 - lr * jnp.asarray(numbers.ridge, dtype)
     wstar, w0 = init_weights(numbers, d, key, dtype, draw_dtype)
     batch = _batches(numbers, wstar, key, n, dtype, draw_dtype, rows)
@@ -54,7 +60,8 @@ def run_one_seed(numbers, key, d: int, n: int, dtype: str, sample_test: bool, n_
         test_set = draw_test_set(numbers, wstar, key, n_test, dtype, draw_dtype, rows)
     observe = _observer(numbers, wstar, test_set, d, n, n_test, dtype, rows)
     step = _gd_step(numbers, key, batch, observe, d, n, dtype, rows)
-    (w_final, a_final), obs = jax.lax.scan(step, (w0, a0), (jnp.arange(steps), decay, lr, lr_a))
+    (w_final, a_final, _, _), obs = jax.lax.scan(
+        step, (w0, a0, w0, a0), (jnp.arange(steps), decay, lr, lr_a, beta, beta_a))
     _, obs_final = observe(w_final, a_final, *batch(steps))
     return tuple(
         jnp.concatenate([o, of[None]], axis=0) for o, of in zip(obs, obs_final, strict=True)
@@ -84,15 +91,18 @@ def _mean_rows(rows, v, count):
 
 
 def _observer(numbers, wstar, test_set, d, n, n_test, dtype, rows):
-    """``observe(w, a, x, y)`` → (h, (m, Q, train loss, test error, a)) at weights (w, a)."""
+    """``observe(w, a, x, y, at=None)`` → (h, (m, Q, train loss, test error, a)) at weights
+    (w, a); with ``at = (w', a')`` the fields h and the train loss are at (w', a') instead (the
+    point where Nesterov takes the gradient), the overlaps still at (w, a)."""
     act, lk = numbers.act, numbers.loss
     classify = numbers.loss_fn.classification
     sqrt_d = math.sqrt(d)
 
-    def observe(w, a, x, y):
-        h = mm(x, w.T) / sqrt_d  # (n, p)
+    def observe(w, a, x, y, at=None):
+        wg, ag = (w, a) if at is None else at
+        h = mm(x, wg.T) / sqrt_d  # (n, p)
         # the train loss is over the whole dataset (every sample, selected at this step or not)
-        train = _mean_rows(rows, loss(y, network_output(h, a, act), lk), n)
+        train = _mean_rows(rows, loss(y, network_output(h, ag, act), lk), n)
         m = mm(w, wstar.T) / d
         q = mm(w, w.T) / d
         if test_set is not None:
@@ -111,15 +121,24 @@ def _observer(numbers, wstar, test_set, d, n, n_test, dtype, rows):
 
 
 def _gd_step(numbers, key, batch, observe, d, n, dtype, rows):
-    """The scan body: observe at (w, a), then one GD step on the batch of step t."""
+    """The scan body: observe at (w, a), then one GD step (with momentum) on the batch of step t.
+
+    The carry is (w_t, a_t, w_{t−1}, a_{t−1})."""
     act, lk = numbers.act, numbers.loss
     sqrt_d = math.sqrt(d)
+    nesterov = numbers.nesterov
 
     def step(carry, inputs):
-        w, a = carry
-        t, dec, eta, eta_a = inputs
+        w_t, a_t, w_prev, a_prev = carry
+        t, dec, eta, eta_a, b, b_a = inputs
         x, y = batch(t)
-        h, obs = observe(w, a, x, y)
+        if nesterov:  # gradient and decay at the look-ahead point
+            w = w_t + b * (w_t - w_prev)
+            a = a_t + b_a * (a_t - a_prev)
+            h, obs = observe(w_t, a_t, x, y, at=(w, a))
+        else:
+            w, a = w_t, a_t
+            h, obs = observe(w, a, x, y)
         g = loss_grad_h(h, y, a, act, lk)  # (n, p)
         dl = loss_grad_f(h, y, a, act, lk)  # (n,): ∂ℓ/∂f
         if numbers.selection != "none":  # mini-batch sum rescaled by 1/b
@@ -136,6 +155,9 @@ def _gd_step(numbers, key, batch, observe, d, n, dtype, rows):
             gx, ra = rows.sum((mm(g.T, x), mm(dl * rows.weights(n, dtype), act.fn(h))))
             w_next = dec * w - eta * (gx / sqrt_d)
             a_next = a - eta_a * ra[None, :] / d
-        return (w_next, a_next), obs
+        if not nesterov:  # heavy ball
+            w_next = w_next + b * (w_t - w_prev)
+            a_next = a_next + b_a * (a_t - a_prev)
+        return (w_next, a_next, w_t, a_t), obs
 
     return step

@@ -16,6 +16,8 @@ from .._precision import HIGHEST
 
 # Schur complements with an eigenvalue below this fraction of the marginal variance are clipped.
 SCHUR_FLOOR_REL = 1e-8
+# ... and at this fraction with momentum (``_step.schur_floor`` says why)
+SCHUR_FLOOR_REL_MOMENTUM = 1e-6
 # ... and a warning is issued when it is below -SCHUR_WARN_REL times that variance (not PSD).
 SCHUR_WARN_REL = 1e-6
 

@@ -49,6 +49,9 @@ class SweepState(eqx.Module):
     Regression (control variates, not for ``fresh``):
         G: the regressors' Gram; LGinv (``reuse``): the inverse of its Cholesky factor;
         beta, cfull: past coefficients β_s and Ê[g_s xᵀ], flat over (s, unit).
+    Nesterov only:
+        nesterov_w: (m, a, R(t, ·), R0(t)) of the iterate w_t, while the histories hold the
+            look-ahead points y_t where the gradients are taken.
     """
 
     z: Float[Array, "n Tp"]
@@ -71,6 +74,7 @@ class SweepState(eqx.Module):
     G: Array | None = None
     beta: Array | None = None
     cfull: Array | None = None
+    nesterov_w: tuple | None = None
 
 
 def _draw_rows(key, n: int, n_alloc: int, tail: tuple, dtype, sampler=jax.random.normal):
@@ -236,6 +240,9 @@ def init_state(st: Structure, problem, draws, first_row=0) -> SweepState:
         G=draws.get("G"),
         beta=None if D is None else jnp.zeros((Tp, D), kd),
         cfull=None if D is None else jnp.zeros((Tp, D), kd),
+        nesterov_w=((problem.m0.astype(kd), jnp.asarray(problem.second_layer, kd),
+                     jnp.zeros((T1, p, p), kd), jnp.eye(p, dtype=kd))
+                    if problem.nesterov else None),
     )
 
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from .._precision import HIGHEST, full_precision, overflow_limit
-from ._factor import append_factor_row
+from ._factor import SCHUR_FLOOR_REL, SCHUR_FLOOR_REL_MOMENTUM, append_factor_row
 from ._regression import make_regression
 from ._response import make_response
 from ._sample import SamplePass
@@ -48,7 +48,8 @@ class Step:
         same = self.same_all[t][:, None, None]  # (T1, 1, 1): times whose batch is this step's
         # fields of samples of different batches are independent: mask Q⊥ to this batch's times
         Qp_t = jnp.where(same, state.Qp[t], 0.0)
-        (L, Linv), ev_min, jitter, ev_rel = append_factor_row((state.L, state.Linv), Qp_t, t, p)
+        (L, Linv), ev_min, jitter, ev_rel = append_factor_row((state.L, state.Linv), Qp_t, t, p,
+                                                              schur_floor(problem))
         Lrow = jax.lax.dynamic_slice_in_dim(L, t * p, p, axis=0)  # (p, T1 p)
         # reaction coefficients η_s R(t, s) over this batch's past steps s < t
         etaR = jnp.where(same, eta[:, None, None] * state.R[t], 0.0)
@@ -103,27 +104,20 @@ class Step:
     def weight_side(self, problem, state: SweepState, t, G_row, beta_h, fa):
         """(state with m, a, R, R0 and Q⊥ at t + 1 written, m_{t+1}, a_{t+1}, Q⊥(t+1, ·)).
 
-        At t = T nothing is written (there is no step T + 1)."""
+        The gradient step from the evaluation point at t (the iterate, or Nesterov's look-ahead
+        point) is :meth:`gd_image`; :meth:`momentum` adds the momentum term. At t = T nothing
+        is written (there is no step T + 1)."""
         st, idx = self.st, self.idx
         T1 = st.T1
-        eta, alpha = problem.lr, problem.alpha
-        decay = 1.0 - eta[t] * problem.ridge
+        eta = problem.lr
         more = t + 1 < T1
         tp = jnp.minimum(t + 1, T1 - 1)
-        m_next = decay * state.m[t] - eta[t] * alpha * beta_h  # β's h* block = E[g_t h*ᵀ]
+        image = self.gd_image(problem, state, t, G_row, beta_h, fa)
+        state, (m_next, a_next, R_next, R0_next) = self.momentum(problem, state, t, image)
         m = state.m.at[tp].set(jnp.where(more, m_next, state.m[tp]))
-        a_next = state.a[t] - problem.lr_a[t] * alpha * fa / float(st.n_real)
         a = state.a.at[tp].set(jnp.where(more, a_next, state.a[tp]))
-        R = state.R
-        R_next = decay * R[t] - eta[t] * jnp.einsum("uqr,usrx->sqx", G_row, R,
-                                                    precision=HIGHEST)
-        R_next = R_next + jnp.where((idx == t)[:, None, None], jnp.eye(st.p, dtype=st.kdtype),
-                                    0.0)
-        R = R.at[tp].set(jnp.where(more, R_next, R[tp]))
-        R0 = state.R0
-        R0_next = decay * R0[t] - eta[t] * jnp.einsum("uqr,urx->qx", G_row, R0,
-                                                      precision=HIGHEST)
-        R0 = R0.at[tp].set(jnp.where(more, R0_next, R0[tp]))
+        R = state.R.at[tp].set(jnp.where(more, R_next, state.R[tp]))
+        R0 = state.R0.at[tp].set(jnp.where(more, R0_next, state.R0[tp]))
         # Q⊥(t+1, t1) = R0 Q⊥0 R0ᵀ + Σ_{s,u} A(t+1, s) C(s, u) A(t1, u)ᵀ, A(t1, s) = η_s R(t1, s):
         # X(u) = η_u Σ_s A(t+1, s) C(s, u) first, so that C and R are each read once and no
         # (T1, T1, p, p) product η R is formed.
@@ -138,6 +132,63 @@ class Step:
         Qp = Qp.at[:, tp].set(jnp.where(more, jnp.swapaxes(Qrow, -1, -2), Qp[:, tp]))
         state = eqx.tree_at(lambda s: (s.m, s.a, s.R, s.R0, s.Qp), state, (m, a, R, R0, Qp))
         return state, m_next, a_next, Qrow
+
+    def gd_image(self, problem, state: SweepState, t, G_row, beta_h, fa):
+        """The plain gradient step from the evaluation point at t: (m, a, R(·, ·) row, R0) of
+        x_t − η_t (λ x_t + ∇L(x_t)), with R(t+1, s) the response to the gradient at s."""
+        st, idx = self.st, self.idx
+        eta, alpha = problem.lr, problem.alpha
+        decay = 1.0 - eta[t] * problem.ridge
+        m_gd = decay * state.m[t] - eta[t] * alpha * beta_h  # β's h* block = E[g_t h*ᵀ]
+        a_gd = state.a[t] - problem.lr_a[t] * alpha * fa / float(st.n_real)
+        R = state.R
+        R_gd = decay * R[t] - eta[t] * jnp.einsum("uqr,usrx->sqx", G_row, R, precision=HIGHEST)
+        R_gd = R_gd + jnp.where((idx == t)[:, None, None], jnp.eye(st.p, dtype=st.kdtype), 0.0)
+        R0_gd = decay * state.R0[t] - eta[t] * jnp.einsum("uqr,urx->qx", G_row, state.R0,
+                                                         precision=HIGHEST)
+        return m_gd, a_gd, R_gd, R0_gd
+
+    def momentum(self, problem, state: SweepState, t, image):
+        """(state, the evaluation point at t + 1) from the gradient step's ``image``.
+
+        Heavy ball: x_{t+1} = image + β_t (x_t − x_{t−1}) (the evaluation point is the
+        iterate; x_{−1} = x_0, so β_0 has no effect). Nesterov: the iterate is
+        w_{t+1} = image and the evaluation point y_{t+1} = w_{t+1} + β_{t+1} (w_{t+1} − w_t),
+        with w_t kept in the state (``nesterov_w``). The same rule moves m, a, R(·, s) and R0:
+        each is linear in the trajectory."""
+        if not problem.nesterov:
+            tm = jnp.maximum(t - 1, 0)
+            b, ba = problem.momentum[t], problem.momentum_a[t]
+            m_gd, a_gd, R_gd, R0_gd = image
+            nxt = (m_gd + b * (state.m[t] - state.m[tm]),
+                   a_gd + ba * (state.a[t] - state.a[tm]),
+                   R_gd + b * (state.R[t] - state.R[tm]),
+                   R0_gd + b * (state.R0[t] - state.R0[tm]))
+            return state, nxt
+        t1 = jnp.minimum(t + 1, self.st.T1 - 1)
+        b, ba = problem.momentum[t1], problem.momentum_a[t1]
+        coef = (b, ba, b, b)
+        nxt = tuple(x + c * (x - w) for x, c, w in zip(image, coef, state.nesterov_w,
+                                                        strict=True))
+        more = t + 1 < self.st.T1
+        w_new = tuple(jnp.where(more, x, w) for x, w in zip(image, state.nesterov_w,
+                                                           strict=True))
+        return eqx.tree_at(lambda s: s.nesterov_w, state, w_new), nxt
+
+
+def schur_floor(problem):
+    """The relative floor of the factor's Schur complements (traced: from the numbers).
+
+    Plain GD uses ``SCHUR_FLOOR_REL``. With momentum the floor is ``SCHUR_FLOOR_REL_MOMENTUM``:
+    when the new randomness per step falls below the floor (Krylov degeneracy, as in the
+    linear model), the clipped eigenvalues make the formula's Q⊥ and the fields' covariance
+    differ at the floor's level, and the two-step recursion of the momentum amplifies that
+    difference from one step to the next at the lower floor (see tests/solver/test_momentum.py).
+    """
+    moving = jnp.any(problem.momentum > 0) | jnp.any(problem.momentum_a > 0)
+    if problem.nesterov:
+        moving = jnp.asarray(True)
+    return jnp.where(moving, SCHUR_FLOOR_REL_MOMENTUM, SCHUR_FLOOR_REL)
 
 
 def make_step(st: Structure, act, loss_kind: str = "square", shard=None) -> Step:
@@ -186,7 +237,32 @@ def _sweep_one(st: Structure, problem, keys, meter, shard=None):
     meter.close(mstate)
     # the draws' parts that the host needs back are the order parameters only
     keep = {f: getattr(state, f) for f in ("m", "Qp", "C", "Gamma", "R", "a")}
+    if problem.nesterov:
+        keep = iterate_view(problem, keep)
     return t, keep, outs
+
+
+def iterate_matrix(beta, T1: int):
+    """c with w_t = Σ_j c[t, j] y_j: the inverse of the bidiagonal map y_t = (1 + β_t) w_t −
+    β_t w_{t−1} (t ≥ 1), y_0 = w_0, from the look-ahead points to the iterates (Nesterov)."""
+    b = beta[:T1].at[0].set(0.0)
+    B = jnp.diag(1.0 + b) - jnp.diag(b[1:], k=-1)
+    return jax.scipy.linalg.solve_triangular(B, jnp.eye(T1, dtype=B.dtype), lower=True)
+
+
+def iterate_view(problem, keep):
+    """Nesterov: the order parameters of the iterates w_t from those of the look-ahead points
+    y_t where the sweep evaluates gradients (m, Q⊥, R and a are linear in the trajectory; the
+    sample-side kernels C, Γ stay those of the evaluation points). Leading replica axis."""
+    T1 = keep["m"].shape[1]
+    c = iterate_matrix(problem.momentum, T1).astype(keep["m"].dtype)
+    ca = iterate_matrix(problem.momentum_a, T1).astype(keep["m"].dtype)
+    out = dict(keep)
+    out["m"] = jnp.einsum("tj,rjqk->rtqk", c, keep["m"], precision=HIGHEST)
+    out["a"] = jnp.einsum("tj,rjq->rtq", ca, keep["a"], precision=HIGHEST)
+    out["R"] = jnp.einsum("tj,rjsqv->rtsqv", c, keep["R"], precision=HIGHEST)
+    out["Qp"] = jnp.einsum("tj,rjuqv,su->rtsqv", c, keep["Qp"], c, precision=HIGHEST)
+    return out
 
 
 @eqx.filter_jit
