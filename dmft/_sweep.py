@@ -30,7 +30,7 @@ from .observables import DERIVED, OBSERVABLES
 
 # the numeric fields a sweep may vary, with their per-point shape (T = steps)
 SWEEPABLE = ("alpha", "lr", "ridge", "noise", "m0", "qperp0", "second_layer", "lr_a",
-             "batch_fraction")
+             "batch_fraction", "momentum", "momentum_a")
 OBS = tuple(OBSERVABLES)
 
 
@@ -42,7 +42,8 @@ def _point_value(problem: Problem, name: str, value):
         if arr.ndim:
             raise DMFTInputError(f"`over[{name!r}]` values must be scalars; got {value!r}")
         return float(arr)
-    shape = {"lr": (T,), "lr_a": (T,), "m0": (p, k), "qperp0": (p, p), "second_layer": (p,)}
+    shape = {"lr": (T,), "lr_a": (T,), "m0": (p, k), "qperp0": (p, p), "second_layer": (p,),
+             "momentum": (T,), "momentum_a": (T,)}
     if arr.ndim == 0:
         return np.eye(p) * float(arr) if name == "qperp0" else np.full(shape[name], float(arr))
     if arr.shape != shape[name]:
@@ -237,9 +238,9 @@ def sweep(
     Args:
         problem: the base :class:`~dmft.problem.Problem`.
         over: ``{name: values}`` for names in ``SWEEPABLE`` (alpha, lr, ridge, noise, m0,
-            qperp0, second_layer, lr_a, and batch_fraction: b of an ``sgd:b`` schedule). A
-            value is a scalar (broadcast as in :func:`dmft.make_problem`) or the field's full
-            shape, e.g. a per-step η schedule.
+            qperp0, second_layer, lr_a, momentum, momentum_a, and batch_fraction: b of an
+            ``sgd:b`` schedule). A value is a scalar (broadcast as in :func:`dmft.make_problem`)
+            or the field's full shape, e.g. a per-step η schedule.
         samples, seed, replicas, chunk_size, response, dtype, progress: as :func:`dmft.solve`;
             every point uses the same seed (common random numbers).
         method: ``"dmft"`` (one compiled, vmapped call per grid batch) or ``"simulate"``.

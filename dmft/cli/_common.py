@@ -100,6 +100,12 @@ def add_problem_args(parser: argparse.ArgumentParser, defaults: dict | None = No
                    help="square ((y - f)^2/2) or logistic (log(1 + e^{-yf}), labels ±1)")
     g.add_argument("--lr-a", default=str(d.get("lr_a", 0.0)),
                    help="second-layer learning rate (0: fixed a), or one value per step")
+    g.add_argument("--momentum", default=str(d.get("momentum", 0.0)),
+                   help="heavy-ball momentum β in [0, 1) (0: plain GD), or one value per step")
+    g.add_argument("--momentum-a", default=None,
+                   help="momentum of the second layer (default: the same as --momentum)")
+    g.add_argument("--nesterov", action="store_true",
+                   help="Nesterov: the gradient at the look-ahead point W_t + β (W_t − W_{t−1})")
     g.add_argument("--m0", default=d["m0"],
                    help="initial overlaps m_0: p·k values row-major, or one value for all "
                    "(default 0)")
@@ -180,11 +186,15 @@ def problem_from_args(args):
     second = _second_layer(args.second_layer, p)
     m0 = _m0(args.m0, p, target.k)
     lr_a = _per_step("lr_a", getattr(args, "lr_a", "0"), steps)
+    momentum = _per_step("momentum", getattr(args, "momentum", "0"), steps)
+    raw_a = getattr(args, "momentum_a", None)
+    momentum_a = None if raw_a is None else _per_step("momentum_a", raw_a, steps)
     schedule = _schedule(args.schedule)
     return make_problem(target, p=p, activation=args.activation, second_layer=second,
                         alpha=args.alpha, noise=args.label_noise, lr=lr, steps=steps,
                         ridge=args.ridge, schedule=schedule, m0=m0, lr_a=lr_a,
-                        loss=getattr(args, "loss", "square"))
+                        loss=getattr(args, "loss", "square"), momentum=momentum,
+                        momentum_a=momentum_a, nesterov=bool(getattr(args, "nesterov", False)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ FLAGS = {
     "seeds": "--seeds", "seed_batch": "--seed-batch", "test_error": "--test-error",
     "threshold": "--threshold", "sys_error": "--sys-error", "dpi": "--dpi", "out": "--out",
     "fig_dir": "--fig-dir", "devices": "--devices", "max_points": "--max-points",
+    "momentum": "--momentum", "momentum_a": "--momentum-a", "nesterov": "--nesterov",
 }
 _NAME = r"([a-z][a-z0-9_]*)((?:\[\d+\])?)"
 

@@ -1,6 +1,7 @@
 """``dmft sweep`` and ``dmft plot-sweep``: phase diagrams from the command line.
 
-Every numeric problem flag (``--alpha --lr --ridge --label-noise --lr-a --m0``, and
+Every numeric problem flag (``--alpha --lr --ridge --label-noise --lr-a --m0 --momentum
+--momentum-a``, and
 ``--batch-fraction`` for b of an ``sgd:b`` schedule) takes one value,
 a comma list ``v1,v2,...`` or a range ``start:stop:num[:log]`` (``num`` points, linear or
 log-spaced, both ends included). A flag with more than one value is a grid axis; axes are in the
@@ -51,6 +52,8 @@ SWEEP_FLAGS = {
     "--lr-a": ("lr_a", "lr_a"),
     "--m0": ("m0", "m0"),
     "--batch-fraction": ("batch_fraction", "batch_fraction"),
+    "--momentum": ("momentum", "momentum"),
+    "--momentum-a": ("momentum_a", "momentum_a"),
 }
 # problem flags that change the compiled program: one value per sweep (flag → argparse dest)
 STRUCTURAL_FLAGS = {"--steps": "steps", "--p": "p", "--activation": "activation",
@@ -201,7 +204,8 @@ def _check_axis_values(problem, over: dict) -> None:
                 grid_problems(problem, {field: [v]})
             except DMFTInputError as exc:
                 msg = re.sub(r"^grid point \([^)]*\): ", "", str(exc))
-                msg = re.sub(r"\b(lr|lr_a)\[0\]", r"\1", msg)  # a scalar axis value
+                # a scalar axis value
+                msg = re.sub(r"\b(lr|lr_a|momentum|momentum_a)\[0\]", r"\1", msg)
                 raise DMFTInputError(
                     f"`{flags[field]}` axis value {v:g} is not allowed: {msg}") from None
 

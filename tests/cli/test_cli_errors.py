@@ -239,6 +239,8 @@ def test_schedule_list_accepted():
     ("--label-noise", "-0.1", ["`--label-noise` must be in [0, inf); got --label-noise=-0.1"]),
     ("--lr-a", "-1", ["`--lr-a` must be in [0, inf); got --lr-a=-1"]),
     ("--ridge", "-2", ["`--ridge`", "--ridge=-2"]),
+    ("--momentum", "1", ["`--momentum` must be in [0, 1); got --momentum=1"]),
+    ("--momentum-a", "0.1,0.2,0.3", ["`--momentum-a` must have one value or steps=2 values"]),
 ])
 def test_messages_name_flags(tmp_path, capsys, flag, value, words):
     code, out, err = run_cli(capsys, *SOLVE, flag, value, "--out", tmp_path / "x.h5")

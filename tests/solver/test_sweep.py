@@ -165,3 +165,16 @@ def test_sweep_over_the_minibatch_fraction():
     with pytest.raises(DMFTInputError, match="batch_fraction"):
         dmft.sweep(make_problem("he3", steps=3), {"batch_fraction": [0.5]}, SAMPLES,
                    replicas=REPLICAS)
+
+
+def test_sweep_over_momentum():
+    """β is a number: one compiled grid over it, each point equal to its own solve, β = 0 to
+    plain GD's."""
+    pr = make_problem("he3", p=2, steps=3, lr=0.5, alpha=2.0)
+    res = dmft.sweep(pr, {"momentum": [0.0, 0.6]}, SAMPLES, replicas=REPLICAS, seed=2,
+                     progress=False)
+    for i, b in enumerate((0.0, 0.6)):
+        one = dmft.solve(make_problem("he3", p=2, steps=3, lr=0.5, alpha=2.0, momentum=b),
+                         SAMPLES, replicas=REPLICAS, seed=2, progress=False)
+        np.testing.assert_allclose(res.Q.value[i], one.Q.value, rtol=1e-12, atol=1e-14)
+    assert np.max(np.abs(res.Q.value[1] - res.Q.value[0])) > 4 * np.max(res.Q.error)
