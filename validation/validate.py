@@ -64,6 +64,19 @@ CASES = {
     "sign_z1z2z3_logistic_m0": dict(target="sign_z1z2z3", p=3, activation="erf", alpha=3.0,
                                     lr=0.5, steps=6, second_layer="ones", loss="logistic",
                                     m0=0.1),
+    # heavy-ball momentum and Nesterov (docs/THEORY.md §10)
+    "he3_momentum": dict(target="he3", p=2, activation="relu", alpha=2.0, lr=0.5, steps=10,
+                         momentum=0.5),
+    "tanh_he3_sgd_nesterov": dict(target="tanh_he3", p=2, activation="relu", alpha=3.0,
+                                  lr=0.2, steps=12, schedule="sgd:0.5", momentum=0.5,
+                                  nesterov=True),
+    "z1_plus_he3_momentum_trained_a": dict(target="z1_plus_he3", p=2, activation="tanh",
+                                           alpha=2.0, lr=0.5, steps=8, lr_a=0.5, momentum=0.3,
+                                           momentum_a=0.6),
+    "sign_z1z2z3_logistic_nesterov": dict(target="sign_z1z2z3", p=3, activation="erf",
+                                          alpha=3.0, lr=0.5, steps=6, second_layer="ones",
+                                          loss="logistic", m0=0.1, momentum=0.4,
+                                          nesterov=True),
 }
 
 
