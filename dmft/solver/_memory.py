@@ -76,9 +76,11 @@ def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
     # the response's per-sample state (per grid point)
     shared_per = T1 * p + nb * (k + 2) + (T1 if st.selection != "none" else 0)  # + u
     per = T1 * p + nb + (1 if st.padded else 0) + make_response(st).sample_words()
-    # per replica: Q⊥, C, Γ, R; R0; m; a; L and L⁻¹; the regression's state (its Gram,
-    # shared in a grid, and its past coefficients)
+    # per replica: Q⊥, C, Γ, R; R0; m; a; L and L⁻¹; Nesterov's iterate (m, a, R row, R0);
+    # the regression's state (its Gram, shared in a grid, and its past coefficients)
     kernels = 4 * T1 * T1 * p * p + T1 * p * p + T1 * p * k + T1 * p + 2 * (T1 * p) ** 2
+    if problem.nesterov:
+        kernels += p * k + p + T1 * p * p + p * p
     shared_k, reg_k = make_regression(st).kernel_words()
     kernels += reg_k
     state = replicas * (item * npad * (shared_per + grid * per)

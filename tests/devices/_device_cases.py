@@ -16,7 +16,9 @@ from dmft.solver import solve
 
 
 def _solve(ndev, **kw):
-    pr = make_problem("tanh_he3", activation="erf", p=2, steps=3, schedule=kw.pop("schedule"))
+    # Nesterov: the iterates' state and the map from the look-ahead points, per device
+    pr = make_problem("tanh_he3", activation="erf", p=2, steps=3, schedule=kw.pop("schedule"),
+                      momentum=0.5, nesterov=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # Γ noise at these tiny sizes
         res = solve(pr, seed=3, progress=False, keep_replicas=True, devices=ndev, **kw)
@@ -28,9 +30,9 @@ def _solve(ndev, **kw):
 def _simulate(ndev):
     # seed_batch=2: on 2 devices one seed each (mesh (2, 1)); on 4, each seed's data rows over
     # 2 devices too (mesh (2, 2)); a last short batch (3 seeds); epochs:2 (the selection of
-    # each device's rows), a sampled test set, a trained second layer
+    # each device's rows), a sampled test set, a trained second layer, heavy-ball momentum
     pr = make_problem("tanh_he3", p=2, activation="relu", lr=0.3, steps=3, schedule="epochs:2",
-                      lr_a=0.2)
+                      lr_a=0.2, momentum=0.4)
     res = simulate(pr, d=40, seeds=3, seed=2, seed_batch=2, test_error="sample", n_test=30,
                    progress=False, devices=ndev)
     out = {k: res.per_seed[k] for k in ("m", "Q", "train_loss", "test_error", "a")}
