@@ -192,6 +192,19 @@ def test_minibatch_and_logistic_flags(tmp_path, capsys):
     one_line_error(err, "loss", "±1")
 
 
+def test_momentum_flags_reach_the_file(tmp_path, capsys):
+    """--momentum (per step), --momentum-a and --nesterov build the problem the file records."""
+    from dmft.io import load
+
+    code, out, err = run_cli(capsys, *SOLVE, "--momentum", "0.1,0.3", "--momentum-a", "0.2",
+                             "--nesterov", "--out", str(tmp_path / "m.h5"))
+    assert code == 0, err
+    pr = load(tmp_path / "m.h5").problem
+    assert pr.nesterov is True
+    assert pr.momentum_per_step.tolist() == [0.1, 0.3]
+    assert pr.second_layer_momentum.tolist() == [0.2, 0.2]
+
+
 SIMULATE = ("simulate", "--target", "tanh_he3", "--steps", "2", "--d", "60", "--seeds", "2",
             "--no-progress")
 SWEEP = ("sweep", "--target", "he3", "--steps", "2", "--lr", "0.2,0.4", "--samples", "640",
