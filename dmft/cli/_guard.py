@@ -52,6 +52,8 @@ FLAGS = {
     "seeds": "--seeds", "seed_batch": "--seed-batch", "test_error": "--test-error",
     "threshold": "--threshold", "sys_error": "--sys-error", "dpi": "--dpi", "out": "--out",
     "fig_dir": "--fig-dir", "devices": "--devices", "max_points": "--max-points",
+    "wrt": "--wrt", "objective": "--objective", "iterations": "--iterations",
+    "learning_rate": "--learning-rate",
 }
 _NAME = r"([a-z][a-z0-9_]*)((?:\[\d+\])?)"
 

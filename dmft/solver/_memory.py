@@ -61,8 +61,18 @@ def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
             ``dmft/solver/_sharding.py``), so ``state`` falls as 1/devices up to the kernels
             (replicated over a replica's sample shards) and the rounding of rows. The runtime
             term is counted once per device.
+        ``checkpoints`` (``mode="reverse"`` only): what reverse mode through
+            :func:`dmft.solve_fn` (``jax.grad``, ``dmft.optimize``) keeps on top of the forward
+            state. Each step is checkpointed, so the backward pass holds the carried state
+            (every array a step writes: the g history and the response's per-sample state,
+            the kernels, factors and regression coefficients; not the read-only z, labels and
+            regressors) at the input of each of the T + 1 steps, one cotangent of it, and one
+            step's recomputed intermediates. ``carried`` (reverse only): the bytes of the
+            carried state. ``state`` is unchanged; ``peak`` adds ``checkpoints`` and
+            2 × ``carried``; on the CPU ``device_limit`` becomes ``state + checkpoints``.
     """
     check_choice("response", response, set(RESPONSES))
+    check_choice("mode", mode, {"forward", "reverse"})
     n_real = samples // replicas
     chunk = n_real if chunk_size is None else min(chunk_size, n_real)
     st = make_structure(problem, n_real, chunk, response, dtype)
