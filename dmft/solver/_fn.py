@@ -176,7 +176,9 @@ def solve_fn(problem: Problem, samples: int = 200_000, *, seed: int = 0, replica
         problem: the :class:`~dmft.Problem`; its structure (target, activation, p, T,
             schedule, loss) is fixed, its numbers are the argument of the returned function.
         samples, seed, replicas, dtype, response, chunk_size: as for :func:`dmft.solve`; the
-            same seed gives the values of ``dmft.solve`` (to ~1e-15 in float64).
+            same seed gives the values of ``dmft.solve`` (to ~1e-15 in float64; for float32
+            the test error is evaluated in the kernel dtype, where ``solve`` rounds it to
+            float32).
         checkpoint: ``jax.checkpoint`` each step (default): the backward pass of reverse mode
             keeps the carried state of every step and recomputes the rest
             (:func:`memory_estimate` ``mode="reverse"``). ``False`` keeps every intermediate.
