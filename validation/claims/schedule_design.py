@@ -63,6 +63,7 @@ def parse(argv):
     ap.add_argument("--targets", default="he3,tanh_he3")
     ap.add_argument("--out", default="validation/results")
     ap.add_argument("--figure", default="figures/claims/schedule_design.png")
+    ap.add_argument("--from-json", default=None, help="only redraw the figure from a saved JSON")
     a = ap.parse_args(argv)
     dflt = (dict(samples=8000, d=200, seeds=4, n_lr=3, opt_samples=4000, opt_steps=3)
             if a.quick else
@@ -165,9 +166,11 @@ def figure(a, results, png):
         T = a["steps"]
         t = np.arange(T + 1)
         ax = row[0]
-        ax.step(np.arange(T), np.full(T, r["best_constant"]), where="post", color="C0",
+        lr_opt = np.asarray(r["optimised_lr"], dtype=float)
+        ax.step(np.arange(T + 1), np.full(T + 1, r["best_constant"]), where="post", color="C0",
                 label=f"best constant η = {r['best_constant']:g}")
-        ax.step(np.arange(T), r["optimised_lr"], where="post", color="C3", label="optimised η_t")
+        ax.step(np.arange(T + 1), np.append(lr_opt, lr_opt[-1]), where="post", color="C3",
+                label="optimised η_t (η_t acts from t to t + 1)")
         ax.plot(np.arange(T), r["optimised_lr"], "o", color="C3", ms=4)
         ax.set_xlabel("step t")
         ax.set_ylabel("η_t")
@@ -186,7 +189,8 @@ def figure(a, results, png):
         ax.set_xlabel("step t")
         ax.set_ylabel(label)
         dv, dse, z = r["sim_diff"]
-        ax.set_title(f"{label}: sim difference at T = {dv:+.4f} ± {dse:.4f} (z = {z:+.1f})")
+        ax.set_title(f"{label}: sim optimised − constant at t={T}: {dv:+.4f} ± {dse:.4f} "
+                     f"(z={z:+.1f})", fontsize=9)
         ax.legend(fontsize=7)
     save_png(fig, png)
     plt.close(fig)
@@ -194,6 +198,14 @@ def figure(a, results, png):
 
 def main(argv=None) -> int:
     a = parse(argv)
+    if a.from_json:
+        import json
+
+        with open(a.from_json) as f:
+            data = json.load(f)
+        figure(data["args"], data["results"], a.figure)
+        print(f"redrew {a.figure} from {a.from_json}")
+        return 0
     t0 = time.perf_counter()
 
     def log(msg):
