@@ -22,6 +22,8 @@ raises :class:`dmft.DivergenceError`.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 
 import equinox as eqx
 import jax
@@ -30,6 +32,7 @@ import numpy as np
 
 from .._errors import DivergenceError, DMFTInputError
 from .._precision import full_precision
+from .._validate import check_real
 from ..model import Problem, check_problem
 from ..model._problem import Numbers
 from ..observables import test_error as _test_error
@@ -99,9 +102,32 @@ def check_numbers(nb, template: Numbers) -> Numbers:
     return dataclasses.replace(nb, **out)
 
 
-def _observables(st, nb: Numbers, keys, remat: bool):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _kink_step(h, width):
+    """σ'(h) = [h > 0] of ReLU, whose derivative is a Gaussian of standard deviation ``width``
+    in place of the Dirac mass δ(h) that automatic differentiation drops (docs/THEORY.md §10)."""
+    return (h > 0).astype(h.dtype)
+
+
+@_kink_step.defjvp
+def _kink_step_jvp(width, primals, tangents):
+    (h,), (dh,) = primals, tangents
+    dens = jnp.exp(-0.5 * (h / width) ** 2) / (math.sqrt(2.0 * math.pi) * width)
+    return _kink_step(h, width), dens * dh
+
+
+def differentiated_activation(act, kink_width):
+    """``act``, or for a kink width ReLU whose σ' has the smoothed Dirac derivative (the same
+    values: the forward pass is unchanged)."""
+    if kink_width is None:
+        return act
+    return dataclasses.replace(act, deriv=lambda h: _kink_step(h, kink_width))
+
+
+def _observables(st, nb: Numbers, keys, remat: bool, kink_width=None):
     """(replica-mean observables, per-step "every output finite" flags)."""
-    step_r = jax.vmap(make_step(st, nb.act, nb.loss), in_axes=(None, 0, None))
+    act = differentiated_activation(nb.act, kink_width)
+    step_r = jax.vmap(make_step(st, act, nb.loss), in_axes=(None, 0, None))
     draws = draw_replicas(st, keys)
     state = jax.vmap(lambda dr: init_state(st, nb, dr))(draws)
     names = [f.name for f in dataclasses.fields(state)]
@@ -150,17 +176,28 @@ def _messages(T1: int):
 
 
 @eqx.filter_jit
-def _run_checked(st, nb, keys, remat):
+def _run_checked(st, nb, keys, remat, kink_width):
     with full_precision():
-        out, ok = _observables(st, nb, keys, remat)
+        out, ok = _observables(st, nb, keys, remat, kink_width)
     first_bad = jnp.argmin(ok)  # the first False (0 when all are True: unused then)
     return eqx.branched_error_if(out, ~jnp.all(ok), first_bad, _messages(st.T1))
 
 
 @eqx.filter_jit
-def _run_flags(st, nb, keys, remat):
+def _run_flags(st, nb, keys, remat, kink_width):
     with full_precision():
-        return _observables(st, nb, keys, remat)
+        return _observables(st, nb, keys, remat, kink_width)
+
+
+def check_kink_width(problem, kink_width):
+    """``kink_width`` as a float (or None); refused for a smooth activation, which has no kink."""
+    if kink_width is None:
+        return None
+    if problem.act.smooth:
+        raise DMFTInputError(
+            f"`kink_width` applies to a non-smooth activation (relu) only; activation "
+            f"{problem.activation!r} is smooth; got kink_width={kink_width!r}")
+    return check_real("kink_width", kink_width, low=0.0, low_open=True)
 
 
 def _is_traced(tree) -> bool:
@@ -169,7 +206,7 @@ def _is_traced(tree) -> bool:
 
 def solve_fn(problem: Problem, samples: int = 200_000, *, seed: int = 0, replicas: int = 16,
              dtype="float64", response: str = "stein", chunk_size: int | None = None,
-             checkpoint: bool = True):
+             checkpoint: bool = True, kink_width: float | None = None):
     """The DMFT of ``problem``'s structure as a pure function of its numbers.
 
     Args:
@@ -182,6 +219,13 @@ def solve_fn(problem: Problem, samples: int = 200_000, *, seed: int = 0, replica
         checkpoint: ``jax.checkpoint`` each step (default): the backward pass of reverse mode
             keeps the carried state of every step and recomputes the rest
             (:func:`memory_estimate` ``mode="reverse"``). ``False`` keeps every intermediate.
+        kink_width: ReLU only. ``None`` (default): derivatives are those of the finite-sample
+            function, which is piecewise smooth (a sample whose field crosses 0 makes it jump
+            by O(1/N)), so they miss the Dirac term E[ℓ'(f) a_j δ(h_j) ∂h_j/∂θ] of the
+            derivative of the DMFT. A width w > 0 adds that term with δ replaced by a
+            Gaussian of standard deviation w (bias O(w²), noise O(1/√(N w))): a consistent
+            estimate of the DMFT's derivative, no longer the derivative of ``f``'s values
+            (which are unchanged). See docs/THEORY.md §10.
 
     Returns:
         ``f(numbers) -> dict`` with ``numbers`` a :class:`~dmft.model.Numbers` of this structure
@@ -198,6 +242,7 @@ def solve_fn(problem: Problem, samples: int = 200_000, *, seed: int = 0, replica
             transformation or ``jit`` the same message comes as an ``EquinoxRuntimeError``.
     """
     st = validate(problem, samples, seed, replicas, chunk_size, response, dtype)
+    kink_width = check_kink_width(problem, kink_width)
     check_memory(problem, samples, replicas, chunk_size, response, st.dtype)
     keys = replica_keys(seed, replicas)
     template = problem.numbers(st.kdtype)
@@ -206,8 +251,8 @@ def solve_fn(problem: Problem, samples: int = 200_000, *, seed: int = 0, replica
     def f(nb):
         nb = check_numbers(nb, template)
         if _is_traced(nb):
-            return _run_checked(st, nb, keys, remat)
-        out, ok = _run_flags(st, nb, keys, remat)
+            return _run_checked(st, nb, keys, remat, kink_width)
+        out, ok = _run_flags(st, nb, keys, remat, kink_width)
         ok = np.asarray(ok)
         if not ok.all():
             step = int(np.argmin(ok))
@@ -218,6 +263,7 @@ def solve_fn(problem: Problem, samples: int = 200_000, *, seed: int = 0, replica
     f.problem = problem
     f.numbers = template
     f.settings = dict(samples=samples, seed=seed, replicas=replicas, dtype=st.dtype_name,
-                      response=response, chunk_size=chunk_size, checkpoint=remat)
+                      response=response, chunk_size=chunk_size, checkpoint=remat,
+                      kink_width=kink_width)
     f.structure = st
     return f

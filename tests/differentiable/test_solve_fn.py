@@ -96,3 +96,10 @@ def test_input_validation(case):
         f(dataclasses.replace(nb, lr=np.zeros(3)))
     with pytest.raises(DMFTInputError, match="must be a dmft.model.Numbers"):
         f({"lr": nb.lr})
+
+
+def test_kink_width_is_for_relu_only():
+    with pytest.raises(DMFTInputError, match="`kink_width` applies to a non-smooth activation"):
+        dmft.solve_fn(small_problem("erf"), SAMPLES, replicas=REPLICAS, kink_width=0.1)
+    with pytest.raises(DMFTInputError, match="`kink_width` must be"):
+        dmft.solve_fn(small_problem("relu"), SAMPLES, replicas=REPLICAS, kink_width=-1.0)

@@ -125,3 +125,17 @@ def test_checkpoint_does_not_change_gradients(case):
     f0 = dmft.solve_fn(pr, SAMPLES, seed=SEED, replicas=REPLICAS, checkpoint=False)
     g0 = jax.grad(lambda n: f0(n)["test_error"][-1])(nb)
     np.testing.assert_allclose(g1.lr, g0.lr, rtol=1e-12, atol=1e-16)
+
+
+def test_kink_width_keeps_values_and_adds_the_dirac_term():
+    """kink_width changes derivatives only: the values are bitwise those without it. Its extra
+    term in d/dη is E[ℓ'(f) a_j φ_w(h_j) ∂h_j/∂η]: the two gradients differ."""
+    pr = problem("relu")
+    nb = dmft.numbers(pr)
+    f0 = dmft.solve_fn(pr, SAMPLES, seed=SEED, replicas=REPLICAS)
+    fk = dmft.solve_fn(pr, SAMPLES, seed=SEED, replicas=REPLICAS, kink_width=0.1)
+    for name, v in f0(nb).items():
+        np.testing.assert_array_equal(fk(nb)[name], v)
+    g0 = jax.grad(lambda n: f0(n)["m_norm"][-1])(nb).lr[:3]
+    gk = jax.grad(lambda n: fk(n)["m_norm"][-1])(nb).lr[:3]
+    assert np.all(np.isfinite(gk)) and np.max(np.abs(gk - g0)) > 1e-4
