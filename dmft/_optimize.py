@@ -277,7 +277,7 @@ def optimize(problem, objective="m_norm", *, wrt=("lr",), steps: int = 50,
     for i in range(steps + 1):
         if i < steps:
             (value, ok), grads = value_and_grad(raw)
-            gnorm = float(optax.global_norm(grads))
+            gnorm = float(optax.tree.norm(grads))
         else:
             value, ok = value_only(raw)
             grads, gnorm = None, float("nan")

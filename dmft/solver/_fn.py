@@ -239,7 +239,8 @@ def solve_fn(problem: Problem, samples: int = 200_000, *, seed: int = 0, replica
     Raises:
         DMFTInputError: invalid arguments (here), or numbers of another structure (in ``f``).
         DivergenceError: ``f`` called on concrete numbers gave a non-finite value; under a
-            transformation or ``jit`` the same message comes as an ``EquinoxRuntimeError``.
+            transformation or ``jit`` the same message comes as an ``EquinoxRuntimeError``
+            (under ``jax.jit`` on the CPU wrapped in a ``jax.errors.JaxRuntimeError``).
     """
     st = validate(problem, samples, seed, replicas, chunk_size, response, dtype)
     kink_width = check_kink_width(problem, kink_width)
