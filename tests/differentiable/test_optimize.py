@@ -77,7 +77,7 @@ def test_optimize_improves_and_round_trips(tmp_path):
     np.testing.assert_allclose(back.problem.lr, res.problem.lr, rtol=0, atol=0)
     assert back.wrt == ("lr",) and back.best_iteration == res.best_iteration
     assert back.initial_problem.to_dict() == pr.to_dict()
-    with pytest.raises(DMFTInputError, match="is an optimisation file .* load_optimize"):
+    with pytest.raises(DMFTInputError, match="is an optimisation file.*load_optimize"):
         dmft.io.load(path)
     with pytest.raises(DMFTInputError, match="not an optimisation file"):
         dmft.io.save(dmft.solve(pr, 4000, replicas=4, progress=False), tmp_path / "t.h5")
