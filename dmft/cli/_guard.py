@@ -53,6 +53,8 @@ FLAGS = {
     "threshold": "--threshold", "sys_error": "--sys-error", "dpi": "--dpi", "out": "--out",
     "fig_dir": "--fig-dir", "devices": "--devices", "max_points": "--max-points",
     "momentum": "--momentum", "momentum_a": "--momentum-a", "nesterov": "--nesterov",
+    "wrt": "--wrt", "objective": "--objective", "iterations": "--iterations",
+    "learning_rate": "--learning-rate",
 }
 _NAME = r"([a-z][a-z0-9_]*)((?:\[\d+\])?)"
 

@@ -1,5 +1,5 @@
-"""The ``dmft`` command line: solve, simulate, sweep, plot-sweep, compare, features, targets,
-inspect.
+"""The ``dmft`` command line: solve, simulate, sweep, plot-sweep, optimize, compare, features,
+targets, inspect.
 
 Exit codes: 0 success; 1 a user error or a diverged run, reported as ONE line ``error: ...`` on
 stderr (no traceback) that names the flag, the value and what is allowed, and says what was
@@ -10,8 +10,9 @@ saying that nothing was written. ``compare`` exits 1 when the verdict fails (``-
 space), is checked before any compute.
 
 Each command is one module here (``_solve``, ``_simulate``, ``_compare``, ``_sweep`` with
-plot-sweep, ``_features``, ``_info`` with targets and inspect) that adds its own subparser; the
-flags they share are defined once in ``_common``, the failure reporting is ``_guard``.
+plot-sweep, ``_optimize``, ``_features``, ``_info`` with targets and inspect) that adds its own
+subparser; the flags they share are defined once in ``_common``, the failure reporting is
+``_guard``.
 
 Examples::
 
@@ -27,12 +28,12 @@ import argparse
 import shlex
 import sys
 
-from . import _compare, _features, _info, _simulate, _solve, _sweep
+from . import _compare, _features, _info, _optimize, _simulate, _solve, _sweep
 from ._common import Formatter, enable_x64, join_negative_values
 from ._guard import run_guarded
 
 # `dmft --help` lists the commands in this order
-COMMANDS = (_solve, _simulate, _compare, _sweep, _features, _info)
+COMMANDS = (_solve, _simulate, _compare, _sweep, _optimize, _features, _info)
 
 
 def build_parser() -> argparse.ArgumentParser:

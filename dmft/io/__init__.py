@@ -6,8 +6,9 @@
 Modules: ``_common`` (format names and versions, the file check and configuration readers),
 ``_guard`` (the guarded reading layer every reader goes through: links, sizes, dtypes, JSON
 depth and ``format_version`` checked, failures as one DMFTInputError), ``_atomic``
-(output-path check, atomic write, root attributes), ``_trajectory``, ``_sweep`` and
-``_features`` (one file type each), ``_describe`` (``describe`` and the ``inspect`` entry point).
+(output-path check, atomic write, root attributes), ``_trajectory``, ``_sweep``, ``_optimize``
+and ``_features`` (one file type each), ``_describe`` (``describe`` and the ``inspect`` entry
+point).
 """
 
 from ._atomic import STALE_TEMP_S as STALE_TEMP_S
@@ -25,6 +26,8 @@ from ._describe import describe as describe
 from ._describe import main as main
 from ._features import load_features as load_features
 from ._features import save_features as save_features
+from ._optimize import load_optimize as load_optimize
+from ._optimize import save_optimize as save_optimize
 from ._sweep import load_sweep as load_sweep
 from ._sweep import save_sweep as save_sweep
 from ._trajectory import estimate_file_bytes as estimate_file_bytes

@@ -278,6 +278,10 @@ def load(path):
         raise DMFTInputError(
             f"{os.fspath(path)} is a sweep file (a grid of runs): read it with "
             "dmft.io.load_sweep, plot it with `dmft plot-sweep`")
+    if kind == "optimize":
+        raise DMFTInputError(
+            f"{os.fspath(path)} is an optimisation file (dmft.optimize): read it with "
+            "dmft.io.load_optimize")
     if kind not in KINDS:
         raise DMFTInputError(
             f"{os.fspath(path)}: attribute kind={kind!r} is not one of {list(KINDS)}; the file "

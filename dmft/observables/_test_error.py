@@ -70,14 +70,46 @@ def smoothed_activation(name: str, mu, s):
     raise ValueError(name)
 
 
+@jax.custom_jvp
+def _relu_pair(safe, cos):
+    """safe/(2π) (sin θ + (π − θ) cos θ), θ = arccos(cos): the ReLU pair moment. Its derivative
+    in cos is safe (π − θ)/(2π), finite at cos = ±1 (the diagonal j = l of E[σ(h_j)σ(h_l)]),
+    where the chain rule through arccos would give inf − inf."""
+    th = jnp.arccos(cos)
+    return safe / (2.0 * math.pi) * (jnp.sin(th) + (math.pi - th) * cos)
+
+
+@_relu_pair.defjvp
+def _relu_pair_jvp(primals, tangents):
+    safe, cos = primals
+    dsafe, dcos = tangents
+    th = jnp.arccos(cos)
+    shape = jnp.sin(th) + (math.pi - th) * cos
+    out = safe / (2.0 * math.pi) * shape
+    return out, dsafe / (2.0 * math.pi) * shape + safe * (math.pi - th) / (2.0 * math.pi) * dcos
+
+
+@jax.custom_jvp
+def _sqrt0(x):
+    """√x with derivative 0 at x = 0 (instead of inf): used where x vanishes identically, the
+    conditional variance of a unit given itself on the diagonal of the pair moment."""
+    return jnp.sqrt(x)
+
+
+@_sqrt0.defjvp
+def _sqrt0_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    r = jnp.sqrt(x)
+    return r, jnp.where(x > 0, 0.5 * dx / jnp.where(x > 0, r, 1.0), 0.0)
+
+
 def pair_moment(name: str, q1, q2, c):
     """E[σ(u)σ(v)] for (u, v) centred Gaussian with Var u = q1, Var v = q2, Cov = c."""
     if name == "relu":
         nrm = jnp.sqrt(jnp.maximum(q1 * q2, 0.0))
         safe = jnp.where(nrm > 0, nrm, 1.0)
         cos = jnp.clip(c / safe, -1.0, 1.0)
-        th = jnp.arccos(cos)
-        val = safe / (2.0 * math.pi) * (jnp.sin(th) + (math.pi - th) * cos)
+        val = _relu_pair(safe, cos)
         return jnp.where(nrm > 0, val, 0.0)
     if name == "erf":
         return (2.0 / math.pi) * jnp.arcsin(
@@ -95,7 +127,7 @@ def pair_moment(name: str, q1, q2, c):
         sq1 = jnp.sqrt(jnp.maximum(q1, 0.0))[..., None, None]
         safe = jnp.where(sq1 > 0, sq1, 1.0)
         b = jnp.where(sq1 > 0, c[..., None, None] / safe, 0.0)
-        rest = jnp.sqrt(jnp.maximum(q2[..., None, None] - b * b, 0.0))
+        rest = _sqrt0(jnp.maximum(q2[..., None, None] - b * b, 0.0))
         u = sq1 * x1
         v = b * x1 + rest * x2
         return jnp.sum(ww * jnp.tanh(u) * jnp.tanh(v), axis=(-2, -1))
@@ -117,6 +149,27 @@ def _mc_nodes(k: int, p: int) -> np.ndarray:
     return _NODE_CACHE[(k, p)]
 
 
+@jax.custom_jvp
+def _psd_sqrt(S):
+    """V √max(Λ, 0) Vᵀ of the symmetric S = V Λ Vᵀ (batched over leading axes)."""
+    ev, V = jnp.linalg.eigh(S)
+    return jnp.einsum("...jr,...r,...lr->...jl", V, jnp.sqrt(jnp.maximum(ev, 0.0)), V)
+
+
+@_psd_sqrt.defjvp
+def _psd_sqrt_jvp(primals, tangents):
+    """Daleckii–Krein: d√S = V (F ∘ Vᵀ dS V) Vᵀ, F_ij = 1/(√λ_i + √λ_j) (0 where both vanish):
+    finite at degenerate eigenvalues, where the derivative of ``eigh``'s vectors is not."""
+    (S,), (dS,) = primals, tangents
+    ev, V = jnp.linalg.eigh(S)
+    r = jnp.sqrt(jnp.maximum(ev, 0.0))
+    out = jnp.einsum("...jr,...r,...lr->...jl", V, r, V)
+    den = r[..., :, None] + r[..., None, :]
+    F = jnp.where(den > 0, 1.0 / jnp.where(den > 0, den, 1.0), 0.0)
+    inner = F * jnp.einsum("...jr,...jl,...ls->...rs", V, dS, V)
+    return out, jnp.einsum("...jr,...rs,...ls->...jl", V, inner, V)
+
+
 def _fresh_sample_average(problem: Problem, m, Q, a, what: str):
     """E over a fresh sample of ℓ(y, f) (``what="loss"``) or of [sign f ≠ y] (``"class"``),
     (h*, h) jointly Gaussian with moments (I, m, Q), on the fixed nodes ``_mc_nodes``:
@@ -127,10 +180,9 @@ def _fresh_sample_average(problem: Problem, m, Q, a, what: str):
     u = jnp.asarray(_mc_nodes(k, p), dtype=m.dtype)
     hs, zeta, xi = u[:, :k], u[:, k:k + p], u[:, k + p]
     S = Q - jnp.einsum("...jk,...lk->...jl", m, m)
-    ev, V = jnp.linalg.eigh(0.5 * (S + jnp.swapaxes(S, -1, -2)))
     # the symmetric square root V √Λ Vᵀ: continuous in S (V √Λ alone is not: near a degenerate
     # S, e.g. Q⊥ = I at t = 0, rounding rotates V and maps the fixed nodes to another sample)
-    root = jnp.einsum("...jr,...r,...lr->...jl", V, jnp.sqrt(jnp.maximum(ev, 0.0)), V)
+    root = _psd_sqrt(0.5 * (S + jnp.swapaxes(S, -1, -2)))
     h = jnp.einsum("Mk,...jk->...Mj", hs, m) + jnp.einsum("Mr,...jr->...Mj", zeta, root)
     from ..model import get_activation, network_output
 

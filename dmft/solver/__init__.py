@@ -17,6 +17,8 @@ Modules, one concept each:
 - ``_sample``: the sample side of a step (the chunked pass: fields, gradients, sums);
 - ``_step``: one step (sample side, kernel row, weight side) and the compiled sweep;
 - ``_solve``: the public :func:`solve`, its validation and the assembly of results;
+- ``_fn``: :func:`solve_fn`, the DMFT as a pure, differentiable function of the numbers
+  (a fixed-trip, checkpointed ``lax.scan`` over the same step), and :func:`numbers`;
 - ``_memory``: :func:`memory_estimate` and the pre-flight that refuses what cannot fit;
 - ``_grid``: many points of one structure in one vmapped sweep (:func:`solve_points`, used by
   :func:`dmft.sweep`);
@@ -28,6 +30,7 @@ one pass over the histories per step).
 """
 
 from ._factor import SCHUR_FLOOR_REL, SCHUR_WARN_REL, append_factor_row
+from ._fn import numbers, solve_fn
 from ._grid import solve_points
 from ._memory import memory_estimate
 from ._regression import REGRESSIONS, AbstractRegression
@@ -36,6 +39,7 @@ from ._solve import solve
 from ._state import DRAW_BLOCK
 from ._step import TRACE_COUNT
 
-__all__ = ["solve", "append_factor_row", "memory_estimate", "RESPONSES", "SCHUR_FLOOR_REL",
+__all__ = ["solve", "solve_fn", "numbers", "append_factor_row", "memory_estimate", "RESPONSES",
+           "SCHUR_FLOOR_REL",
            "SCHUR_WARN_REL", "DRAW_BLOCK", "TRACE_COUNT", "AbstractResponse",
            "AbstractRegression", "RESPONSE_CLASSES", "REGRESSIONS", "solve_points"]

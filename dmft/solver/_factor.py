@@ -57,12 +57,10 @@ def append_factor_row(factor, Qp_row, t, p: int, floor_rel: float = SCHUR_FLOOR_
     D = Qp_row[t]
     S = D - jnp.matmul(Lrow, Lrow.T, precision=HIGHEST)
     S = 0.5 * (S + S.T)
-    ev, U = jnp.linalg.eigh(S)
     scale = jnp.maximum(jnp.trace(D) / p, jnp.finfo(D.dtype).tiny)
     floor = floor_rel * scale
-    ev_c = jnp.maximum(ev, floor)
-    jitter = jnp.max(ev_c - ev)
-    Sc = jnp.matmul(U * ev_c[None, :], U.T, precision=HIGHEST)
+    Sc, ev = clip_eigenvalues(S, floor)
+    jitter = jnp.max(jnp.maximum(ev, floor) - ev)
     Ltt = jnp.linalg.cholesky(0.5 * (Sc + Sc.T))
     Ltt_inv = jsl.solve_triangular(Ltt, jnp.eye(p, dtype=Ltt.dtype), lower=True)
     newrow = jax.lax.dynamic_update_slice(Lrow, Ltt, (0, t * p))
@@ -72,3 +70,35 @@ def append_factor_row(factor, Qp_row, t, p: int, floor_rel: float = SCHUR_FLOOR_
     inv_row = jax.lax.dynamic_update_slice(inv_row, Ltt_inv, (0, t * p))
     Linv = jax.lax.dynamic_update_slice(Linv, inv_row, (t * p, 0))
     return (L, Linv), ev[0], jitter, ev[0] / scale
+
+
+@jax.custom_jvp
+def clip_eigenvalues(S, floor):
+    """(U max(Λ, floor) Uᵀ, Λ) for the symmetric S = U Λ Uᵀ (eigenvalues ascending).
+
+    Its derivative is the Daleckii–Krein formula with divided differences of
+    f(λ) = max(λ, floor), which is finite when eigenvalues coincide (Q⊥₀ = I at t = 0): the
+    derivative of ``jnp.linalg.eigh``'s eigenvectors divides by eigenvalue gaps and is NaN there.
+    Without clipping the tangent of the output is the tangent of S (f is the identity)."""
+    ev, U = jnp.linalg.eigh(S)
+    ev_c = jnp.maximum(ev, floor)
+    return jnp.matmul(U * ev_c[None, :], U.T, precision=HIGHEST), ev
+
+
+@clip_eigenvalues.defjvp
+def _clip_eigenvalues_jvp(primals, tangents):
+    S, floor = primals
+    dS, dfloor = tangents
+    ev, U = jnp.linalg.eigh(S)
+    ev_c = jnp.maximum(ev, floor)
+    out = jnp.matmul(U * ev_c[None, :], U.T, precision=HIGHEST)
+    dSU = jnp.matmul(U.T, jnp.matmul(0.5 * (dS + dS.T), U, precision=HIGHEST),
+                     precision=HIGHEST)
+    keep = (ev > floor).astype(S.dtype)  # f'(λ)
+    gap = ev[:, None] - ev[None, :]
+    close = jnp.abs(gap) <= 1e-10 * jnp.maximum(jnp.max(jnp.abs(ev)), floor)
+    F = jnp.where(close, 0.5 * (keep[:, None] + keep[None, :]),
+                  (ev_c[:, None] - ev_c[None, :]) / jnp.where(close, 1.0, gap))
+    inner = F * dSU + jnp.diag((1.0 - keep) * dfloor)
+    dout = jnp.matmul(U, jnp.matmul(inner, U.T, precision=HIGHEST), precision=HIGHEST)
+    return (out, ev), (dout, jnp.diagonal(dSU))

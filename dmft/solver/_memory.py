@@ -37,7 +37,7 @@ GPU_MARGIN = 1.10
 def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
                     chunk_size: int | None = None, response: str = "stein",
                     dtype="float64", grid: int = 1, devices: int = 1,
-                    platform: str | None = None) -> dict:
+                    platform: str | None = None, mode: str = "forward") -> dict:
     """Memory a :func:`solve` (or a ``grid``-point batch of :func:`dmft.sweep`) needs, in bytes,
     on each of ``devices`` devices (an int; replicas and samples sharded as :func:`solve` does).
 
@@ -61,8 +61,18 @@ def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
             ``dmft/solver/_sharding.py``), so ``state`` falls as 1/devices up to the kernels
             (replicated over a replica's sample shards) and the rounding of rows. The runtime
             term is counted once per device.
+        ``checkpoints`` (``mode="reverse"`` only): what reverse mode through
+            :func:`dmft.solve_fn` (``jax.grad``, ``dmft.optimize``) keeps on top of the forward
+            state. Each step is checkpointed, so the backward pass holds the carried state
+            (every array a step writes: the g history and the response's per-sample state,
+            the kernels, factors and regression coefficients; not the read-only z, labels and
+            regressors) at the input of each of the T + 1 steps, one cotangent of it, and one
+            step's recomputed intermediates. ``carried`` (reverse only): the bytes of the
+            carried state. ``state`` is unchanged; ``peak`` adds ``checkpoints`` and
+            2 × ``carried``; on the CPU ``device_limit`` becomes ``state + checkpoints``.
     """
     check_choice("response", response, set(RESPONSES))
+    check_choice("mode", mode, {"forward", "reverse"})
     n_real = samples // replicas
     chunk = n_real if chunk_size is None else min(chunk_size, n_real)
     st = make_structure(problem, n_real, chunk, response, dtype)
@@ -94,11 +104,24 @@ def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
     else:
         peak += int(GPU_HISTORY_COPIES * item * replicas * npad * T1 * p * (1 + grid))
         limit = int(GPU_MARGIN * peak)
-    return {"state": int(state), "peak": int(peak), "device_limit": int(limit)}
+    out = {"state": int(state), "peak": int(peak), "device_limit": int(limit)}
+    if mode == "reverse":
+        # per replica: the per-sample arrays a step writes (g and the response's state) and
+        # every kernel-sized array (the regression's Gram is read-only: its shared words)
+        carried = replicas * grid * (item * npad * (per - nb - (1 if st.padded else 0))
+                                     + kitem * kernels)
+        checkpoints = T1 * carried
+        out.update(checkpoints=int(checkpoints), carried=int(carried),
+                   peak=int(peak + checkpoints + 2 * carried))
+        if platform == "cpu":
+            out["device_limit"] = int(state + checkpoints)
+        else:
+            out["device_limit"] = int(GPU_MARGIN * out["peak"])
+    return out
 
 
 def check_memory(problem, samples, replicas, chunk_size, response, dtype, grid=1,
-                 devices=None) -> None:
+                 devices=None, mode: str = "forward") -> None:
     """Refuse a solve that cannot fit (on a GPU: its estimated peak with a margin; on the CPU:
     its resident arrays); on the CPU, warn when the estimated peak may not fit.
 
@@ -107,7 +130,7 @@ def check_memory(problem, samples, replicas, chunk_size, response, dtype, grid=1
     share together."""
     ndev = 1 if devices is None else len(devices)
     need = memory_estimate(problem, samples, replicas=replicas, chunk_size=chunk_size,
-                           response=response, dtype=dtype, grid=grid, devices=ndev)
+                           response=response, dtype=dtype, grid=grid, devices=ndev, mode=mode)
     if ndev == 1:
         avail, where = free_memory_bytes()
     else:
