@@ -60,8 +60,9 @@ def test_numbers_are_the_traced_numbers():
     np.testing.assert_array_equal(num.m0, np.full((2, 1), 0.05))
     # structure is static: the schedule only in its structural part (b is traced)
     assert num.schedule == "sgd:1" and num.steps == 3 and num.p == 2 and num.k == 1
+    np.testing.assert_array_equal(num.momentum, [0.0, 0.0, 0.0, 0.0])  # no momentum: zeros
     leaves, tree = jax.tree.flatten(num)
-    assert len(leaves) == 9
+    assert len(leaves) == 11
     other = make_problem("he3", p=2, lr=0.7, steps=3, alpha=1.0, schedule="sgd:0.1").numbers()
     assert jax.tree.structure(other) == tree  # a new number: the same compiled program
     assert jax.tree.structure(make_problem("he3", p=2, steps=3).numbers()) != tree
