@@ -183,7 +183,7 @@ def schur_floor(problem):
     when the new randomness per step falls below the floor (Krylov degeneracy, as in the
     linear model), the clipped eigenvalues make the formula's Q⊥ and the fields' covariance
     differ at the floor's level, and the two-step recursion of the momentum amplifies that
-    difference from one step to the next at the lower floor (see tests/solver/test_solver_momentum.py).
+    difference from one step to the next at the lower floor (docs/THEORY.md §10.4).
     """
     moving = jnp.any(problem.momentum > 0) | jnp.any(problem.momentum_a > 0)
     if problem.nesterov:

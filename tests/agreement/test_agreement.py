@@ -50,7 +50,9 @@ def test_extrapolation_recovers_intercept():
     assert np.all(chi2 < 10)
 
 
-@pytest.mark.parametrize("schedule,lr_a", [("repeat:2", 0.0), ("reuse", 0.5)])
+# repeat:2 is also checked, with momentum, by test_agreement_momentum.py in the default suite
+@pytest.mark.parametrize("schedule,lr_a", [pytest.param("repeat:2", 0.0, marks=pytest.mark.slow),
+                                           ("reuse", 0.5)])
 def test_schedules_and_trained_second_layer_agree_with_simulation(schedule, lr_a):
     """repeat:2 and a trained second layer against the simulator, same rule."""
     problem = make_problem("tanh_he3", p=2, activation="relu", alpha=3.0, lr=0.2, steps=3,

@@ -105,6 +105,7 @@ def test_kink_width_is_for_relu_only():
         dmft.solve_fn(small_problem("relu"), SAMPLES, replicas=REPLICAS, kink_width=-1.0)
 
 
+@pytest.mark.slow
 def test_nesterov_values_and_momentum_gradient():
     """With Nesterov momentum, solve_fn equals dmft.solve (the iterates' order parameters), and
     the gradient with respect to β_1 equals central differences (float64, step 1e-5: the

@@ -70,6 +70,7 @@ def test_numbers_are_the_traced_numbers():
     assert all(np.asarray(x).dtype == np.float32 for x in jax.tree.leaves(f32))
 
 
+@pytest.mark.slow
 def test_small_minibatch_warns():
     import dmft
 

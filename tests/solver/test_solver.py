@@ -155,6 +155,7 @@ def _population_gd(problem, steps, n=1_000_000, seed=0):
     return np.array([o[0] for o in out]), np.array([o[1] for o in out])
 
 
+@pytest.mark.slow
 def test_large_alpha_approaches_population_gd():
     """α → ∞ at fixed ηα: the DMFT gap to population GD shrinks like 1/α."""
     gaps = []
@@ -374,7 +375,8 @@ def test_every_regression_kind_has_a_schedule():
 
 
 @pytest.mark.parametrize("response, mode", [
-    pytest.param(r, m, marks=[pytest.mark.slow] if r == "pathwise" else [])
+    # stein-reuse stays in the default suite (with test_chunk_size_invariance_and_reproducibility)
+    pytest.param(r, m, marks=[pytest.mark.slow] if (r == "pathwise" or m != "reuse") else [])
     for r, m in itertools.product(RESPONSE_CLASSES, REGRESSIONS)])
 def test_every_strategy_is_chunk_invariant_and_reproducible(response, mode):
     """Every response x regression: chunks with padding (250 samples per replica in chunks of

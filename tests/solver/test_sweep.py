@@ -152,6 +152,7 @@ def test_io_load_points_a_sweep_file_to_load_sweep(grid, tmp_path):
         load(path)
 
 
+@pytest.mark.slow
 def test_sweep_over_the_minibatch_fraction():
     """b of sgd:b is a number: one compiled grid, each point equal to its own solve."""
     pr = make_problem("he3", p=2, steps=3, lr=0.5, alpha=2.0, schedule="sgd:0.5")
