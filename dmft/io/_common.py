@@ -133,3 +133,14 @@ def rebuild_problem(d: dict):
         return Problem.from_dict(d)
     target = unavailable_target(d["target"], int(d["k"]), d.get("target_formula", ""))
     return Problem.from_dict(d, target=target)
+
+
+def expect_kind(path, attrs, kind: str, what: str) -> None:
+    """Refuse a dmft file whose root ``kind`` is not ``kind`` (``what`` names the file type in
+    the message), pointing to ``dmft.io.load``."""
+    import os
+
+    found = attr_str(attrs.get("kind", ""))
+    if found != kind:
+        raise DMFTInputError(f"{os.fspath(path)} is not {what} (kind={found!r}); use "
+                             "dmft.io.load")

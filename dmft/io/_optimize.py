@@ -16,10 +16,19 @@ import numpy as np
 
 from .._errors import DMFTInputError
 from ._atomic import write_atomic, write_root_attrs
-from ._common import FORMAT, FORMAT_VERSION, attr_str, check_file, read_config, rebuild_problem
+from ._common import (
+    FORMAT,
+    FORMAT_VERSION,
+    attr_str,
+    check_file,
+    expect_kind,
+    read_config,
+    rebuild_problem,
+)
 from ._guard import open_file
 
-_DIMS = {"lr": ("step",), "lr_a": ("step",), "second_layer": ("unit",),
+_DIMS = {"lr": ("step",), "lr_a": ("step",), "momentum": ("step",), "momentum_a": ("step",),
+         "second_layer": ("unit",),
          "m0": ("unit", "target_dir"), "qperp0": ("unit", "unit2")}
 
 
@@ -59,9 +68,7 @@ def load_optimize(path):
     from .._optimize import OptimizeResult
 
     attrs = check_file(path)
-    if attr_str(attrs.get("kind", "")) != "optimize":
-        raise DMFTInputError(f"{os.fspath(path)} is not an optimisation file (kind="
-                             f"{attr_str(attrs.get('kind', ''))!r}); use dmft.io.load")
+    expect_kind(path, attrs, "optimize", "an optimisation file")
     config = read_config(path, attrs)
     try:
         problem = rebuild_problem(config["problem"])

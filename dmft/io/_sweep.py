@@ -24,8 +24,8 @@ from ._atomic import write_atomic, write_root_attrs
 from ._common import (
     FORMAT,
     FORMAT_VERSION,
-    attr_str,
     check_file,
+    expect_kind,
     read_config,
     read_problem,
 )
@@ -96,9 +96,7 @@ def load_sweep(path):
     from .._sweep import SweepResult
 
     attrs = check_file(path)
-    if attr_str(attrs.get("kind", "")) != "sweep":
-        raise DMFTInputError(f"{os.fspath(path)} is not a sweep file (kind="
-                             f"{attr_str(attrs.get('kind', ''))!r}); use dmft.io.load")
+    expect_kind(path, attrs, "sweep", "a sweep file")
     config = read_config(path, attrs)
     problem = read_problem(path, config)
     axes = parse_json(path, str_attr(path, attrs, "grid_axes"), "attribute grid_axes")
