@@ -78,7 +78,7 @@ def allowed_fields() -> list[str]:
     """Fields that ``wrt`` may name: the numeric fields of Numbers that are fields of Problem
     (so that the optimised problem can be rebuilt), looked up by name."""
     from .model import Problem
-    from .solver._fn import number_fields
+    from .solver import number_fields
 
     problem_fields = {f.name for f in dataclasses.fields(Problem)}
     return [n for n in number_fields() if n in problem_fields]
@@ -206,18 +206,53 @@ def optimize(problem, objective="m_norm", *, wrt=("lr",), steps: int = 50,
     Returns:
         :class:`OptimizeResult` (the best iterate, its history).
     """
+    from .solver import check_memory, solve_fn, unchecked_fn
+
+    custom = optimizer is not None
+    wrt, name, fn, steps, learning_rate, optimizer, out = _check_arguments(
+        problem, objective, wrt, steps, learning_rate, optimizer, out)
+    if isinstance(kink_width, str) and kink_width == "auto":
+        kink_width = None if problem.act.smooth else KINK_WIDTH
+    f = solve_fn(problem, samples, seed=seed, replicas=replicas, dtype=dtype, response=response,
+                 kink_width=kink_width)
+    check_memory(problem, samples, replicas, None, response, f.structure.dtype, mode="reverse")
+    par = _Parametrisation(problem, jax.tree.map(jnp.asarray, f.numbers), wrt)
+    observables = unchecked_fn(f)
+
+    def loss(raw):
+        outs, ok = observables(par.to_numbers(raw))
+        return fn(outs), jnp.all(ok)
+
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    t0 = time.perf_counter()
+    hist, best_raw, best_i, status = _descend(loss, optimizer, par, steps, name, show, t0)
+    settings = dict(samples=samples, seed=seed, replicas=replicas, dtype=f.structure.dtype_name,
+                    response=response, kink_width=kink_width, steps=steps,
+                    learning_rate=learning_rate, optimizer="custom" if custom else "adam",
+                    wall_time_s=time.perf_counter() - t0)
+    result = OptimizeResult(problem=dataclasses.replace(problem, **par.problem_values(best_raw)),
+                            initial_problem=problem, objective=name,
+                            minimised=OBJECTIVES[name][0] if name in OBJECTIVES else
+                            "minimise the custom objective", wrt=wrt,
+                            history={k: np.asarray(v, dtype=np.float64) for k, v in hist.items()},
+                            best_iteration=best_i, status=status, settings=settings)
+    if out is not None:
+        result.save(out, command_line=command_line)
+    return result
+
+
+def _check_arguments(problem, objective, wrt, steps, learning_rate, optimizer, out):
+    """:func:`optimize`'s arguments checked, before any compute: ``(wrt, objective's name, its
+    function, steps, learning_rate, optimizer, out)``, the default optimiser (Adam) filled in."""
     import optax
 
     from .model import check_problem
-    from .solver._fn import _observables, solve_fn
-    from .solver._memory import check_memory
 
     check_problem(problem)
     wrt = check_wrt(wrt)
     name, fn = check_objective(objective)
     steps = check_int("steps", steps, low=1, high=1_000_000)
-    custom = optimizer is not None
-    if not custom:
+    if optimizer is None:
         learning_rate = check_real("learning_rate", learning_rate, low=0.0, low_open=True)
         optimizer = optax.adam(learning_rate)
     elif not isinstance(optimizer, optax.GradientTransformation):
@@ -227,53 +262,53 @@ def optimize(problem, objective="m_norm", *, wrt=("lr",), steps: int = 50,
         from .io import check_output_path
 
         out = check_output_path(out)
-    if isinstance(kink_width, str) and kink_width == "auto":
-        kink_width = None if problem.act.smooth else KINK_WIDTH
-    f = solve_fn(problem, samples, seed=seed, replicas=replicas, dtype=dtype, response=response,
-                 kink_width=kink_width)
-    check_memory(problem, samples, replicas, None, response, f.structure.dtype, mode="reverse")
-    st, template = f.structure, jax.tree.map(jnp.asarray, f.numbers)
-    keys = _keys(seed, replicas)
-    T = problem.steps
-    kinds = {n: constraint(n) for n in wrt}
-    padded = {n: np.shape(getattr(template, n)) == (T + 1,) and _field_shape(problem, n) == (T,)
-              for n in wrt}
-    raw0 = {n: jnp.asarray(_to_raw(kinds[n], np.asarray(getattr(template, n))[:T] if padded[n]
-                                   else getattr(template, n)), template.alpha.dtype)
-            for n in wrt}
+    return wrt, name, fn, steps, learning_rate, optimizer, out
 
-    def to_numbers(raw):
+
+class _Parametrisation:
+    """The unconstrained parameters ``raw`` (a dict, one array per field of ``wrt``) of the
+    Numbers ``template``: each field through its constraint (:func:`constraint`); a per-step
+    field (T + 1 entries in Numbers, T in Problem) on its first T entries, the last kept 0."""
+
+    def __init__(self, problem, template, wrt):
+        T = problem.steps
+        self.problem, self.template, self.wrt = problem, template, wrt
+        self.kinds = {n: constraint(n) for n in wrt}
+        self.padded = {n: np.shape(getattr(template, n)) == (T + 1,)
+                       and _field_shape(problem, n) == (T,) for n in wrt}
+        self.raw0 = {n: jnp.asarray(_to_raw(self.kinds[n], np.asarray(getattr(template, n))[:T]
+                                            if self.padded[n] else getattr(template, n)),
+                                    template.alpha.dtype)
+                     for n in wrt}
+
+    def to_numbers(self, raw):
+        """The Numbers of ``raw``: ``template`` with the fields of ``wrt`` replaced."""
         new = {}
         for n, u in raw.items():
-            x = _from_raw(kinds[n], u)
-            if padded[n]:
+            x = _from_raw(self.kinds[n], u)
+            if self.padded[n]:
                 x = jnp.concatenate([x, jnp.zeros((1,), x.dtype)])
             new[n] = x
-        return dataclasses.replace(template, **new)
+        return dataclasses.replace(self.template, **new)
 
-    from ._precision import full_precision
+    def problem_values(self, raw) -> dict:
+        """The fields of ``wrt`` at ``raw`` in Problem's shapes (for ``dataclasses.replace``)."""
+        nb = self.to_numbers(raw)
+        return {n: _problem_value(self.problem, n, np.asarray(getattr(nb, n))) for n in self.wrt}
 
-    def loss(raw):
-        with full_precision():
-            outs, ok = _observables(st, to_numbers(raw), keys, True, kink_width)
-        return fn(outs), jnp.all(ok)
+
+def _descend(loss, optimizer, par, steps, name, show, t0):
+    """The optimiser's loop from ``par.raw0``: ``steps`` updates on ``loss(raw) -> (value, ok)``
+    and the objective after the last one, stopping at the first non-finite value or gradient.
+    Returns ``(history lists, best raw, its iteration, status)``."""
+    import optax
 
     value_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
     value_only = jax.jit(loss)
-    show = sys.stderr.isatty() if progress is None else bool(progress)
-    opt_state = optimizer.init(raw0)
-    raw = raw0
-    hist = {"objective": [], "grad_norm": [], **{n: [] for n in wrt}}
-    best, best_raw, best_i, status = np.inf, raw0, 0, "ok"
-    t0 = time.perf_counter()
-
-    def record(raw, value, gnorm):
-        nb = to_numbers(raw)
-        hist["objective"].append(value)
-        hist["grad_norm"].append(gnorm)
-        for n in wrt:
-            hist[n].append(np.asarray(_problem_value(problem, n, np.asarray(getattr(nb, n)))))
-
+    opt_state = optimizer.init(par.raw0)
+    raw = par.raw0
+    hist = {"objective": [], "grad_norm": [], **{n: [] for n in par.wrt}}
+    best, best_raw, best_i, status = np.inf, par.raw0, 0, "ok"
     for i in range(steps + 1):
         if i < steps:
             (value, ok), grads = value_and_grad(raw)
@@ -285,13 +320,17 @@ def optimize(problem, objective="m_norm", *, wrt=("lr",), steps: int = 50,
         finite = bool(ok) and np.isfinite(value) and (grads is None or np.isfinite(gnorm))
         if not finite:
             status = "nonfinite"
+            # stacklevel 3: the caller of dmft.optimize
             warnings.warn(f"dmft.optimize: the objective or its gradient is not finite at "
                           f"iteration {i} (objective {value:.4g}); stopped, returning the best "
                           f"finite iterate (iteration {best_i}). Likely causes: an optimiser "
                           "learning rate too large, or a schedule that makes the dynamics blow "
-                          "up.", RuntimeWarning, stacklevel=2)
+                          "up.", RuntimeWarning, stacklevel=3)
             break
-        record(raw, value, gnorm)
+        hist["objective"].append(value)
+        hist["grad_norm"].append(gnorm)
+        for n, v in par.problem_values(raw).items():
+            hist[n].append(np.asarray(v))
         if value < best:
             best, best_raw, best_i = value, raw, i
         if show:
@@ -301,24 +340,4 @@ def optimize(problem, objective="m_norm", *, wrt=("lr",), steps: int = 50,
             break
         updates, opt_state = optimizer.update(grads, opt_state, raw)
         raw = optax.apply_updates(raw, updates)
-    nb_best = to_numbers(best_raw)
-    changes = {n: _problem_value(problem, n, np.asarray(getattr(nb_best, n))) for n in wrt}
-    optimised = dataclasses.replace(problem, **changes)
-    history = {k: np.asarray(v, dtype=np.float64) for k, v in hist.items()}
-    settings = dict(samples=samples, seed=seed, replicas=replicas, dtype=st.dtype_name,
-                    response=response, kink_width=kink_width, steps=steps,
-                    learning_rate=learning_rate, optimizer="custom" if custom else "adam",
-                    wall_time_s=time.perf_counter() - t0)
-    result = OptimizeResult(problem=optimised, initial_problem=problem, objective=name,
-                            minimised=OBJECTIVES[name][0] if name in OBJECTIVES else
-                            "minimise the custom objective", wrt=wrt, history=history,
-                            best_iteration=best_i, status=status, settings=settings)
-    if out is not None:
-        result.save(out, command_line=command_line)
-    return result
-
-
-def _keys(seed, replicas):
-    from .solver._solve import replica_keys
-
-    return replica_keys(seed, replicas)
+    return hist, best_raw, best_i, status

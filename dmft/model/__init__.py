@@ -1,5 +1,6 @@
 """The model shared by the DMFT solver and the simulator: activations, losses, targets, batch
-schedules, the two-layer network and the :class:`Problem` that holds them.
+schedules, the two-layer network, the :class:`Problem` that holds them and its
+:class:`Numbers` (the pytree that compiled code traces).
 
 Nothing of either solver's machinery lives here, so that an error in one cannot hide in the
 other.
@@ -17,6 +18,7 @@ from ._losses import loss_grad_h as loss_grad_h
 from ._network import network_output as network_output
 from ._network import second_layer_vector as second_layer_vector
 from ._network import sum_last as sum_last
+from ._numbers import Numbers as Numbers
 from ._problem import Problem as Problem
 from ._problem import check_problem as check_problem
 from ._problem import make_problem as make_problem

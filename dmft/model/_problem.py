@@ -9,51 +9,13 @@ import numpy as np
 
 from .._errors import DMFTInputError
 from .._validate import check_array, check_int, check_real
-from ._activations import Activation, get_activation
-from ._losses import Loss, check_pm1_labels, get_loss
+from ._activations import get_activation
+from ._arguments import flag, initial_condition, momenta, per_step
+from ._losses import check_pm1_labels, get_loss
 from ._network import second_layer_vector
-from ._schedules import (
-    Schedule,
-    parse_schedule,
-)
+from ._numbers import Numbers, _Structure
+from ._schedules import parse_schedule
 from ._targets import TARGETS, Target, get_target
-
-
-class _Structure:
-    """What a :class:`Problem` and its :class:`Numbers` both derive from their structural
-    fields (``activation``, ``loss``, ``target``, ``schedule``, ``steps``)."""
-
-    @property
-    def k(self) -> int:
-        return self.target.k
-
-    @property
-    def act(self) -> Activation:
-        return get_activation(self.activation)
-
-    @property
-    def loss_fn(self) -> Loss:
-        return get_loss(self.loss)
-
-    @property
-    def batch_schedule(self) -> Schedule:
-        """The parsed :class:`~dmft.model.Schedule` of ``schedule``."""
-        return Schedule.parse(self.schedule, self.steps)
-
-    @property
-    def batches(self) -> np.ndarray:
-        """Batch label (0, 1, ...) used at each time t = 0..T."""
-        return self.batch_schedule.batches
-
-    @property
-    def selection(self) -> str:
-        """``"sgd"``, ``"epochs"`` (mini-batches of one dataset) or ``"none"``."""
-        return self.batch_schedule.selection
-
-    @property
-    def epoch_length(self) -> int:
-        """B for ``epochs:B``, else 1."""
-        return self.batch_schedule.epoch
 
 
 class Problem(_Structure, eqx.Module):
@@ -348,16 +310,9 @@ def make_problem(
     steps = check_int("steps", steps, low=1, high=100_000)
     act = get_activation(activation)
     a = second_layer_vector(second_layer, p)
-    lr_arr = _per_step("lr", lr, steps, low_open=True)
-    lr_a_arr = _per_step("lr_a", lr_a, steps, low_open=False)
-    if m0 is None:
-        m0 = np.zeros((p, tgt.k))
-    elif np.ndim(m0) == 0:
-        m0 = np.full((p, tgt.k), check_real("m0", m0))
-    if qperp0 is None:
-        qperp0 = np.eye(p)
-    elif np.ndim(qperp0) == 0:
-        qperp0 = check_real("qperp0", qperp0, low=0.0, low_open=True) * np.eye(p)
+    lr_arr = per_step("lr", lr, steps, low_open=True)
+    lr_a_arr = per_step("lr_a", lr_a, steps, low_open=False)
+    m0, qperp0 = initial_condition(m0, qperp0, p, tgt.k)
     return Problem(
         p=p,
         activation=act.name,
@@ -372,89 +327,9 @@ def make_problem(
         qperp0=check_array("qperp0", qperp0, (p, p)),
         lr_a=lr_a_arr,
         loss=get_loss(loss).name,
-        momentum=_zero_is_none(_per_step("momentum", momentum, steps, low_open=False, high=1.0)),
-        momentum_a=(None if momentum_a is None
-                    else _per_step("momentum_a", momentum_a, steps, low_open=False, high=1.0)),
-        nesterov=_flag("nesterov", nesterov),
+        **momenta(momentum, momentum_a, steps),
+        nesterov=flag("nesterov", nesterov),
     )
-
-
-def _zero_is_none(beta: np.ndarray):
-    """No momentum is stored as None, so that a plain-GD problem keeps its fields (and a
-    ``dataclasses.replace`` of its ``lr`` by another length stays valid)."""
-    return None if not np.any(beta) else beta
-
-
-def _flag(name: str, value) -> bool:
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise DMFTInputError(f"`{name}` must be True or False; got {name}={value!r}")
-
-
-def _per_step(name: str, value, steps: int, low_open: bool, high=None) -> np.ndarray:
-    """A scalar (used at every step) or one value per step, each finite and >= 0 (> 0 when
-    ``low_open``; < ``high`` when given), as a float array of shape (steps,)."""
-    bounds = dict(low=0.0, low_open=low_open, high=high, high_open=high is not None)
-    if np.ndim(value) == 0:
-        return np.full(steps, check_real(name, value, **bounds))
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DMFTInputError(
-            f"`{name}` must be a number or {steps} numbers (one per step); got {name}={value!r}"
-        ) from None
-    if arr.shape != (steps,):
-        raise DMFTInputError(
-            f"Argument `{name}` must be a scalar or have shape ({steps},) (one per step), "
-            f"but has shape {name}.shape={arr.shape}"
-        )
-    for t, v in enumerate(arr):
-        check_real(f"{name}[{t}]", v, **bounds)
-    return arr
-
-
-def structural_schedule(schedule: str) -> str:
-    """The part of a schedule that compiled code is specialised on: ``sgd:b`` → ``sgd:1`` (b is
-    the traced ``Numbers.batch_fraction``); every other schedule (``epochs:B`` included: B sets
-    the epochs' step pattern) is structural as it is."""
-    return Schedule.parse(schedule, _list_steps(schedule)).structural
-
-
-def _list_steps(schedule: str) -> int:
-    return len(schedule[5:].split(",")) if schedule.startswith("list:") else 1
-
-
-class Numbers(_Structure, eqx.Module):
-    """A problem's numbers as arrays (traced under jit) and its structure as static fields.
-
-    Built by :meth:`Problem.numbers`. ``lr`` and ``lr_a`` have T + 1 entries, the last 0 (η_T is
-    never used), so that compiled loops can index them at every time t = 0..T;
-    ``batch_fraction`` is b of ``sgd:b`` (1/B for ``epochs:B``, 1 otherwise) and ``schedule``
-    only the structural part (:func:`structural_schedule`), so that neither a new η, α, λ, Δ,
-    m₀, Q⊥₀, a, η_a nor a new b recompiles. ``momentum`` and ``momentum_a`` (β_t, T + 1
-    entries, the last 0 so that Nesterov's look-ahead at t = T is the iterate) are numbers too;
-    ``nesterov`` is structural.
-    """
-
-    second_layer: np.ndarray
-    alpha: np.ndarray
-    noise: np.ndarray
-    lr: np.ndarray
-    ridge: np.ndarray
-    m0: np.ndarray
-    qperp0: np.ndarray
-    lr_a: np.ndarray
-    batch_fraction: np.ndarray
-    momentum: np.ndarray
-    momentum_a: np.ndarray
-    p: int = eqx.field(static=True)
-    steps: int = eqx.field(static=True)
-    activation: str = eqx.field(static=True)
-    target: Target = eqx.field(static=True)
-    loss: str = eqx.field(static=True)
-    schedule: str = eqx.field(static=True)
-    nesterov: bool = eqx.field(static=True, default=False)
-
 
 
 def check_problem(problem, name: str = "problem"):

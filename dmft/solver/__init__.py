@@ -18,8 +18,10 @@ Modules, one concept each:
 - ``_step``: one step (sample side, kernel row, weight side) and the compiled sweep;
 - ``_solve``: the public :func:`solve`, its validation and the assembly of results;
 - ``_fn``: :func:`solve_fn`, the DMFT as a pure, differentiable function of the numbers
-  (a fixed-trip, checkpointed ``lax.scan`` over the same step), and :func:`numbers`;
-- ``_memory``: :func:`memory_estimate` and the pre-flight that refuses what cannot fit;
+  (a fixed-trip, checkpointed ``lax.scan`` over the same step), :func:`numbers` and
+  :func:`unchecked_fn` (the same function without its non-finite check, for ``dmft.optimize``);
+- ``_memory``: :func:`memory_estimate` and the pre-flight that refuses what cannot fit
+  (:func:`check_memory`);
 - ``_grid``: many points of one structure in one vmapped sweep (:func:`solve_points`, used by
   :func:`dmft.sweep`);
 - ``_sharding``: several devices and hosts (replicas and a replica's samples over a device
@@ -30,16 +32,17 @@ one pass over the histories per step).
 """
 
 from ._factor import SCHUR_FLOOR_REL, SCHUR_WARN_REL, append_factor_row
-from ._fn import numbers, solve_fn
+from ._fn import number_fields, numbers, solve_fn, unchecked_fn
 from ._grid import solve_points
-from ._memory import memory_estimate
+from ._memory import check_memory, memory_estimate
 from ._regression import REGRESSIONS, AbstractRegression
 from ._response import RESPONSE_CLASSES, RESPONSES, AbstractResponse
 from ._solve import solve
 from ._state import DRAW_BLOCK
 from ._step import TRACE_COUNT
 
-__all__ = ["solve", "solve_fn", "numbers", "append_factor_row", "memory_estimate", "RESPONSES",
+__all__ = ["solve", "solve_fn", "numbers", "number_fields", "unchecked_fn", "append_factor_row",
+           "memory_estimate", "check_memory", "RESPONSES",
            "SCHUR_FLOOR_REL",
            "SCHUR_WARN_REL", "DRAW_BLOCK", "TRACE_COUNT", "AbstractResponse",
            "AbstractRegression", "RESPONSE_CLASSES", "REGRESSIONS", "solve_points"]

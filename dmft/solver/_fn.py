@@ -33,8 +33,7 @@ import numpy as np
 from .._errors import DivergenceError, DMFTInputError
 from .._precision import full_precision
 from .._validate import check_real
-from ..model import Problem, check_problem
-from ..model._problem import Numbers
+from ..model import Numbers, Problem, check_problem
 from ..observables import test_error as _test_error
 from ..observables import test_loss as _test_loss
 from ._memory import check_memory
@@ -270,3 +269,18 @@ def solve_fn(problem: Problem, samples: int = 200_000, *, seed: int = 0, replica
                       kink_width=kink_width)
     f.structure = st
     return f
+
+
+def unchecked_fn(f):
+    """``g(numbers) -> (observables, ok)`` for a caller that handles non-finite values itself
+    (:func:`dmft.optimize`): the function of ``f = solve_fn(...)`` (same structure, seed,
+    response and kink width) that never raises, with ``ok`` the per-step "every output finite"
+    flags. ``g`` is not jitted: the caller traces it (``jax.jit``, ``jax.value_and_grad``)."""
+    st, settings = f.structure, f.settings
+    keys = replica_keys(settings["seed"], settings["replicas"])
+
+    def g(nb):
+        with full_precision():
+            return _observables(st, nb, keys, settings["checkpoint"], settings["kink_width"])
+
+    return g

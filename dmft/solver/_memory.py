@@ -79,20 +79,10 @@ def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
     dr, ds = mesh_shape(replicas, devices)
     replicas = replicas // dr
     st = local_structure(st, chunk_size, ds)
-    T1, p, k, nb, npad = st.T1, st.p, st.k, st.nb, st.npad
+    T1, p, npad = st.T1, st.p, st.npad
     item = np.dtype(st.dtype).itemsize
     kitem = np.dtype(st.kdtype).itemsize
-    # per sample: z and the fixed regressors (shared in a grid); g, labels, padding weights,
-    # the response's per-sample state (per grid point)
-    shared_per = T1 * p + nb * (k + 2) + (T1 if st.selection != "none" else 0)  # + u
-    per = T1 * p + nb + (1 if st.padded else 0) + make_response(st).sample_words()
-    # per replica: Q⊥, C, Γ, R; R0; m; a; L and L⁻¹; Nesterov's iterate (m, a, R row, R0);
-    # the regression's state (its Gram, shared in a grid, and its past coefficients)
-    kernels = 4 * T1 * T1 * p * p + T1 * p * p + T1 * p * k + T1 * p + 2 * (T1 * p) ** 2
-    if problem.nesterov:
-        kernels += p * k + p + T1 * p * p + p * p
-    shared_k, reg_k = make_regression(st).kernel_words()
-    kernels += reg_k
+    shared_per, per, shared_k, kernels = _words(problem, st)
     state = replicas * (item * npad * (shared_per + grid * per)
                         + kitem * (shared_k + grid * kernels))
     draw_item = 8 if (jax.config.jax_enable_x64 or item == 8) else 4
@@ -106,18 +96,45 @@ def memory_estimate(problem: Problem, samples: int, *, replicas: int = 16,
         limit = int(GPU_MARGIN * peak)
     out = {"state": int(state), "peak": int(peak), "device_limit": int(limit)}
     if mode == "reverse":
-        # per replica: the per-sample arrays a step writes (g and the response's state) and
-        # every kernel-sized array (the regression's Gram is read-only: its shared words)
-        carried = replicas * grid * (item * npad * (per - nb - (1 if st.padded else 0))
-                                     + kitem * kernels)
-        checkpoints = T1 * carried
-        out.update(checkpoints=int(checkpoints), carried=int(carried),
-                   peak=int(peak + checkpoints + 2 * carried))
-        if platform == "cpu":
-            out["device_limit"] = int(state + checkpoints)
-        else:
-            out["device_limit"] = int(GPU_MARGIN * out["peak"])
+        _add_reverse(out, st, replicas, grid, per, kernels, platform)
     return out
+
+
+def _words(problem, st) -> tuple[int, int, int, int]:
+    """Words of the sweep's resident arrays: ``(shared_per, per, shared_k, kernels)``, per sample
+    (shared by a grid's points, and per point) and per replica (shared, and per point)."""
+    T1, p, k, nb = st.T1, st.p, st.k, st.nb
+    # per sample: z and the fixed regressors (shared in a grid); g, labels, padding weights,
+    # the response's per-sample state (per grid point)
+    shared_per = T1 * p + nb * (k + 2) + (T1 if st.selection != "none" else 0)  # + u
+    per = T1 * p + nb + (1 if st.padded else 0) + make_response(st).sample_words()
+    # per replica: Q⊥, C, Γ, R; R0; m; a; L and L⁻¹; Nesterov's iterate (m, a, R row, R0);
+    # the regression's state (its Gram, shared in a grid, and its past coefficients)
+    kernels = 4 * T1 * T1 * p * p + T1 * p * p + T1 * p * k + T1 * p + 2 * (T1 * p) ** 2
+    if problem.nesterov:
+        kernels += p * k + p + T1 * p * p + p * p
+    shared_k, reg_k = make_regression(st).kernel_words()
+    return shared_per, per, shared_k, kernels + reg_k
+
+
+def _add_reverse(out, st, replicas, grid, per, kernels, platform) -> None:
+    """Add reverse mode's ``checkpoints`` and ``carried`` to the forward estimate ``out`` and
+    raise its ``peak`` and ``device_limit`` (see :func:`memory_estimate`); ``per`` and
+    ``kernels`` are the per-point words of :func:`_words`."""
+    T1, nb, npad = st.T1, st.nb, st.npad
+    item = np.dtype(st.dtype).itemsize
+    kitem = np.dtype(st.kdtype).itemsize
+    # per replica: the per-sample arrays a step writes (g and the response's state) and
+    # every kernel-sized array (the regression's Gram is read-only: its shared words)
+    carried = replicas * grid * (item * npad * (per - nb - (1 if st.padded else 0))
+                                 + kitem * kernels)
+    checkpoints = T1 * carried
+    out.update(checkpoints=int(checkpoints), carried=int(carried),
+               peak=int(out["peak"] + checkpoints + 2 * carried))
+    if platform == "cpu":
+        out["device_limit"] = int(out["state"] + checkpoints)
+    else:
+        out["device_limit"] = int(GPU_MARGIN * out["peak"])
 
 
 def check_memory(problem, samples, replicas, chunk_size, response, dtype, grid=1,
