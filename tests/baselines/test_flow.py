@@ -30,6 +30,7 @@ def test_flow_matches_closed_form_to_second_order():
     assert errs[1] < errs[0] / 3  # second order: the error quarters when dt halves
 
 
+@pytest.mark.slow
 def test_discrete_gd_converges_to_flow():
     """Exact discrete DMFT at η = 0.2, 0.1, 0.05 (T = 1/η steps) against the flow at τ = 1."""
     ex = linear_gradient_flow(2.0, [1.0], 0.1, 0.2, 0.3)
