@@ -16,7 +16,6 @@ def _linear(**kw):
                         **kw)
 
 
-@pytest.mark.slow
 def test_flow_matches_closed_form_to_second_order():
     pr = _linear(**ARGS)
     errs = []

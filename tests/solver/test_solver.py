@@ -227,6 +227,7 @@ def test_causal_factor_repairs_singular_covariance():
     assert abs(evs[1]) < 1e-12 and jits[1] > 0
 
 
+@pytest.mark.slow
 def test_stein_and_pathwise_agree_for_erf():
     pr = make_problem("he3", p=2, activation="erf", alpha=2.0, lr=1.0, steps=3)
     st = solve(pr, samples=32_000, seed=0, progress=False)
