@@ -185,7 +185,8 @@ def schur_floor(problem):
     differ at the floor's level, and the two-step recursion of the momentum amplifies that
     difference from one step to the next at the lower floor (docs/THEORY.md §10.4).
     """
-    moving = jnp.any(problem.momentum > 0) | jnp.any(problem.momentum_a > 0)
+    # β_0 has no effect (velocity 0 at t = 0), as in Problem.uses_momentum
+    moving = jnp.any(problem.momentum[1:] > 0) | jnp.any(problem.momentum_a[1:] > 0)
     if problem.nesterov:
         moving = jnp.asarray(True)
     return jnp.where(moving, SCHUR_FLOOR_REL_MOMENTUM, SCHUR_FLOOR_REL)
