@@ -8,3 +8,5 @@ from ._rf_theory import hermite_coefficients as hermite_coefficients
 from ._rf_theory import rf_test_error as rf_test_error
 from ._rf_theory import target_coefficients as target_coefficients
 from ._simulate import simulate_features as simulate_features
+from ._theory import FeaturesTheory as FeaturesTheory
+from ._theory import features_theory as features_theory

@@ -1,0 +1,243 @@
+"""The d → ∞ theory of a wide network after one giant step (docs/THEORY.md §7.2).
+
+After one full-batch step with η = lr·√p on n₀ = α₀d samples, row j of the first layer is
+(to leading order in d)
+
+    w_j' = b_j + s_j u v,   u = lr·μ1,   v = Xᵀy/n₀,   s_j = ±1 the sign of a_j,
+
+with a bulk b_j = w_j + lr s_j r_j that is isotropic, of squared norm c_s, independent of v, and a
+common direction v of squared norm ‖v‖² = F² + E y²/α₀ whose overlap with the target is
+c₁ = E[z g*(z)]. So every feature is σ(√c_s g_j + s_j r ζ) with g_j = b̂_j·x, ζ = v̂·x, and the
+spike strength r = lr μ1 ‖v‖. Conditional on the scalar ζ, the features are Gaussian-equivalent
+random features whose coefficients depend on ζ and on the sign class s:
+
+    M_s(ζ) = E_g σ(√c_s g + s r ζ) − E σ(√(c_s + r²) G)   (shared by all p features: spikes),
+    F_s(ζ) = E_g[g σ(√c_s g + s r ζ)]                    (linear coefficient of the bulk),
+    V_s(ζ) = Var_g σ(√c_s g + s r ζ) − F_s(ζ)²            (non-linear remainder: noise).
+
+Spectrum: the mean part gives at most two outliers of FᵀF/n₁ of size Θ(p) (one per sign class
+combination), at p·θ with θ the eigenvalues of ½K, K_ss' = E[M_s M_s'], plus the bulk's mean
+variance times p/n₁. The eigenvector of the odd combination (M₊ − M₋) maps to the input direction
+v̂, whose overlap with target direction i is |c₁,i|/‖v‖.
+
+Readout: the spike directions have eigenvalues Θ(p) ≫ λ, so the ridge fits the two functions
+M_±(ζ) without penalty; what is left of y is fitted by the bulk. The bulk is treated as
+homoscedastic random features: linear coefficient F̄ = E F_s(ζ) on the signal, second moment
+T = E F_s(ζ)² on the covariance (the fluctuation of F_s with ζ acts as features that do not see
+the target), noise V̄ = E V_s(ζ). That reduces the readout to the closed form at initialization
+(:func:`rf_test_error`) with (μ1, μ*², F², τ²) replaced by their after-step values; at lr = 0 it
+is that closed form exactly. The homoscedastic treatment of the bulk is the approximation of this
+theory (the exact conditional Gaussian equivalence weights each ζ by its own resolvent); the
+simulator measures its accuracy (validation/features.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .._errors import DMFTInputError
+from .._rmt import marchenko_pastur_rule
+from .._validate import check_x64
+from ._rf_theory import _normal_rule, _solve_rho, hermite_coefficients
+
+# Rules at the standard level (halved for the quadrature-error estimate): Gauss–Legendre nodes
+# per side of 0 in the conditional moments, per half line of the ζ rule, of the target's rule
+# per coordinate, and of the Marchenko–Pastur rule (the same as rf_test_error's).
+_GL_NODES = 200
+_ZETA_HALF = 100
+_TARGET_HALF = {1: 200, 2: 120, 3: 40}
+_MP_NODES = 400
+
+
+@dataclasses.dataclass
+class FeaturesTheory:
+    """The d → ∞ prediction for one :class:`FeaturesConfig` (one giant step).
+
+    Fields named as the simulation's outputs (``step/...`` of :class:`FeaturesResult`) hold the
+    predicted value of that output: ``test_error``, ``train_error`` (per λ), ``top_over_p``
+    (the Θ(p) outliers of FᵀF/n₁ divided by p, descending), ``overlap`` (|cos| of the input
+    direction of each outlier's eigenvector with the target directions; NaN where the direction
+    is not deterministic), and ``error``: the quadrature error of each (the change when the
+    rules are refined), in place of a Monte Carlo error.
+    """
+
+    config: object
+    test_error: np.ndarray
+    train_error: np.ndarray
+    test_error_at_p: np.ndarray
+    train_error_at_p: np.ndarray
+    top_over_p: np.ndarray
+    overlap: np.ndarray
+    parameters: dict
+    error: dict
+
+    def as_dict(self) -> dict:
+        out = {"test_error": self.test_error, "train_error": self.train_error,
+               "test_error_at_p": self.test_error_at_p,
+               "train_error_at_p": self.train_error_at_p,
+               "top_over_p": self.top_over_p, "overlap": self.overlap}
+        out.update({f"error/{k}": v for k, v in self.error.items()})
+        return out
+
+
+def _conditional_moments(act, scale, shift, n_half=_GL_NODES):
+    """E σ(H), E[G σ(H)], E σ(H)² for H = scale·G + shift, G ~ N(0, 1), one per ``shift``.
+
+    The integral runs over h = scale·g + shift with Gauss–Legendre rules on each side of 0, so a
+    kink of σ at 0 (ReLU) sits on a node boundary whatever the shift."""
+    shift = np.asarray(shift, dtype=np.float64)[:, None]
+    x, w = np.polynomial.legendre.leggauss(n_half)
+    half = 12.0 * scale
+    lo, hi = shift - half, shift + half
+    mid = np.clip(0.0, lo, hi)
+    # [lo, mid] and [mid, hi]; an empty side gets zero weight
+    h = np.concatenate([lo + (x + 1) / 2 * (mid - lo), mid + (x + 1) / 2 * (hi - mid)], axis=1)
+    wh = np.concatenate([w[None, :] * (mid - lo) / 2, w[None, :] * (hi - mid) / 2], axis=1)
+    g = (h - shift) / scale
+    dens = np.exp(-0.5 * g * g) / (math.sqrt(2 * math.pi) * scale)
+    s = np.asarray(act.fn(h), dtype=np.float64)
+    wd = wh * dens
+    return (np.sum(wd * s, axis=1), np.sum(wd * g * s, axis=1), np.sum(wd * s * s, axis=1))
+
+
+def _target_moments(tgt, k, n_half):
+    """Tensor-product normal rule on the target's k coordinates: nodes z (N, k), weights, g*(z)."""
+    x1, w1 = _normal_rule(n_half)
+    grids = np.meshgrid(*([x1] * k), indexing="ij")
+    z = np.stack([gr.ravel() for gr in grids], axis=-1)
+    wg = np.meshgrid(*([w1] * k), indexing="ij")
+    w = np.ones(z.shape[0])
+    for i in range(k):
+        w = w * wg[i].ravel()
+    return z, w, np.asarray(tgt.fn(z), dtype=np.float64)
+
+
+def _solve(c, refine: float) -> dict:
+    """One evaluation of the theory with the quadrature rules scaled by ``refine``."""
+    from ..model import get_activation, get_target
+
+    act, tgt = get_activation(c.activation), get_target(c.target)
+    k = tgt.k
+    z, wz, y = _target_moments(tgt, k, int(_TARGET_HALF[k] * refine))
+    c0 = float(wz @ y)
+    c1 = (wz * y) @ z
+    F2 = float(c1 @ c1)
+    ey2 = float(wz @ (y * y)) + c.noise  # E y² with the label noise
+    hc = hermite_coefficients(c.activation)
+    mu1 = hc["mu1"]
+    xs, ws = _normal_rule(int(200 * refine))
+    dsig = np.asarray(act.deriv(xs), dtype=np.float64)
+    var_dsig = max(float(ws @ (dsig * dsig)) - mu1**2, 0.0)
+    e2 = float(ws @ ((xs**2 - 1.0) * np.asarray(act.fn(xs), dtype=np.float64)))  # E[G σ'(G)]
+    lr = c.lr
+    v2 = F2 + ey2 / c.alpha0
+    r = lr * mu1 * math.sqrt(v2)
+    gamma = math.sqrt(F2 / v2)
+    signs = (1.0, -1.0)
+    cs = [(1.0 + lr * s * c0 * e2) ** 2 + lr**2 * ey2 * var_dsig / c.alpha0 for s in signs]
+    zeta, wzeta = _normal_rule(int(_ZETA_HALF * refine))
+    n_gl = int(_GL_NODES * refine)
+    M, F, V = [], [], []
+    for s, cc in zip(signs, cs, strict=True):
+        centre = _conditional_moments(act, math.sqrt(cc + r * r), np.zeros(1), n_gl)[0][0]
+        m0, m1, m2 = _conditional_moments(act, math.sqrt(cc), s * r * zeta, n_gl)
+        M.append(m0 - centre)
+        F.append(m1 / math.sqrt(cc))  # coefficient of the unit-variance g_j = b̂_j·x
+        V.append(np.maximum(m2 - m0**2 - m1**2, 0.0))
+    M, F, V = np.array(M), np.array(F), np.array(V)
+    # spikes: p·eig(K/2), K_ss' = E[M_s M_s']
+    K = (M * wzeta) @ M.T
+    theta, U = np.linalg.eigh(K / 2.0)
+    order = np.argsort(theta)[::-1]
+    theta, U = theta[order], U[:, order]
+    bulk_var = float(np.mean([(wzeta @ (cc * Fs**2 + Vs)) for cc, Fs, Vs in zip(cs, F, V,
+                                                                                    strict=True)]))
+    # An eigenvector (α, β) of K maps to the input direction ∝ (α − β)·v̂ + O(1/√p):
+    # deterministic (v̂) when α ≠ β, else random.
+    v_over = np.abs(c1) / math.sqrt(v2)
+    overlap = np.array([v_over if abs(U[0, i] - U[1, i]) > 1e-6 else np.full(k, np.nan)
+                        for i in range(2)])
+    # readout: unpenalised fit of M_±(ζ), then the bulk on the rest of y
+    t = z @ (c1 / math.sqrt(F2)) if F2 > 0 else np.zeros(z.shape[0])
+    Ey_psi = np.zeros(2)
+    Ezeta_psi = wzeta @ (zeta[:, None] * M.T)
+    if F2 > 0:
+        # E_ω M_s(γ t + √(1 − γ²) ω) = E σ(√(c_s + r²(1 − γ²)) G + s r γ t) − centre: a smooth
+        # function of t = ĉ₁·z, tabulated on a fine grid and interpolated at the target's nodes
+        grid = np.linspace(t.min() - 1e-9, t.max() + 1e-9, 20001)
+        for i, (s, cc) in enumerate(zip(signs, cs, strict=True)):
+            centre = _conditional_moments(act, math.sqrt(cc + r * r), np.zeros(1), n_gl)[0][0]
+            h = _conditional_moments(act, math.sqrt(cc + r * r * (1 - gamma**2)),
+                                     s * r * gamma * grid, n_gl)[0] - centre
+            Ey_psi[i] = float(wz @ (y * np.interp(t, grid, h)))
+    beta = np.linalg.pinv(K, rcond=1e-12) @ Ey_psi
+    ey2_res = ey2 - float(beta @ Ey_psi)
+    kv = float(beta @ Ezeta_psi)  # E[x y_res] = c₁ − kv·v̂
+    F2_res = max(F2 - 2.0 * kv * F2 / math.sqrt(v2) + kv**2, 0.0)
+    Fbar = float(np.mean(F @ wzeta))
+    T = float(np.mean((F**2) @ wzeta))
+    Vbar = float(np.mean(V @ wzeta))
+    lam = np.asarray(c.ridges, dtype=np.float64)
+    a, wa = marchenko_pastur_rule(c.kappa, int(_MP_NODES * refine), small_side=True)
+    sig = T * a + Vbar
+    ratio = c.kappa / c.alpha1
+    rho = _solve_rho(lam, sig, wa, ratio)
+    S, R = sig[None, :], rho[:, None]
+    df2 = ratio * ((S**2 / (S + R) ** 2) @ wa)
+    explained = Fbar**2 * F2_res * c.kappa * ((a / sig) @ wa)
+    bias = R[:, 0] ** 2 * Fbar**2 * F2_res * c.kappa * ((a / (S * (S + R) ** 2)) @ wa)
+    mse = (ey2_res - explained + bias) / (1.0 - df2)
+    # at finite p the spikes (eigenvalues p·θ) are shrunk by the ridge: each adds the share of
+    # E y² it explains times (ρ/(pθ + ρ))² to the bias
+    kval, kvec = np.linalg.eigh(K)
+    share = np.where(kval > 1e-14 * max(kval.max(), 1e-300),
+                     (kvec.T @ Ey_psi) ** 2 / np.maximum(kval, 1e-300), 0.0)
+    ell = c.p * kval / 2.0
+    shrink = (R / (ell[None, :] + R)) ** 2 @ share
+    mse_d = mse + shrink / (1.0 - df2)
+    return {
+        "test_error": 0.5 * mse,
+        "train_error": 0.5 * (lam / rho) ** 2 * mse,
+        "test_error_at_p": 0.5 * mse_d,
+        "train_error_at_p": 0.5 * (lam / rho) ** 2 * mse_d,
+        "top_over_p": theta,
+        "overlap": overlap,
+        "parameters": {"r": r, "gamma": gamma, "v_norm2": v2, "c_plus": cs[0], "c_minus": cs[1],
+                       "mu1": mu1, "c0": c0, "F2": F2, "Ey2": ey2, "F2_res": F2_res,
+                       "Ey2_res": ey2_res, "Fbar": Fbar, "T": T, "Vbar": Vbar,
+                       "beta": beta, "bulk_var": bulk_var, "rho": rho, "df2": df2},
+    }
+
+
+def features_theory(config) -> FeaturesTheory:
+    """The d → ∞ prediction for a :class:`FeaturesConfig` with one giant step.
+
+    Args:
+        config: a :class:`dmft.features.FeaturesConfig` with ``steps=1`` and
+            ``lr_scaling="sqrt_p"`` (η = lr·√p).
+
+    Returns:
+        :class:`FeaturesTheory` (test and train error per λ, the Θ(p) outliers divided by p,
+        the eigenvector overlaps, the parameters of the equivalent model, quadrature errors).
+    """
+    from ._config import FeaturesConfig
+
+    check_x64("float64")  # the activations are evaluated by JAX: float64 needs x64 mode
+    if not isinstance(config, FeaturesConfig):
+        raise DMFTInputError(f"`config` must be a FeaturesConfig; got {type(config).__name__}")
+    if config.steps != 1:
+        raise DMFTInputError(f"`steps` must be 1 for the after-step theory; got "
+                             f"steps={config.steps}")
+    if config.lr_scaling != "sqrt_p":
+        raise DMFTInputError("`lr_scaling` must be 'sqrt_p' (the giant step) for the theory; "
+                             f"got lr_scaling={config.lr_scaling!r}")
+    coarse, fine = _solve(config, 0.75), _solve(config, 1.0)
+    err = {k: np.abs(np.asarray(fine[k]) - np.asarray(coarse[k])) for k in _ESTIMATED}
+    return FeaturesTheory(config=config, **{k: fine[k] for k in _ESTIMATED},
+                          overlap=fine["overlap"], parameters=fine["parameters"], error=err)
+
+
+_ESTIMATED = ("test_error", "train_error", "test_error_at_p", "train_error_at_p", "top_over_p")
