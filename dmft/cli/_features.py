@@ -42,6 +42,11 @@ def add_parser(subparsers) -> None:
     g.add_argument("--spike-rank", type=int, default=1,
                    help="rank of the spike kept in the spiked equivalent")
     g.add_argument("--n-test", type=int, default=0, help="test samples (0: max(n1, 1000))")
+    g.add_argument("--second-layer", default="sign",
+                   help="sign (a_j = ±1/√p) or gaussian (a_j ~ N(0, 1/p)), fixed")
+    g.add_argument("--theory", action="store_true",
+                   help="also the d → ∞ theory after one giant step (features_theory), "
+                        "printed next to the simulation and saved in the file")
     r = p.add_argument_group("run")
     r.add_argument("--seeds", type=int, default=8,
                    help="independent seeds, at least 2 (for the standard errors)")
@@ -68,7 +73,7 @@ def cmd_features(args) -> int:
     kw = dict(target=args.target, activation=args.activation, d=args.d, kappa=args.kappa,
               alpha0=args.alpha0, alpha1=args.alpha1, lr=args.lr, lr_scaling=args.lr_scaling,
               steps=args.steps, batch=args.batch, ridges=tuple(ridges), noise=args.label_noise,
-              spike_rank=args.spike_rank, n_test=args.n_test)
+              spike_rank=args.spike_rank, n_test=args.n_test, second_layer=args.second_layer)
     if args.quick:
         kw.update(d=min(args.d, 64), n_test=min(args.n_test or 256, 256))
         args.seeds = min(args.seeds, 2)
@@ -78,8 +83,15 @@ def cmd_features(args) -> int:
         print(f"  {key:<15}{json.dumps(val)}")
     print(f"  {'seeds':<15}{args.seeds}\n  {'seed':<15}{args.seed}")
     sys.stdout.flush()
+    theory = None
+    if args.theory:  # validated (steps = 1, giant step) before the simulation runs
+        from ..features import features_theory
+
+        theory = features_theory(config)
     res = simulate_features(config, seeds=args.seeds, seed=args.seed,
                             progress=progress_from_args(args))
+    if theory is not None:
+        res.step_theory = theory.as_dict()
     print(features_table(res))
     before_write()
     io.save_features(res, out, command_line=args.command_line)
@@ -112,6 +124,23 @@ def features_table(res) -> str:
     if res.theory is not None:
         rows.append(f"{'rf closed form (d→∞)':<22}"
                     + "".join(f"{v:>18.4f}" for v in res.theory["test_error"]))
+    th = res.step_theory
+    if th is not None:
+        for key, label in (("test_error", "theory (d→∞)"), ("test_error_at_p", "theory at this p")):
+            rows.append(f"{label:<22}" + "".join(f"{v:>18.4f}" for v in th[key]))
+        rows.append(f"{'train error':<22}" + "".join(f"{'λ=' + format(v, 'g'):>18}" for v in lam))
+        est = res.estimate("step/train_error")
+        rows.append(f"{'step':<22}" + "".join(f"{v:>11.4f}±{e:<6.4f}"
+                                              for v, e in zip(est.value, est.error, strict=True)))
+        rows.append(f"{'theory (d→∞)':<22}" + "".join(f"{v:>18.4f}" for v in th["train_error"]))
+        top = res.estimate("step/top")
+        p = res.config.p
+        rows.append(f"outliers/p: step {top.value[-1] / p:.5f}±{top.error[-1] / p:.5f}, "
+                    f"{top.value[-2] / p:.5f}±{top.error[-2] / p:.5f}; theory "
+                    + ", ".join(f"{v:.5f}" for v in th["top_over_p"]))
+        ov = np.asarray(th["overlap"])[0]
+        rows.append("theory: overlap of the top outlier's direction with the target directions "
+                    + np.array2string(ov, precision=3))
     if "step/top" in res.per_seed:
         for m in ("step", "spiked"):
             top = res.estimate(f"{m}/top")

@@ -14,6 +14,7 @@ from .._validate import check_choice, check_int, check_real
 from ..model import get_activation, get_target
 
 MAPS = ("rf", "step", "spiked")
+SECOND_LAYERS = ("sign", "gaussian")
 N_TOP = 3  # leading eigenvalues (and eigenvector overlaps) recorded per spectrum
 MAX_ELEMENTS = 2.5e8  # largest n×max(d,p) matrix one seed may build (2 GB in float64)
 
@@ -37,6 +38,7 @@ class FeaturesConfig:
     spike_rank: int = 1
     n_test: int = 0  # 0: n_test = max(n1, 1000)
     outlier_margin: float = 0.05
+    second_layer: str = "sign"  # a_j = ±1/√p ("sign") or N(0, 1)/√p ("gaussian"), fixed
 
     def __post_init__(self):
         from ..model import TARGETS
@@ -63,6 +65,7 @@ class FeaturesConfig:
         check_int("spike_rank", self.spike_rank, low=0, high=min(16, self.p))
         check_int("n_test", self.n_test, low=0)
         check_real("outlier_margin", self.outlier_margin, low=0.0)
+        check_choice("second_layer", self.second_layer, set(SECOND_LAYERS))
         n_max = max(self.n0, self.n1, self.n_test_eff)
         if n_max * max(self.d, self.p) > MAX_ELEMENTS or self.p * self.d > MAX_ELEMENTS:
             raise DMFTInputError(
@@ -130,6 +133,8 @@ class FeaturesResult:
     maps: tuple = MAPS
     settings: dict = dataclasses.field(default_factory=dict)
     theory: dict | None = None  # closed form at init (rf_theory): test_error, train_error per λ
+    # after-step theory (features_theory(...).as_dict()): per-λ errors, outliers, overlaps
+    step_theory: dict | None = None
 
     def estimate(self, name: str) -> Estimate:
         """Mean over seeds and its standard error, e.g. ``estimate("step/test_error")``."""

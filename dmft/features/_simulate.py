@@ -17,7 +17,8 @@ every λ of a grid.
 
 Model. x ~ N(0, I_d); target y = g*(z) + √Δ ξ with z = (x₁, …, x_k) (W* = √d·[e₁ … e_k]; the
 law of W₀ is rotation invariant, so this is no loss of generality); W₀ rows uniform on the unit
-sphere; second layer a_j = ±1/√p (random signs, fixed); network f(x) = (1/√p) Σ_j a_j σ(w_j·x);
+sphere; second layer a_j = ±1/√p (random signs, fixed; or N(0, 1)/√p with
+``second_layer="gaussian"``); network f(x) = (1/√p) Σ_j a_j σ(w_j·x);
 loss L = (1/2n₀) Σ_ν (y_ν − f(x_ν))²; step W ← W − η √p ∇_W L, i.e. row j moves by
 η a_j (1/n₀) Σ_ν (y_ν − f_ν) σ'(w_j·x_ν) x_ν. ``lr_scaling="sqrt_p"`` sets η = lr·√p (the
 "giant step", each row moves by Θ(1)); ``"const"`` sets η = lr (a rank-one spike of operator
@@ -137,11 +138,14 @@ def gd_step(act, W, a, x, y, eta):
 
 @functools.partial(jax.jit, static_argnums=(0,))
 def _one_seed(static, key, eta, ridges, noise):
-    (tname, aname, d, p, k, n0, n1, nt, steps, batch, rank) = static
+    (tname, aname, d, p, k, n0, n1, nt, steps, batch, rank, second_layer) = static
     tgt, act = get_target(tname), get_activation(aname)
     W0 = jax.random.normal(jax.random.fold_in(key, 0), (p, d))
     W0 = W0 / jnp.sqrt(jnp.sum(W0 * W0, axis=1, keepdims=True))
-    a = jnp.where(jax.random.bernoulli(jax.random.fold_in(key, 1), 0.5, (p,)), 1.0, -1.0)
+    if second_layer == "sign":
+        a = jnp.where(jax.random.bernoulli(jax.random.fold_in(key, 1), 0.5, (p,)), 1.0, -1.0)
+    else:
+        a = jax.random.normal(jax.random.fold_in(key, 1), (p,))
     a = a / math.sqrt(p)
     kstep = jax.random.fold_in(key, 2)
     W = W0
@@ -261,7 +265,7 @@ def simulate_features(config: FeaturesConfig | None = None, *, seeds: int = 8, s
     c = config
     k = get_target(c.target).k
     static = (c.target, c.activation, c.d, c.p, k, c.n0, c.n1, c.n_test_eff, c.steps, c.batch,
-              c.spike_rank)
+              c.spike_rank, c.second_layer)
     root = stream_key(seed, STREAM_FEATURES)
     ridges = jnp.asarray(c.ridges, dtype=jnp.float64)
     eta = jnp.asarray(c.eta, dtype=jnp.float64)

@@ -50,6 +50,8 @@ _GL_NODES = 200
 _ZETA_HALF = 100
 _TARGET_HALF = {1: 200, 2: 120, 3: 40}
 _MP_NODES = 400
+_T_NODES = 24  # Gauss–Hermite nodes over a Gaussian second layer
+N_SPIKES = 3  # outliers reported (two for a ±1 second layer)
 
 
 @dataclasses.dataclass
@@ -80,6 +82,7 @@ class FeaturesTheory:
                "train_error_at_p": self.train_error_at_p,
                "top_over_p": self.top_over_p, "overlap": self.overlap}
         out.update({f"error/{k}": v for k, v in self.error.items()})
+        out.update({f"parameters/{k}": v for k, v in self.parameters.items()})
         return out
 
 
@@ -136,50 +139,58 @@ def _solve(c, refine: float) -> dict:
     v2 = F2 + ey2 / c.alpha0
     r = lr * mu1 * math.sqrt(v2)
     gamma = math.sqrt(F2 / v2)
-    signs = (1.0, -1.0)
-    cs = [(1.0 + lr * s * c0 * e2) ** 2 + lr**2 * ey2 * var_dsig / c.alpha0 for s in signs]
+    # classes of second-layer weights a_j = t/√p: t = ±1 (weights ½) or t ~ N(0, 1)
+    if c.second_layer == "sign":
+        tc, pc = np.array([1.0, -1.0]), np.array([0.5, 0.5])
+    else:
+        tc, pc = np.polynomial.hermite_e.hermegauss(int(_T_NODES * refine))
+        pc = pc / pc.sum()
+    cs = (1.0 + lr * tc * c0 * e2) ** 2 + lr**2 * tc**2 * ey2 * var_dsig / c.alpha0
     zeta, wzeta = _normal_rule(int(_ZETA_HALF * refine))
     n_gl = int(_GL_NODES * refine)
+    centres = np.array([_conditional_moments(act, math.sqrt(cc + (t * r) ** 2), np.zeros(1),
+                                             n_gl)[0][0] for t, cc in zip(tc, cs, strict=True)])
     M, F, V = [], [], []
-    for s, cc in zip(signs, cs, strict=True):
-        centre = _conditional_moments(act, math.sqrt(cc + r * r), np.zeros(1), n_gl)[0][0]
-        m0, m1, m2 = _conditional_moments(act, math.sqrt(cc), s * r * zeta, n_gl)
+    for t, cc, centre in zip(tc, cs, centres, strict=True):
+        m0, m1, m2 = _conditional_moments(act, math.sqrt(cc), t * r * zeta, n_gl)
         M.append(m0 - centre)
-        F.append(m1 / math.sqrt(cc))  # coefficient of the unit-variance g_j = b̂_j·x
+        F.append(m1)  # coefficient of the unit-variance g_j = b̂_j·x
         V.append(np.maximum(m2 - m0**2 - m1**2, 0.0))
     M, F, V = np.array(M), np.array(F), np.array(V)
-    # spikes: p·eig(K/2), K_ss' = E[M_s M_s']
+    # spikes: the mean part Σ_j u_j M(t_j, ζ) of the features is the operator K (K_cc' =
+    # E[M_c M_c']) on the classes weighted by pc: outliers p·eig(Π^½ K Π^½)
     K = (M * wzeta) @ M.T
-    theta, U = np.linalg.eigh(K / 2.0)
+    half = np.sqrt(pc)
+    theta, U = np.linalg.eigh(half[:, None] * K * half[None, :])
     order = np.argsort(theta)[::-1]
-    theta, U = theta[order], U[:, order]
-    bulk_var = float(np.mean([(wzeta @ (cc * Fs**2 + Vs)) for cc, Fs, Vs in zip(cs, F, V,
-                                                                                    strict=True)]))
-    # An eigenvector (α, β) of K maps to the input direction ∝ (α − β)·v̂ + O(1/√p):
-    # deterministic (v̂) when α ≠ β, else random.
+    theta, U = np.maximum(theta[order], 0.0), U[:, order]
+    n_spikes = min(N_SPIKES, len(theta))
+    bulk_var = float(pc @ ((F**2 + V) @ wzeta))
+    # eigenvector φ(t) = Π^-½ U_i maps to the input direction √p·lr·μ1·E[φ(t) t]·v + O(1):
+    # deterministic (v̂) when E[φ t] ≠ 0, else random
     v_over = np.abs(c1) / math.sqrt(v2)
-    overlap = np.array([v_over if abs(U[0, i] - U[1, i]) > 1e-6 else np.full(k, np.nan)
-                        for i in range(2)])
-    # readout: unpenalised fit of M_±(ζ), then the bulk on the rest of y
+    along_v = np.abs(U.T @ (half * tc))
+    overlap = np.array([v_over if along_v[i] > 1e-6 else np.full(k, np.nan)
+                        for i in range(n_spikes)])
+    # readout: unpenalised fit of the functions M(t_c, ζ), then the bulk on the rest of y
     t = z @ (c1 / math.sqrt(F2)) if F2 > 0 else np.zeros(z.shape[0])
-    Ey_psi = np.zeros(2)
-    Ezeta_psi = wzeta @ (zeta[:, None] * M.T)
+    Ey_psi = np.zeros(len(tc))
+    Ezeta_psi = M @ (wzeta * zeta)
     if F2 > 0:
-        # E_ω M_s(γ t + √(1 − γ²) ω) = E σ(√(c_s + r²(1 − γ²)) G + s r γ t) − centre: a smooth
-        # function of t = ĉ₁·z, tabulated on a fine grid and interpolated at the target's nodes
-        grid = np.linspace(t.min() - 1e-9, t.max() + 1e-9, 20001)
-        for i, (s, cc) in enumerate(zip(signs, cs, strict=True)):
-            centre = _conditional_moments(act, math.sqrt(cc + r * r), np.zeros(1), n_gl)[0][0]
-            h = _conditional_moments(act, math.sqrt(cc + r * r * (1 - gamma**2)),
-                                     s * r * gamma * grid, n_gl)[0] - centre
+        # E_ω M_c(γ t + √(1 − γ²) ω) = E σ(√(c_c + t_c² r²(1 − γ²)) G + t_c r γ t) − centre:
+        # a smooth function of t = ĉ₁·z, tabulated and interpolated at the target's nodes
+        grid = np.linspace(t.min() - 1e-9, t.max() + 1e-9, 20001 if len(tc) == 2 else 4001)
+        for i, (tt, cc, centre) in enumerate(zip(tc, cs, centres, strict=True)):
+            h = _conditional_moments(act, math.sqrt(cc + (tt * r) ** 2 * (1 - gamma**2)),
+                                     tt * r * gamma * grid, n_gl)[0] - centre
             Ey_psi[i] = float(wz @ (y * np.interp(t, grid, h)))
-    beta = np.linalg.pinv(K, rcond=1e-12) @ Ey_psi
+    beta = np.linalg.pinv(K, rcond=1e-10, hermitian=True) @ Ey_psi
     ey2_res = ey2 - float(beta @ Ey_psi)
     kv = float(beta @ Ezeta_psi)  # E[x y_res] = c₁ − kv·v̂
     F2_res = max(F2 - 2.0 * kv * F2 / math.sqrt(v2) + kv**2, 0.0)
-    Fbar = float(np.mean(F @ wzeta))
-    T = float(np.mean((F**2) @ wzeta))
-    Vbar = float(np.mean(V @ wzeta))
+    Fbar = float(pc @ (F @ wzeta))
+    T = float(pc @ ((F**2) @ wzeta))
+    Vbar = float(pc @ (V @ wzeta))
     lam = np.asarray(c.ridges, dtype=np.float64)
     a, wa = marchenko_pastur_rule(c.kappa, int(_MP_NODES * refine), small_side=True)
     sig = T * a + Vbar
@@ -192,20 +203,19 @@ def _solve(c, refine: float) -> dict:
     mse = (ey2_res - explained + bias) / (1.0 - df2)
     # at finite p the spikes (eigenvalues p·θ) are shrunk by the ridge: each adds the share of
     # E y² it explains times (ρ/(pθ + ρ))² to the bias
-    kval, kvec = np.linalg.eigh(K)
-    share = np.where(kval > 1e-14 * max(kval.max(), 1e-300),
-                     (kvec.T @ Ey_psi) ** 2 / np.maximum(kval, 1e-300), 0.0)
-    ell = c.p * kval / 2.0
-    shrink = (R / (ell[None, :] + R)) ** 2 @ share
+    cov = U.T @ (half * Ey_psi)
+    share = np.where(theta > 1e-10 * max(theta.max(), 1e-300),
+                     cov**2 / np.maximum(theta, 1e-300), 0.0)
+    shrink = (R / (c.p * theta[None, :] + R)) ** 2 @ share
     mse_d = mse + shrink / (1.0 - df2)
     return {
         "test_error": 0.5 * mse,
         "train_error": 0.5 * (lam / rho) ** 2 * mse,
         "test_error_at_p": 0.5 * mse_d,
         "train_error_at_p": 0.5 * (lam / rho) ** 2 * mse_d,
-        "top_over_p": theta,
+        "top_over_p": theta[:n_spikes],
         "overlap": overlap,
-        "parameters": {"r": r, "gamma": gamma, "v_norm2": v2, "c_plus": cs[0], "c_minus": cs[1],
+        "parameters": {"r": r, "gamma": gamma, "v_norm2": v2, "c_class": cs, "t_class": tc,
                        "mu1": mu1, "c0": c0, "F2": F2, "Ey2": ey2, "F2_res": F2_res,
                        "Ey2_res": ey2_res, "Fbar": Fbar, "T": T, "Vbar": Vbar,
                        "beta": beta, "bulk_var": bulk_var, "rho": rho, "df2": df2},

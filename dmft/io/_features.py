@@ -74,6 +74,22 @@ def _write_features(f: h5py.File, result, command_line: str | None) -> None:
             ds = tg.create_dataset(key, data=np.asarray(vals, dtype=np.float64))
             ds.dims[0].attach_scale(scales["ridge"])
             ds.dims[0].label = "ridge"
+    if result.step_theory is not None:
+        _write_step_theory(f, result.step_theory, scales)
+
+
+def _write_step_theory(f: h5py.File, theory: dict, scales: dict) -> None:
+    """``/theory/step``: the d → ∞ after-step prediction; per-λ arrays on the ridge scale,
+    the outliers, overlaps and the parameters of the equivalent model as plain datasets."""
+    tg = f.create_group("theory/step")
+    tg.attrs["long_name"] = ("d -> infinity theory after one giant step "
+                             "(dmft.features_theory; errors are quadrature errors)")
+    for key, vals in theory.items():
+        arr = np.asarray(vals, dtype=np.float64)
+        ds = tg.create_dataset(key, data=arr)
+        if arr.ndim and arr.shape[0] == scales["ridge"].shape[0] and "error" in key.split("/")[-1]:
+            ds.dims[0].attach_scale(scales["ridge"])
+            ds.dims[0].label = "ridge"
 
 
 def _write_feature_scales(f: h5py.File, result, cfg: dict) -> dict:
@@ -153,5 +169,11 @@ def load_features(path):
         theory = None
         if r.has("theory/rf"):
             theory = {k: r.array(f"theory/rf/{k}") for k in r.group("theory/rf")}
+        step_theory = None
+        if r.has("theory/step"):
+            names = []
+            r.file["theory/step"].visititems(
+                lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+            step_theory = {k: r.array(f"theory/step/{k}") for k in names}
     return FeaturesResult(config=features_config, per_seed=per_seed, maps=tuple(maps),
-                          settings=settings, theory=theory)
+                          settings=settings, theory=theory, step_theory=step_theory)
