@@ -78,16 +78,16 @@ def cmd_features(args) -> int:
         kw.update(d=min(args.d, 64), n_test=min(args.n_test or 256, 256))
         args.seeds = min(args.seeds, 2)
     config = FeaturesConfig(**kw)
+    theory = None
+    if args.theory:  # before anything is printed or simulated: refuses what it does not cover
+        from ..features import features_theory
+
+        theory = features_theory(config)
     print("dmft features:")
     for key, val in config.to_dict().items():
         print(f"  {key:<15}{json.dumps(val)}")
     print(f"  {'seeds':<15}{args.seeds}\n  {'seed':<15}{args.seed}")
     sys.stdout.flush()
-    theory = None
-    if args.theory:  # validated (steps = 1, giant step) before the simulation runs
-        from ..features import features_theory
-
-        theory = features_theory(config)
     res = simulate_features(config, seeds=args.seeds, seed=args.seed,
                             progress=progress_from_args(args))
     if theory is not None:

@@ -87,11 +87,13 @@ class FeaturesTheory:
 
 
 def _conditional_moments(act, scale, shift, n_half=_GL_NODES):
-    """E σ(H), E[G σ(H)], E σ(H)² for H = scale·G + shift, G ~ N(0, 1), one per ``shift``.
+    """E σ(H), E[G σ(H)], E σ(H)² for H = scale·G + shift, G ~ N(0, 1), one per ``shift``
+    (``scale``: a number or one per shift).
 
     The integral runs over h = scale·g + shift with Gauss–Legendre rules on each side of 0, so a
     kink of σ at 0 (ReLU) sits on a node boundary whatever the shift."""
     shift = np.asarray(shift, dtype=np.float64)[:, None]
+    scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), shift.shape[:1])[:, None]
     x, w = np.polynomial.legendre.leggauss(n_half)
     half = 12.0 * scale
     lo, hi = shift - half, shift + half
@@ -115,7 +117,22 @@ def _target_moments(tgt, k, n_half):
     w = np.ones(z.shape[0])
     for i in range(k):
         w = w * wg[i].ravel()
-    return z, w, np.asarray(tgt.fn(z), dtype=np.float64)
+    return z, w, None if tgt is None else np.asarray(tgt.fn(z), dtype=np.float64)
+
+
+def _target_along(tgt, k, direction, refine):
+    """Nodes t and weights of a normal rule along ``direction`` (unit, length k), with the
+    conditional mean E[g*(z) | ĉ·z = t] at each node (a normal rule over the orthogonal
+    complement)."""
+    t, wt = _normal_rule(int(200 * refine))
+    if k == 1:
+        return t, wt, np.asarray(tgt.fn((t * direction[0])[:, None]), dtype=np.float64)
+    basis = np.linalg.qr(np.column_stack([direction, np.eye(k)]))[0][:, :k]
+    basis[:, 0] = direction  # QR may flip the sign of the first column
+    u, wu, _ = _target_moments(None, k - 1, int({2: 120, 3: 30}[k] * refine))
+    z = t[:, None, None] * basis[:, 0][None, None, :] + (u @ basis[:, 1:].T)[None, :, :]
+    g = np.asarray(tgt.fn(z.reshape(-1, k)), dtype=np.float64).reshape(len(t), len(u))
+    return t, wt, g @ wu
 
 
 def _solve(c, refine: float) -> dict:
@@ -148,15 +165,14 @@ def _solve(c, refine: float) -> dict:
     cs = (1.0 + lr * tc * c0 * e2) ** 2 + lr**2 * tc**2 * ey2 * var_dsig / c.alpha0
     zeta, wzeta = _normal_rule(int(_ZETA_HALF * refine))
     n_gl = int(_GL_NODES * refine)
-    centres = np.array([_conditional_moments(act, math.sqrt(cc + (t * r) ** 2), np.zeros(1),
-                                             n_gl)[0][0] for t, cc in zip(tc, cs, strict=True)])
-    M, F, V = [], [], []
-    for t, cc, centre in zip(tc, cs, centres, strict=True):
-        m0, m1, m2 = _conditional_moments(act, math.sqrt(cc), t * r * zeta, n_gl)
-        M.append(m0 - centre)
-        F.append(m1)  # coefficient of the unit-variance g_j = b̂_j·x
-        V.append(np.maximum(m2 - m0**2 - m1**2, 0.0))
-    M, F, V = np.array(M), np.array(F), np.array(V)
+    centres = _conditional_moments(act, np.sqrt(cs + (tc * r) ** 2), np.zeros(len(tc)),
+                                   n_gl)[0]
+    nz = len(zeta)
+    m0, m1, m2 = (q.reshape(len(tc), nz) for q in _conditional_moments(
+        act, np.repeat(np.sqrt(cs), nz), (tc[:, None] * r * zeta[None, :]).ravel(), n_gl))
+    M = m0 - centres[:, None]
+    F = m1  # coefficient of the unit-variance g_j = b̂_j·x
+    V = np.maximum(m2 - m0**2 - m1**2, 0.0)
     # spikes: the mean part Σ_j u_j M(t_j, ζ) of the features is the operator K (K_cc' =
     # E[M_c M_c']) on the classes weighted by pc: outliers p·eig(Π^½ K Π^½)
     K = (M * wzeta) @ M.T
@@ -173,17 +189,17 @@ def _solve(c, refine: float) -> dict:
     overlap = np.array([v_over if along_v[i] > 1e-6 else np.full(k, np.nan)
                         for i in range(n_spikes)])
     # readout: unpenalised fit of the functions M(t_c, ζ), then the bulk on the rest of y
-    t = z @ (c1 / math.sqrt(F2)) if F2 > 0 else np.zeros(z.shape[0])
     Ey_psi = np.zeros(len(tc))
     Ezeta_psi = M @ (wzeta * zeta)
     if F2 > 0:
-        # E_ω M_c(γ t + √(1 − γ²) ω) = E σ(√(c_c + t_c² r²(1 − γ²)) G + t_c r γ t) − centre:
-        # a smooth function of t = ĉ₁·z, tabulated and interpolated at the target's nodes
-        grid = np.linspace(t.min() - 1e-9, t.max() + 1e-9, 20001 if len(tc) == 2 else 4001)
-        for i, (tt, cc, centre) in enumerate(zip(tc, cs, centres, strict=True)):
-            h = _conditional_moments(act, math.sqrt(cc + (tt * r) ** 2 * (1 - gamma**2)),
-                                     tt * r * gamma * grid, n_gl)[0] - centre
-            Ey_psi[i] = float(wz @ (y * np.interp(t, grid, h)))
+        # E_ω M_c(γ t + √(1 − γ²) ω) = E σ(√(c_c + t_c² r²(1 − γ²)) G + t_c r γ t) − centre is a
+        # function of t = ĉ₁·z only: E[y M_c(ζ)] = E_t[h_c(t) E(g*(z) | t)]
+        tt, wt, g_of_t = _target_along(tgt, k, c1 / math.sqrt(F2), refine)
+        nt = len(tt)
+        h = _conditional_moments(
+            act, np.repeat(np.sqrt(cs + (tc * r) ** 2 * (1 - gamma**2)), nt),
+            (tc[:, None] * r * gamma * tt[None, :]).ravel(), n_gl)[0].reshape(len(tc), nt)
+        Ey_psi = (h - centres[:, None]) @ (wt * g_of_t)
     beta = np.linalg.pinv(K, rcond=1e-10, hermitian=True) @ Ey_psi
     ey2_res = ey2 - float(beta @ Ey_psi)
     kv = float(beta @ Ezeta_psi)  # E[x y_res] = c₁ − kv·v̂
