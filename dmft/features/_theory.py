@@ -40,7 +40,8 @@ import numpy as np
 
 from .._errors import DMFTInputError
 from .._rmt import marchenko_pastur_rule
-from .._validate import check_x64
+from .._validate import check_choice, check_x64
+from ._channels import channels, ridge_errors
 from ._rf_theory import _normal_rule, _solve_rho, hermite_coefficients
 
 # Rules at the standard level (halved for the quadrature-error estimate): Gauss–Legendre nodes
@@ -87,7 +88,8 @@ class FeaturesTheory:
 
 
 def _conditional_moments(act, scale, shift, n_half=_GL_NODES):
-    """E σ(H), E[G σ(H)], E σ(H)² for H = scale·G + shift, G ~ N(0, 1), one per ``shift``
+    """E σ(H), E[G σ(H)], E σ(H)², E[G² σ(H)] for H = scale·G + shift, G ~ N(0, 1), one per
+    ``shift``
     (``scale``: a number or one per shift).
 
     The integral runs over h = scale·g + shift with Gauss–Legendre rules on each side of 0, so a
@@ -105,7 +107,8 @@ def _conditional_moments(act, scale, shift, n_half=_GL_NODES):
     dens = np.exp(-0.5 * g * g) / (math.sqrt(2 * math.pi) * scale)
     s = np.asarray(act.fn(h), dtype=np.float64)
     wd = wh * dens
-    return (np.sum(wd * s, axis=1), np.sum(wd * g * s, axis=1), np.sum(wd * s * s, axis=1))
+    return (np.sum(wd * s, axis=1), np.sum(wd * g * s, axis=1), np.sum(wd * s * s, axis=1),
+            np.sum(wd * g * g * s, axis=1))
 
 
 def _target_moments(tgt, k, n_half):
@@ -126,16 +129,17 @@ def _target_along(tgt, k, direction, refine):
     complement)."""
     t, wt = _normal_rule(int(200 * refine))
     if k == 1:
-        return t, wt, np.asarray(tgt.fn((t * direction[0])[:, None]), dtype=np.float64)
+        g = np.asarray(tgt.fn((t * direction[0])[:, None]), dtype=np.float64)
+        return t, wt, g, (g * t * direction[0])[:, None]
     basis = np.linalg.qr(np.column_stack([direction, np.eye(k)]))[0][:, :k]
     basis[:, 0] = direction  # QR may flip the sign of the first column
     u, wu, _ = _target_moments(None, k - 1, int({2: 120, 3: 30}[k] * refine))
     z = t[:, None, None] * basis[:, 0][None, None, :] + (u @ basis[:, 1:].T)[None, :, :]
     g = np.asarray(tgt.fn(z.reshape(-1, k)), dtype=np.float64).reshape(len(t), len(u))
-    return t, wt, g @ wu
+    return t, wt, g @ wu, np.einsum("tu,tuk,u->tk", g, z, wu)
 
 
-def _solve(c, refine: float) -> dict:
+def _solve(c, refine: float, bulk: str = "channels") -> dict:
     """One evaluation of the theory with the quadrature rules scaled by ``refine``."""
     from ..model import get_activation, get_target
 
@@ -168,7 +172,7 @@ def _solve(c, refine: float) -> dict:
     centres = _conditional_moments(act, np.sqrt(cs + (tc * r) ** 2), np.zeros(len(tc)),
                                    n_gl)[0]
     nz = len(zeta)
-    m0, m1, m2 = (q.reshape(len(tc), nz) for q in _conditional_moments(
+    m0, m1, m2, _ = (q.reshape(len(tc), nz) for q in _conditional_moments(
         act, np.repeat(np.sqrt(cs), nz), (tc[:, None] * r * zeta[None, :]).ravel(), n_gl))
     M = m0 - centres[:, None]
     F = m1  # coefficient of the unit-variance g_j = b̂_j·x
@@ -194,7 +198,7 @@ def _solve(c, refine: float) -> dict:
     if F2 > 0:
         # E_ω M_c(γ t + √(1 − γ²) ω) = E σ(√(c_c + t_c² r²(1 − γ²)) G + t_c r γ t) − centre is a
         # function of t = ĉ₁·z only: E[y M_c(ζ)] = E_t[h_c(t) E(g*(z) | t)]
-        tt, wt, g_of_t = _target_along(tgt, k, c1 / math.sqrt(F2), refine)
+        tt, wt, g_of_t, zg_of_t = _target_along(tgt, k, c1 / math.sqrt(F2), refine)
         nt = len(tt)
         h = _conditional_moments(
             act, np.repeat(np.sqrt(cs + (tc * r) ** 2 * (1 - gamma**2)), nt),
@@ -208,15 +212,45 @@ def _solve(c, refine: float) -> dict:
     T = float(pc @ ((F**2) @ wzeta))
     Vbar = float(pc @ (V @ wzeta))
     lam = np.asarray(c.ridges, dtype=np.float64)
-    a, wa = marchenko_pastur_rule(c.kappa, int(_MP_NODES * refine), small_side=True)
-    sig = T * a + Vbar
     ratio = c.kappa / c.alpha1
-    rho = _solve_rho(lam, sig, wa, ratio)
-    S, R = sig[None, :], rho[:, None]
-    df2 = ratio * ((S**2 / (S + R) ** 2) @ wa)
-    explained = Fbar**2 * F2_res * c.kappa * ((a / sig) @ wa)
-    bias = R[:, 0] ** 2 * Fbar**2 * F2_res * c.kappa * ((a / (S * (S + R) ** 2)) @ wa)
-    mse = (ey2_res - explained + bias) / (1.0 - df2)
+    if bulk == "homoscedastic":
+        a, wa = marchenko_pastur_rule(c.kappa, int(_MP_NODES * refine), small_side=True)
+        sig = T * a + Vbar
+        rho = _solve_rho(lam, sig, wa, ratio)
+        S, R = sig[None, :], rho[:, None]
+        df2 = ratio * ((S**2 / (S + R) ** 2) @ wa)
+        explained = Fbar**2 * F2_res * c.kappa * ((a / sig) @ wa)
+        bias = R[:, 0] ** 2 * Fbar**2 * F2_res * c.kappa * ((a / (S * (S + R) ** 2)) @ wa)
+        mse = (ey2_res - explained + bias) / (1.0 - df2)
+    else:
+        # x-space: the k target coordinates and the direction ω of v's noise part
+        vx = np.append(c1, math.sqrt(max(v2 - F2, 0.0))) / math.sqrt(v2)
+        W = np.zeros((len(tc), k + 1))  # E[F(t_c, ζ) x g*(z)]
+        if F2 > 0:
+            b = math.sqrt(max(1.0 - gamma**2, 0.0))
+            var = cs + (tc * r * b) ** 2
+            q0, q1, _, q3 = (qq.reshape(len(tc), nt) for qq in _conditional_moments(
+                act, np.repeat(np.sqrt(var), nt), (tc[:, None] * r * gamma * tt[None, :]).ravel(),
+                n_gl))
+            EF = np.sqrt(cs / var)[:, None] * q1  # E_ω F(t_c, γs + bω)
+            EwF = (np.sqrt(cs) * tc * r * b / var)[:, None] * (q3 - q0)  # E_ω[ω F(...)]
+            # E_s[EF(s) E(z g* | s)], its constant part with c₁ of the axis-aligned rule
+            mean = EF @ wt
+            W[:, :k] = ((EF - mean[:, None]) * wt[None, :]) @ zg_of_t + mean[:, None] * c1
+            W[:, k] = (EwF * wt[None, :]) @ g_of_t
+        else:  # ζ = ω, independent of the target
+            W[:, k] = c0 * (F @ (wzeta * zeta))
+        fit = beta @ M  # the spike fit βᵀM(·, ζ) on the ζ nodes
+        Uc = W - (F @ (wzeta * zeta * fit))[:, None] * vx[None, :]  # E[F x y_res]
+        L, coef = channels(F, pc, wzeta)
+        u = Uc.T @ coef  # (k + 1, K): ũ_k = E[e_k(ζ) x y_res]
+        E = coef.T @ F  # e_k on the ζ nodes
+        Y = (E * (wzeta * zeta)[None, :]) @ M.T  # E[ζ e_k M_m], (K, classes)
+        q = vx[None, :, None] * Y.T[:, None, :]  # cross-covariance vectors, (m, k + 1, K)
+        N = np.linalg.pinv(K, rcond=1e-10, hermitian=True)
+        mse, rho, df2, explained = ridge_errors(L, pc, c.kappa, c.alpha1, Vbar, lam, u, q, N,
+                                                ey2_res)
+        R = rho[:, None]
     # at finite p the spikes (eigenvalues p·θ) are shrunk by the ridge: each adds the share of
     # E y² it explains times (ρ/(pθ + ρ))² to the bias
     cov = U.T @ (half * Ey_psi)
@@ -238,7 +272,7 @@ def _solve(c, refine: float) -> dict:
     }
 
 
-def features_theory(config) -> FeaturesTheory:
+def features_theory(config, *, bulk: str = "channels") -> FeaturesTheory:
     """The d → ∞ prediction for a :class:`FeaturesConfig` with one giant step.
 
     Args:
@@ -260,7 +294,8 @@ def features_theory(config) -> FeaturesTheory:
     if config.lr_scaling != "sqrt_p":
         raise DMFTInputError("`lr_scaling` must be 'sqrt_p' (the giant step) for the theory; "
                              f"got lr_scaling={config.lr_scaling!r}")
-    coarse, fine = _solve(config, 0.75), _solve(config, 1.0)
+    check_choice("bulk", bulk, {"channels", "homoscedastic"})
+    coarse, fine = _solve(config, 0.75, bulk), _solve(config, 1.0, bulk)
     err = {k: np.abs(np.asarray(fine[k]) - np.asarray(coarse[k])) for k in _ESTIMATED}
     return FeaturesTheory(config=config, **{k: fine[k] for k in _ESTIMATED},
                           overlap=fine["overlap"], parameters=fine["parameters"], error=err)
