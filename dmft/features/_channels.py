@@ -30,10 +30,13 @@ def channels(F, pc, wzeta, rtol: float = 1e-9):
     return L, coef
 
 
-def resolvent(L, pc, kappa, mu, iters: int = 2000):
-    """τ(μ) of the module docstring (K × K; ``mu`` real > 0 or complex near the real axis)."""
+def resolvent(L, pc, kappa, mu, iters: int = 2000, start=None):
+    """τ(μ) of the module docstring (K × K; ``mu`` real > 0 or complex near the real axis),
+    iterated from ``start`` (default I/μ)."""
     K = L.shape[1]
     tau = np.eye(K, dtype=complex if np.iscomplexobj(mu) else float) / mu
+    if start is not None:
+        tau = tau * 0 + start
     outer = L[:, :, None] * L[:, None, :]
     for _ in range(iters):
         q = np.einsum("ck,kl,cl->c", L, tau, L)
@@ -82,12 +85,19 @@ def ridge_errors(L, pc, kappa, alpha1, vbar, lam, u, q, N, ey2_res, step: float 
     def f(rho):
         return signal_form(L, pc, kappa, vbar + rho, u, q, N)
 
+    def trace_from(mu, tau):
+        tau = resolvent(L, pc, kappa, mu, start=tau)
+        q = np.einsum("ck,kl,cl->c", L, tau, L)
+        return float(np.sum(pc / (mu * (1.0 + q)))), tau
+
     rho = np.empty_like(lam)
     for i, lv in enumerate(lam):  # λ = ρ (1 − ratio (1 − ρ g(V̄ + ρ))), increasing in ρ
-        lo, hi = lv, lv + ratio * (np.sum(L**2 @ np.ones(L.shape[1]) * pc) + vbar) + 1.0
-        for _ in range(200):
+        lo, hi = lv, lv + ratio * (float(pc @ np.sum(L**2, axis=1)) + vbar) + 1.0
+        tau = None
+        for _ in range(64):  # the bracket shrinks to 2⁻⁶⁴ of its width
             mid = 0.5 * (lo + hi)
-            val = mid * (1.0 - ratio * (1.0 - mid * float(np.real(g(vbar + mid))))) - lv
+            gm, tau = trace_from(vbar + mid, tau)
+            val = mid * (1.0 - ratio * (1.0 - mid * gm)) - lv
             lo, hi = (mid, hi) if val < 0 else (lo, mid)
         rho[i] = 0.5 * (lo + hi)
     f0 = float(np.real(f(0.0)))
