@@ -57,6 +57,9 @@ _LAZY = {
     "solve_online": "baselines",
     "simulate_features": "features",
     "rf_test_error": "features",
+    "features_theory": "features",
+    "FeaturesConfig": "features",
+    "FeaturesTheory": "features",
     "enable_compile_cache": "_cache",
 }
 _SUBPACKAGES = ("baselines", "cli", "compare", "features", "io", "model", "observables", "plot",

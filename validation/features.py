@@ -65,6 +65,8 @@ THEORY_SETTINGS = {
                          alpha1=1.5, lr=2.0),
     "staircase2": dict(target="staircase2", activation="relu", kappa=1.0, alpha0=2.0,
                        alpha1=2.0, lr=2.0),
+    "tanh_he3_gaussian_a": dict(target="tanh_he3", activation="relu", kappa=1.0, alpha0=2.0,
+                                alpha1=2.0, lr=1.5, second_layer="gaussian"),
 }
 THEORY_RIDGES = (0.01, 0.1, 1.0, 3.0)
 THEORY_D = {250: 24, 500: 12, 1000: 6}

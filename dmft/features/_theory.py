@@ -20,15 +20,14 @@ combination), at p·θ with θ the eigenvalues of ½K, K_ss' = E[M_s M_s'], plus
 variance times p/n₁. The eigenvector of the odd combination (M₊ − M₋) maps to the input direction
 v̂, whose overlap with target direction i is |c₁,i|/‖v‖.
 
-Readout: the spike directions have eigenvalues Θ(p) ≫ λ, so the ridge fits the two functions
-M_±(ζ) without penalty; what is left of y is fitted by the bulk. The bulk is treated as
-homoscedastic random features: linear coefficient F̄ = E F_s(ζ) on the signal, second moment
-T = E F_s(ζ)² on the covariance (the fluctuation of F_s with ζ acts as features that do not see
-the target), noise V̄ = E V_s(ζ). That reduces the readout to the closed form at initialization
-(:func:`rf_test_error`) with (μ1, μ*², F², τ²) replaced by their after-step values; at lr = 0 it
-is that closed form exactly. The homoscedastic treatment of the bulk is the approximation of this
-theory (the exact conditional Gaussian equivalence weights each ζ by its own resolvent); the
-simulator measures its accuracy (validation/features.py).
+Readout: the spike directions have eigenvalues Θ(p) ≫ λ, so the ridge fits the functions
+M(t, ζ) without penalty; what is left of y is fitted by the bulk, whose second moments are kept
+exactly (:mod:`._channels`: the class-by-ζ structure of F as K channels, a K × K deterministic
+equivalent); ``bulk="homoscedastic"`` replaces that by E F on the signal and E F² on the
+covariance, the closed form at initialization with after-step coefficients. Both reduce to
+:func:`rf_test_error` at lr = 0. What stays approximate is the ζ-dependent resolvent weight of
+the exact conditional Gaussian equivalence (docs/THEORY.md §7.2); the simulator measures it
+(validation/features.py --part theory).
 """
 
 from __future__ import annotations
@@ -278,6 +277,7 @@ def features_theory(config, *, bulk: str = "channels") -> FeaturesTheory:
     Args:
         config: a :class:`dmft.features.FeaturesConfig` with ``steps=1`` and
             ``lr_scaling="sqrt_p"`` (η = lr·√p).
+        bulk: ``"channels"`` (the bulk's second moments exactly) or ``"homoscedastic"``.
 
     Returns:
         :class:`FeaturesTheory` (test and train error per λ, the Θ(p) outliers divided by p,
