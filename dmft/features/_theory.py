@@ -295,6 +295,12 @@ def features_theory(config, *, bulk: str = "channels") -> FeaturesTheory:
         raise DMFTInputError("`lr_scaling` must be 'sqrt_p' (the giant step) for the theory; "
                              f"got lr_scaling={config.lr_scaling!r}")
     check_choice("bulk", bulk, {"channels", "homoscedastic"})
+    ms2 = hermite_coefficients(config.activation)["mustar2"]
+    if ms2 < 1e-10:
+        raise DMFTInputError(
+            f"`activation` must be non-linear (μ*² > 0) for the after-step theory: a linear "
+            f"activation has no bulk noise and a degenerate Gaussian equivalent; got "
+            f"activation={config.activation!r} with μ*²={ms2:.3g}")
     coarse, fine = _solve(config, 0.75, bulk), _solve(config, 1.0, bulk)
     err = {k: np.abs(np.asarray(fine[k]) - np.asarray(coarse[k])) for k in _ESTIMATED}
     return FeaturesTheory(config=config, **{k: fine[k] for k in _ESTIMATED},
