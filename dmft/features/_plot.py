@@ -25,7 +25,8 @@ def _as_result(x):
 def plot_features(result, fig=None):
     """Two panels: (a) spectra of FᵀF/n₁ pooled over seeds, before and after, with the mean
     outlier positions marked; (b) readout test error against λ (markers ± 1 SE) with the
-    closed-form random-feature line. Returns the Figure."""
+    closed-form random-feature line and, when the result carries it (``--theory``), the
+    after-step theory (lines; outlier positions on panel a). Returns the Figure."""
     import matplotlib.pyplot as plt
 
     r = _as_result(result)
@@ -70,6 +71,9 @@ def plot_features(result, fig=None):
             th = rf_test_error(c.kappa, c.alpha1, grid, c.activation, c.target, c.noise)
             ax2.plot(grid, th["test_error"], color=_COLORS[0], lw=1.2,
                      label="random features, closed form (d → ∞)")
+        if r.step_theory is not None:
+            _plot_step_theory(ax1, ax2, r, grid if r.theory is not None else
+                              np.geomspace(lam.min(), lam.max(), 60))
         ax2.set_xscale("log")
         ax2.set_xlabel(r"ridge $\lambda$")
         ax2.set_ylabel(r"test error $E(y-f)^2/2$")
@@ -77,6 +81,28 @@ def plot_features(result, fig=None):
         ax2.set_title(f"(b) readout, {c.target}, σ={c.activation}, η={c.eta:.3g}, "
                       f"{r.seeds} seeds", fontsize=8)
     return fig
+
+
+def _plot_step_theory(ax1, ax2, r, grid):
+    """The after-step theory: test error against λ on a fine grid (d → ∞ and at this p) and the
+    predicted outlier positions p·θ on the spectrum panel."""
+    import dataclasses
+
+    from ._theory import features_theory
+
+    c = r.config
+    th = features_theory(dataclasses.replace(c, ridges=tuple(float(v) for v in grid)))
+    color = _COLORS[1]
+    ax2.plot(grid, th.test_error, color=color, lw=1.2, label="after the step, theory (d → ∞)")
+    ax2.plot(grid, th.test_error_at_p, color=color, lw=1.0, ls="--",
+             label=f"after the step, theory at p = {c.p}")
+    edge = float(np.mean(r.per_seed["bulk_edge"])) if "bulk_edge" in r.per_seed else 0.0
+    shown = [v for v in np.asarray(r.step_theory["top_over_p"]) * c.p if v > edge]
+    for j, v in enumerate(shown):  # those that leave the bulk at this p
+        if v > 0:
+            ax1.axvline(v, color="k", lw=0.8, ls="-.",
+                        label="outliers, theory (p·θ)" if j == 0 else None)
+    ax1.legend(frameon=False, fontsize=7)
 
 
 __all__ = ["plot_features", "save_figure"]

@@ -196,6 +196,11 @@ def test_cli_theory_round_trip(tmp_path, capsys):
     np.testing.assert_array_equal(res.step_theory["test_error"], th.test_error)
     np.testing.assert_array_equal(res.step_theory["overlap"], th.overlap)
     assert res.step_theory["parameters/r"] == th.parameters["r"]
+    from dmft.features import plot_features
+
+    fig = plot_features(out)  # the theory lines are drawn from the file's result
+    labels = [ln.get_label() for ln in fig.axes[1].get_lines()]
+    assert "after the step, theory (d → ∞)" in labels
 
 
 def test_cli_theory_refused_before_the_simulation(tmp_path, capsys):
