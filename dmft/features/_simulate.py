@@ -146,11 +146,15 @@ def _one_seed(static, key, eta, ridges, noise):
     kstep = jax.random.fold_in(key, 2)
     W = W0
     finite = []  # are the weights finite after each step (the driver names the first bad one)
+    overlaps, norms = [], []  # the learned subspace after each step
     for t in range(steps):  # steps is small and static: unrolled
         x, y = _draw_batch(jax.random.fold_in(kstep, t if batch == "fresh" else 0), n0, d, k,
                            tgt, noise)
         W = gd_step(act, W, a, x, y, eta)
         finite.append(jnp.all(jnp.abs(W) < OVERFLOW))  # False for inf and NaN too
+        norms.append(jnp.sqrt(jnp.sum((W - W0) ** 2) / p))
+        if t < steps - 1:  # the last step's SVD is the one of the spiked model below
+            overlaps.append(_subspace_overlap(jnp.linalg.svd(W - W0, full_matrices=False)[2], k))
     x1, y1 = _draw_batch(jax.random.fold_in(key, 3), n1, d, k, tgt, noise)
     x2, y2 = _draw_batch(jax.random.fold_in(key, 4), nt, d, k, tgt, noise)
     out = {}
@@ -175,7 +179,16 @@ def _one_seed(static, key, eta, ridges, noise):
     out["bulk_edge"] = jnp.linalg.eigvalsh(gram)[-1]
     out["update_singular_values"] = s[: N_TOP + rank]
     out["update_rest_norm2"] = q
+    out["step_overlap"] = jnp.stack(overlaps + [_subspace_overlap(Vts, k)])
+    out["step_update_norm"] = jnp.stack(norms)
     return out
+
+
+def _subspace_overlap(Vt, k):
+    """‖P e_i‖ for i < k, P the projector onto the span of the top N_TOP right singular vectors
+    (rows of ``Vt``, in input space) of an update W_t − W₀."""
+    top = Vt[:N_TOP, :k]
+    return jnp.sqrt(jnp.sum(top * top, axis=0))
 
 
 _FINITE_W = "_weights_finite"  # per-step check, removed by the driver (not an output)
@@ -211,7 +224,9 @@ _QUANTITY = {"eigenvalues": "spectrum", "top": "top-eigenvalue set",
              "test_error": "readout test error",
              "bulk_edge": "bulk edge (spike-free part of the spiked model)",
              "update_singular_values": "singular-value set of the update W_T - W_0",
-             "update_rest_norm2": "norm of the update beyond its spike"}
+             "update_rest_norm2": "norm of the update beyond its spike",
+             "step_overlap": "overlap of the learned subspace with the target directions",
+             "step_update_norm": "norm of the update W_t - W_0"}
 
 
 def _named(name, r):
