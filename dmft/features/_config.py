@@ -136,7 +136,10 @@ class FeaturesResult:
     - ``M/train_error``, ``M/test_error`` (S, L): readout errors for each λ;
 
     and ``bulk_edge`` (S,), ``update_singular_values`` (S, N_TOP + spike_rank) of W_T − W₀,
-    ``w1_step_spiked`` (S,): Wasserstein-1 distance between the two empirical spectra.
+    ``w1_step_spiked`` (S,): Wasserstein-1 distance between the two empirical spectra;
+    ``step_overlap`` (S, T, k): after step t, ‖P_t e_i‖ with P_t the projector onto the span of
+    the top N_TOP right singular vectors (input space) of W_t − W₀ (a random N_TOP-dimensional
+    subspace gives about √(N_TOP/d)); ``step_update_norm`` (S, T): ‖W_t − W₀‖_F/√p.
     """
 
     config: FeaturesConfig

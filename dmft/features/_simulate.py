@@ -1,9 +1,10 @@
 """Wide two-layer networks after giant gradient steps: feature spectra and the ridge readout.
 
 A different regime from the DMFT of ``dmft.solve`` (docs/THEORY.md §7): the first layer is wide,
-p = κd units, trained by a few large full-batch GD steps on n₀ = α₀d samples (Ba et al. 2022,
-arXiv:2205.01445); the features are then frozen and a ridge readout is fitted on n₁ = α₁d fresh
-samples. For every seed we compute, for three feature maps on the *same* readout and test data,
+p = κd units, trained by a few large full-batch GD steps on n₀ = α₀d^ℓ samples
+(ℓ = ``samples_exponent``, default 1; Ba et al. 2022, arXiv:2205.01445); the features are then
+frozen and a ridge readout is fitted on n₁ = α₁d fresh samples. For every seed we compute, for
+three feature maps on the *same* readout and test data,
 
 - ``rf``: the random features at initialization, σ(W₀x);
 - ``step``: the features after the steps, σ(W_T x);
@@ -14,6 +15,9 @@ samples. For every seed we compute, for three feature maps on the *same* readout
 the eigenvalues of FᵀF/n₁, the outliers (count above the bulk edge, positions, overlap of their
 eigenvectors with the target directions) and the train and test errors of the ridge readout for
 every λ of a grid.
+After every step t the learned subspace is recorded: ``step_overlap`` (T, k), ‖P_t e_i‖ with P_t
+the projector onto the top N_TOP right singular vectors of W_t − W₀, and ``step_update_norm``
+(T,), ‖W_t − W₀‖_F/√p.
 
 Model. x ~ N(0, I_d); target y = g*(z) + √Δ ξ with z = (x₁, …, x_k) (W* = √d·[e₁ … e_k]; the
 law of W₀ is rotation invariant, so this is no loss of generality); W₀ rows uniform on the unit
@@ -246,7 +250,8 @@ def simulate_features(config: FeaturesConfig | None = None, *, seeds: int = 8, s
 
     Args:
         config: a :class:`FeaturesConfig`; or pass its fields as keyword arguments
-            (``target``, ``activation``, ``d``, ``kappa``, ``alpha0``, ``alpha1``, ``lr``,
+            (``target``, ``activation``, ``d``, ``kappa``, ``alpha0``, ``samples_exponent``,
+            ``alpha1``, ``lr``,
             ``lr_scaling``, ``steps``, ``batch``, ``ridges``, ``noise``, ``spike_rank``,
             ``n_test``, ``outlier_margin``).
         seeds: number of independent seeds, at least 2 (the standard errors need two).
