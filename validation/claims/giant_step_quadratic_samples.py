@@ -66,12 +66,15 @@ def slope(ds, v, e):
 def main(argv=None) -> int:
     ap = base_parser(__doc__)
     ap.add_argument("--ds", default="40,80,120,200", help="dimensions, comma-separated")
+    ap.add_argument("--ds-linear", default="300,500",
+                    help="further dimensions for n0 = 2d only (n0 = d² would not fit)")
     ap.add_argument("--out", default="figures/claims")
     args = ap.parse_args(argv)
     ds = [int(v) for v in args.ds.split(",")]
+    ds_lin = [int(v) for v in args.ds_linear.split(",") if v]
     seeds = args.seeds or 16
     if args.quick:
-        ds, seeds = [24, 40], min(seeds, 3)
+        ds, ds_lin, seeds = [24, 40], [64], min(seeds, 3)
     t_all = time.perf_counter()
 
     # the lr sweep: one step's subspace is the same for every lr > 0
@@ -97,7 +100,7 @@ def main(argv=None) -> int:
     for ci, (tgt, i) in enumerate(CASES):
         for ell in LEVELS:
             vals, errs, per_d = [], [], []
-            for d in ds:
+            for d in ds + (ds_lin if ell == 1 else []):
                 r = run(tgt, d, ell, seeds, args.seed + 100 * ci + 10 * ell)
                 ov = r.per_seed["step_overlap"][:, 0, i]
                 v, e = float(ov.mean()), float(ov.std(ddof=1) / math.sqrt(seeds))
@@ -109,19 +112,19 @@ def main(argv=None) -> int:
                                   wall_time_s=r.settings["wall_time_s"]))
                 print(f"  {tgt} e{i + 1} l={ell} d={d} n0={r.config.n0}: {fmt(v, e, 3)} "
                       f"({r.settings['wall_time_s']:.1f} s)", flush=True)
-            b, be = slope(ds, vals, errs)
+            b, be = slope([p["d"] for p in per_d], vals, errs)
             res[(tgt, ell)] = dict(target=tgt, direction=i, ell=ell, alpha0=LEVELS[ell],
                                    points=per_d, slope=[b, be])
     for tgt, i in CASES:
         for ell in LEVELS:
             o = res[(tgt, ell)]
-            rows.append([f"{tgt} e{i + 1}", f"{ell}"]
-                        + [f"{fmt(*p['overlap'], 3)} ({p['z_floor']:+.0f})" for p in o["points"]]
-                        + [fmt(*o["slope"], 2)])
+            cells = [f"{fmt(*p['overlap'], 3)} ({p['z_floor']:+.0f})" for p in o["points"]]
+            rows.append([f"{tgt} e{i + 1}", f"{ell}"] + cells
+                        + ["—"] * (len(ds) + len(ds_lin) - len(cells)) + [fmt(*o["slope"], 2)])
     print(f"step_overlap after one step (mean±SE over {seeds} seeds; in brackets z above the "
           f"floor sqrt(3/d)); slope of log overlap vs log d")
-    print_table(["direction", "l"] + [f"d={d} (floor {math.sqrt(N_TOP / d):.3f})" for d in ds]
-                + ["slope"], rows)
+    print_table(["direction", "l"] + [f"d={d} (floor {math.sqrt(N_TOP / d):.3f})"
+                                      for d in ds + ds_lin] + ["slope"], rows)
 
     ok = True
     notes = []
@@ -130,7 +133,7 @@ def main(argv=None) -> int:
         v2 = np.array([p["overlap"][0] for p in two["points"]])
         gap_z = [(p2["overlap"][0] - p1["overlap"][0]) / math.hypot(p2["overlap"][1],
                                                                    p1["overlap"][1])
-                 for p2, p1 in zip(two["points"], one["points"], strict=True)]
+                 for p2, p1 in zip(two["points"], one["points"][:len(ds)], strict=True)]
         two_ok = bool(np.all(v2 >= 0.9)) and two["slope"][0] > -K_SE * two["slope"][1]
         one_falls = one["slope"][0] < -K_SE * one["slope"][1]
         sep = min(gap_z) > K_SE
@@ -150,13 +153,13 @@ def main(argv=None) -> int:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(CASES), figsize=(9, 3.5), sharey=True)
-    dd = np.geomspace(min(ds), max(ds), 50)
+    dd = np.geomspace(min(ds), max(ds + ds_lin), 50)
     for ax, (tgt, i) in zip(axes, CASES, strict=True):
         for ell, mk in ((2, "s"), (1, "o")):
             o = res[(tgt, ell)]
             v = [p["overlap"][0] for p in o["points"]]
             e = [p["overlap"][1] for p in o["points"]]
-            ax.errorbar(ds, v, yerr=e, fmt=mk + "-", ms=4, capsize=2,
+            ax.errorbar([p["d"] for p in o["points"]], v, yerr=e, fmt=mk + "-", ms=4, capsize=2,
                         label=f"n0 = {LEVELS[ell]:g}·d^{ell}")
         ax.plot(dd, np.sqrt(N_TOP / dd), "k:", label="random floor √(3/d)")
         ax.set_xscale("log")
@@ -170,8 +173,9 @@ def main(argv=None) -> int:
     png = save_png(fig, os.path.join(args.out, "giant_step_quadratic_samples.png"))
     plt.close(fig)
     js = write_json(os.path.join(args.out, "giant_step_quadratic_samples.json"),
-                    dict(config=dict(ds=ds, seeds=seeds, seed=args.seed, kappa=1.0, lr=1.0,
-                                     activation="relu", levels=LEVELS, n_top=N_TOP),
+                    dict(config=dict(ds=ds, ds_linear=ds_lin, seeds=seeds, seed=args.seed,
+                                     kappa=1.0, lr=1.0, activation="relu", levels=LEVELS,
+                                     n_top=N_TOP),
                          lr_sweep=lr_json, cases=list(res.values()), verdict=verdict,
                          wall_time_s=wall))
     print(f"wrote {png} and {js}")
