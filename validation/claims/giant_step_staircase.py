@@ -137,8 +137,8 @@ def main(argv=None) -> int:
         ax.axhline(floor, color="k", ls=":", label="random floor √(3/d)")
         ax.set_xlabel("GD step t (fresh batch of n0 = d each)")
         ax.set_title(tgt, fontsize=9)
+        ax.legend(fontsize=7, frameon=False)
     axes[0].set_ylabel("‖P_t e_i‖")
-    axes[0].legend(fontsize=7, frameon=False)
     fig.suptitle(f"giant steps ({args.batch}), d={d}, κ=1, ReLU, lr={args.lr:g}·√p",
                  fontsize=10)
     fig.tight_layout()
