@@ -30,7 +30,11 @@ def add_parser(subparsers) -> None:
     g.add_argument("--activation", default="relu", help="student activation")
     g.add_argument("--d", type=int, default=500, help="input dimension d")
     g.add_argument("--kappa", type=float, default=1.0, help="width ratio p/d, in [0.25, 4]")
-    g.add_argument("--alpha0", type=float, default=2.0, help="step batch ratio n0/d")
+    g.add_argument("--alpha0", type=float, default=2.0,
+                   help="step batch constant c: n0 = c·d**samples_exponent")
+    g.add_argument("--samples-exponent", type=float, default=1.0,
+                   help="ℓ in [1, 2]: step batch n0 = alpha0·d**ℓ (2: one step reaches "
+                   "second-order Hermite directions)")
     g.add_argument("--alpha1", type=float, default=2.0, help="readout sample ratio n1/d")
     g.add_argument("--lr", type=float, default=1.0, help="learning-rate constant")
     g.add_argument("--lr-scaling", default="sqrt_p",
@@ -71,7 +75,8 @@ def cmd_features(args) -> int:
     check_int("seed", args.seed, low=0)
     ridges = parse_floats("ridges", args.ridges)
     kw = dict(target=args.target, activation=args.activation, d=args.d, kappa=args.kappa,
-              alpha0=args.alpha0, alpha1=args.alpha1, lr=args.lr, lr_scaling=args.lr_scaling,
+              alpha0=args.alpha0, samples_exponent=args.samples_exponent, alpha1=args.alpha1,
+              lr=args.lr, lr_scaling=args.lr_scaling,
               steps=args.steps, batch=args.batch, ridges=tuple(ridges), noise=args.label_noise,
               spike_rank=args.spike_rank, n_test=args.n_test, second_layer=args.second_layer)
     if args.quick:
@@ -149,6 +154,14 @@ def features_table(res) -> str:
             rows.append(f"{m}: outliers {n.value:.2f}±{n.error:.2f}, top eigenvalue "
                         f"{top.value[-1]:.4g}±{top.error[-1]:.2g}, its overlap with the target "
                         f"directions {np.array2string(ov.value[-1], precision=3)}")
+        from ..features._config import N_TOP
+
+        ov = res.estimate("step_overlap")
+        for t in range(ov.value.shape[0]):
+            rows.append(f"after step {t + 1}: overlap of the learned subspace (top {N_TOP} "
+                        f"singular vectors of W_t - W_0) with the target directions "
+                        f"{np.array2string(ov.value[t], precision=3)} ± "
+                        f"{np.array2string(ov.error[t], precision=3)}")
         w1 = res.estimate("w1_step_spiked")
         rows.append(f"W1(step, spiked spectra) = {w1.value:.4g} ± {w1.error:.2g}; bulk edge "
                     f"{res.estimate('bulk_edge').value:.4g}")

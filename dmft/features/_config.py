@@ -15,7 +15,10 @@ from ..model import get_activation, get_target
 
 MAPS = ("rf", "step", "spiked")
 SECOND_LAYERS = ("sign", "gaussian")
-N_TOP = 3  # leading eigenvalues (and eigenvector overlaps) recorded per spectrum
+# leading eigenvalues (and eigenvector overlaps) recorded per spectrum; also the rank of the
+# learned subspace of ``step_overlap`` (the top right singular vectors of W_t − W₀): 3 holds
+# every direction of the shipped targets (k ≤ 3)
+N_TOP = 3
 MAX_ELEMENTS = 2.5e8  # largest n×max(d,p) matrix one seed may build (2 GB in float64)
 
 
@@ -28,6 +31,7 @@ class FeaturesConfig:
     d: int = 500
     kappa: float = 1.0
     alpha0: float = 2.0
+    samples_exponent: float = 1.0  # n0 = round(alpha0 · d**samples_exponent)
     alpha1: float = 2.0
     lr: float = 1.0
     lr_scaling: str = "sqrt_p"
@@ -48,6 +52,8 @@ class FeaturesConfig:
         check_int("d", self.d, low=16, high=100_000)
         check_real("kappa", self.kappa, low=0.25, high=4.0)
         check_real("alpha0", self.alpha0, low=0.0, low_open=True, high=1000.0)
+        object.__setattr__(self, "samples_exponent", check_real(
+            "samples_exponent", self.samples_exponent, low=1.0, high=2.0))
         check_real("alpha1", self.alpha1, low=0.0, low_open=True, high=1000.0)
         check_real("lr", self.lr, low=0.0)
         check_choice("lr_scaling", self.lr_scaling, {"sqrt_p", "const"})
@@ -66,6 +72,13 @@ class FeaturesConfig:
         check_int("n_test", self.n_test, low=0)
         check_real("outlier_margin", self.outlier_margin, low=0.0)
         check_choice("second_layer", self.second_layer, set(SECOND_LAYERS))
+        if self.samples_exponent > 1.0 and self.n0 * max(self.d, self.p) > MAX_ELEMENTS:
+            raise DMFTInputError(
+                f"`samples_exponent`: the step batch is too large for one seed in memory: "
+                f"n0 = alpha0·d**samples_exponent = {self.alpha0:g}·{self.d}**"
+                f"{self.samples_exponent:g} = {self.n0} samples of dimension d={self.d} "
+                f"(p={self.p}) give an n0×max(d,p) matrix of {self.n0 * max(self.d, self.p):.3g} "
+                f"entries, allowed {MAX_ELEMENTS:.3g}; lower alpha0, samples_exponent or d")
         n_max = max(self.n0, self.n1, self.n_test_eff)
         if n_max * max(self.d, self.p) > MAX_ELEMENTS or self.p * self.d > MAX_ELEMENTS:
             raise DMFTInputError(
@@ -82,7 +95,8 @@ class FeaturesConfig:
 
     @property
     def n0(self) -> int:
-        return max(1, int(round(self.alpha0 * self.d)))
+        """Step batch size max(1, round(alpha0 · d**samples_exponent)) (d**1.0 == d exactly)."""
+        return max(1, int(round(self.alpha0 * float(self.d) ** self.samples_exponent)))
 
     @property
     def n1(self) -> int:
@@ -125,7 +139,10 @@ class FeaturesResult:
     - ``M/train_error``, ``M/test_error`` (S, L): readout errors for each λ;
 
     and ``bulk_edge`` (S,), ``update_singular_values`` (S, N_TOP + spike_rank) of W_T − W₀,
-    ``w1_step_spiked`` (S,): Wasserstein-1 distance between the two empirical spectra.
+    ``w1_step_spiked`` (S,): Wasserstein-1 distance between the two empirical spectra;
+    ``step_overlap`` (S, T, k): after step t, ‖P_t e_i‖ with P_t the projector onto the span of
+    the top N_TOP right singular vectors (input space) of W_t − W₀ (a random N_TOP-dimensional
+    subspace gives about √(N_TOP/d)); ``step_update_norm`` (S, T): ‖W_t − W₀‖_F/√p.
     """
 
     config: FeaturesConfig

@@ -1,9 +1,10 @@
 """Wide two-layer networks after giant gradient steps: feature spectra and the ridge readout.
 
 A different regime from the DMFT of ``dmft.solve`` (docs/THEORY.md §7): the first layer is wide,
-p = κd units, trained by a few large full-batch GD steps on n₀ = α₀d samples (Ba et al. 2022,
-arXiv:2205.01445); the features are then frozen and a ridge readout is fitted on n₁ = α₁d fresh
-samples. For every seed we compute, for three feature maps on the *same* readout and test data,
+p = κd units, trained by a few large full-batch GD steps on n₀ = α₀d^ℓ samples
+(ℓ = ``samples_exponent``, default 1; Ba et al. 2022, arXiv:2205.01445); the features are then
+frozen and a ridge readout is fitted on n₁ = α₁d fresh samples. For every seed we compute, for
+three feature maps on the *same* readout and test data,
 
 - ``rf``: the random features at initialization, σ(W₀x);
 - ``step``: the features after the steps, σ(W_T x);
@@ -14,6 +15,9 @@ samples. For every seed we compute, for three feature maps on the *same* readout
 the eigenvalues of FᵀF/n₁, the outliers (count above the bulk edge, positions, overlap of their
 eigenvectors with the target directions) and the train and test errors of the ridge readout for
 every λ of a grid.
+After every step t the learned subspace is recorded: ``step_overlap`` (T, k), ‖P_t e_i‖ with P_t
+the projector onto the top N_TOP right singular vectors of W_t − W₀, and ``step_update_norm``
+(T,), ‖W_t − W₀‖_F/√p.
 
 Model. x ~ N(0, I_d); target y = g*(z) + √Δ ξ with z = (x₁, …, x_k) (W* = √d·[e₁ … e_k]; the
 law of W₀ is rotation invariant, so this is no loss of generality); W₀ rows uniform on the unit
@@ -150,11 +154,15 @@ def _one_seed(static, key, eta, ridges, noise):
     kstep = jax.random.fold_in(key, 2)
     W = W0
     finite = []  # are the weights finite after each step (the driver names the first bad one)
+    overlaps, norms = [], []  # the learned subspace after each step
     for t in range(steps):  # steps is small and static: unrolled
         x, y = _draw_batch(jax.random.fold_in(kstep, t if batch == "fresh" else 0), n0, d, k,
                            tgt, noise)
         W = gd_step(act, W, a, x, y, eta)
         finite.append(jnp.all(jnp.abs(W) < OVERFLOW))  # False for inf and NaN too
+        norms.append(jnp.sqrt(jnp.sum((W - W0) ** 2) / p))
+        if t < steps - 1:  # the last step's SVD is the one of the spiked model below
+            overlaps.append(_subspace_overlap(jnp.linalg.svd(W - W0, full_matrices=False)[2], k))
     x1, y1 = _draw_batch(jax.random.fold_in(key, 3), n1, d, k, tgt, noise)
     x2, y2 = _draw_batch(jax.random.fold_in(key, 4), nt, d, k, tgt, noise)
     out = {}
@@ -179,7 +187,16 @@ def _one_seed(static, key, eta, ridges, noise):
     out["bulk_edge"] = jnp.linalg.eigvalsh(gram)[-1]
     out["update_singular_values"] = s[: N_TOP + rank]
     out["update_rest_norm2"] = q
+    out["step_overlap"] = jnp.stack(overlaps + [_subspace_overlap(Vts, k)])
+    out["step_update_norm"] = jnp.stack(norms)
     return out
+
+
+def _subspace_overlap(Vt, k):
+    """‖P e_i‖ for i < k, P the projector onto the span of the top N_TOP right singular vectors
+    (rows of ``Vt``, in input space) of an update W_t − W₀."""
+    top = Vt[:N_TOP, :k]
+    return jnp.sqrt(jnp.sum(top * top, axis=0))
 
 
 _FINITE_W = "_weights_finite"  # per-step check, removed by the driver (not an output)
@@ -215,7 +232,9 @@ _QUANTITY = {"eigenvalues": "spectrum", "top": "top-eigenvalue set",
              "test_error": "readout test error",
              "bulk_edge": "bulk edge (spike-free part of the spiked model)",
              "update_singular_values": "singular-value set of the update W_T - W_0",
-             "update_rest_norm2": "norm of the update beyond its spike"}
+             "update_rest_norm2": "norm of the update beyond its spike",
+             "step_overlap": "overlap of the learned subspace with the target directions",
+             "step_update_norm": "norm of the update W_t - W_0"}
 
 
 def _named(name, r):
@@ -235,7 +254,8 @@ def simulate_features(config: FeaturesConfig | None = None, *, seeds: int = 8, s
 
     Args:
         config: a :class:`FeaturesConfig`; or pass its fields as keyword arguments
-            (``target``, ``activation``, ``d``, ``kappa``, ``alpha0``, ``alpha1``, ``lr``,
+            (``target``, ``activation``, ``d``, ``kappa``, ``alpha0``, ``samples_exponent``,
+            ``alpha1``, ``lr``,
             ``lr_scaling``, ``steps``, ``batch``, ``ridges``, ``noise``, ``spike_rank``,
             ``n_test``, ``outlier_margin``).
         seeds: number of independent seeds, at least 2 (the standard errors need two).

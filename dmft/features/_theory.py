@@ -291,6 +291,11 @@ def features_theory(config, *, bulk: str = "channels") -> FeaturesTheory:
     if config.steps != 1:
         raise DMFTInputError(f"`steps` must be 1 for the after-step theory; got "
                              f"steps={config.steps}")
+    if getattr(config, "samples_exponent", 1.0) != 1.0:
+        raise DMFTInputError(
+            "`samples_exponent` must be 1 for the after-step theory (n₀ = α₀d: one step learns "
+            "only the target's linear direction; n₀ ∝ d^ℓ with ℓ > 1 is not covered); got "
+            f"samples_exponent={config.samples_exponent!r}")
     if config.lr_scaling != "sqrt_p":
         raise DMFTInputError("`lr_scaling` must be 'sqrt_p' (the giant step) for the theory; "
                              f"got lr_scaling={config.lr_scaling!r}")

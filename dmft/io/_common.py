@@ -19,7 +19,7 @@ from ._guard import open_file, parse_format_version, parse_json, str_attr
 FORMAT = "dmft-trajectories"
 FORMAT_VERSION = (1, 2)  # (major, minor): a major bump breaks readers, a minor bump only adds
 FEATURES_FORMAT = "dmft-features"
-FEATURES_VERSION = (1, 0)
+FEATURES_VERSION = (1, 1)
 
 
 def attr_str(value) -> str:

@@ -28,6 +28,8 @@ _FEATURE_DIMS = {
     "update_rest_norm2": (),
     "w1_step_spiked": (),
     "w1_step_rf": (),
+    "step_overlap": ("gd_step", "target_dir"),
+    "step_update_norm": ("gd_step",),
 }
 _FEATURE_DESCRIPTIONS = {
     "eigenvalues": "eigenvalues of the feature covariance F^T F / n1, ascending",
@@ -41,6 +43,9 @@ _FEATURE_DESCRIPTIONS = {
     "update_rest_norm2": "mean row norm^2 of the update beyond its spike (variance of Z times d)",
     "w1_step_spiked": "Wasserstein-1 distance between the spectra of step and spiked features",
     "w1_step_rf": "Wasserstein-1 distance between the spectra of step and rf features",
+    "step_overlap": "||P_t e_i||, P_t the projector onto the top right singular vectors of "
+                    "W_t - W_0 (N_TOP of them), after GD step t = gd_step",
+    "step_update_norm": "||W_t - W_0||_F / sqrt(p) after GD step t = gd_step",
 }
 
 
@@ -98,6 +103,8 @@ def _write_feature_scales(f: h5py.File, result, cfg: dict) -> dict:
     values = {"seed": np.arange(result.seeds),
               "ridge": np.asarray(cfg["ridges"], dtype=np.float64),
               "eig_index": np.arange(cfg["p"]), "target_dir": np.arange(cfg["k"])}
+    if cfg["steps"] > 0:
+        values["gd_step"] = np.arange(1, cfg["steps"] + 1)  # the step t after which it is taken
     for name, arr in result.per_seed.items():
         for dim, n in zip(_feature_dims(name), np.shape(arr)[1:], strict=True):
             values.setdefault(dim, np.arange(n))

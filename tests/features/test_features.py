@@ -257,7 +257,7 @@ def test_file_round_trip_and_cli(tmp_path, capsys):
     import h5py
 
     with h5py.File(out, "r+") as f:
-        assert f.attrs["format"] == "dmft-features" and list(f.attrs["format_version"]) == [1, 0]
+        assert f.attrs["format"] == "dmft-features" and list(f.attrs["format_version"]) == [1, 1]
         assert f.attrs["kind"] == "features"
         assert [d.label for d in f["step/test_error/per_seed"].dims] == ["seed", "ridge"]
         np.testing.assert_array_equal(f["ridge"][()], [0.1, 1.0])

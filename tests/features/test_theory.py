@@ -125,6 +125,7 @@ class _Config:
     spike_rank: int
     n_test: int
     outlier_margin: float
+    samples_exponent: float
     second_layer: str
 
     @property
@@ -148,6 +149,7 @@ def test_finite_p_correction_vanishes_with_p_and_quadrature_errors_are_small():
 @pytest.mark.parametrize(("bad", "match"), [
     (dict(steps=2), "steps"), (dict(steps=0), "steps"), (dict(lr_scaling="const"), "lr_scaling"),
     (dict(activation="linear"), "`activation` must be non-linear"),
+    (dict(samples_exponent=1.5), "samples_exponent"),
 ])
 def test_refuses_what_it_does_not_cover(bad, match):
     with pytest.raises(DMFTInputError, match=match):

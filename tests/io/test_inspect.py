@@ -93,7 +93,7 @@ def test_describe_features_file(tmp_path):
     for name, arr in result.per_seed.items():
         np.testing.assert_array_equal(back.per_seed[name], arr)
     text = io.describe(path).splitlines()
-    for line in ("format:          dmft-features 1.0", "kind:            features",
+    for line in ("format:          dmft-features 1.1", "kind:            features",
                  "  config.d = 16", "  config.ridges = [0.1, 1.0]", "  settings.seeds = 3"):
         assert line in text, line
     assert any(ln.startswith("  /rf/eigenvalues/per_seed") and "(3, 16)" in ln for ln in text)
