@@ -63,7 +63,9 @@ class FeaturesTheory:
     (the Θ(p) outliers of FᵀF/n₁ divided by p, descending), ``overlap`` (|cos| of the input
     direction of each outlier's eigenvector with the target directions; NaN where the direction
     is not deterministic), and ``error``: the quadrature error of each (the change when the
-    rules are refined), in place of a Monte Carlo error.
+    rules are refined), in place of a Monte Carlo error. ``top`` gives the outliers at the
+    config's p (p·θ, ascending like ``step/top``). There is no ``n_outliers``: the edge of the
+    after-step bulk of FᵀF/n₁ is not computed.
     """
 
     config: object
@@ -75,6 +77,23 @@ class FeaturesTheory:
     overlap: np.ndarray
     parameters: dict
     error: dict
+
+    @property
+    def top(self) -> np.ndarray:
+        """The outliers at this config's p, p·θ, ascending like the simulation's ``step/top``
+        (leading order: the simulated outliers sit O(1) above)."""
+        return np.sort(self.config.p * np.asarray(self.top_over_p))
+
+    def __str__(self) -> str:
+        c = self.config
+        cells = "  ".join(f"λ={lam:g}: {v:.4f}" for lam, v in zip(c.ridges, self.test_error,
+                                                                    strict=True))
+        return (f"features_theory: {c.target}, σ={c.activation}, κ={c.kappa:g}, α0={c.alpha0:g}, "
+                f"α1={c.alpha1:g}, lr={c.lr:g}, second layer {c.second_layer}\n"
+                f"  test error (d→∞) {cells}\n"
+                f"  outliers/p {np.array2string(np.asarray(self.top_over_p), precision=5)}, "
+                f"overlap of the top one with the target directions "
+                f"{np.array2string(np.asarray(self.overlap[0]), precision=3)}")
 
     def as_dict(self) -> dict:
         out = {"test_error": self.test_error, "train_error": self.train_error,

@@ -77,6 +77,8 @@ def test_relu_sign_spikes_overlaps_and_bulk_norm_in_closed_form(target, lr, alph
     np.testing.assert_allclose(th.top_over_p, expected, rtol=1e-8)
     np.testing.assert_allclose(th.overlap[0], np.abs(tc["c1"]) / math.sqrt(v2), rtol=1e-10)
     assert np.all(np.isnan(th.overlap[1]))  # the even outlier's direction is random
+    np.testing.assert_allclose(th.top, np.sort(expected) * th.config.p, rtol=1e-8)
+    assert "features_theory: " + target in str(th)
     np.testing.assert_allclose(th.parameters["c_class"], c, rtol=1e-10)
     np.testing.assert_allclose(th.parameters["r"], r, rtol=1e-10)
 
