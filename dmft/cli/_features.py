@@ -154,7 +154,7 @@ def features_table(res) -> str:
             rows.append(f"{m}: outliers {n.value:.2f}±{n.error:.2f}, top eigenvalue "
                         f"{top.value[-1]:.4g}±{top.error[-1]:.2g}, its overlap with the target "
                         f"directions {np.array2string(ov.value[-1], precision=3)}")
-        from ..features._config import N_TOP
+        from ..features import N_TOP
 
         ov = res.estimate("step_overlap")
         for t in range(ov.value.shape[0]):

@@ -1,6 +1,7 @@
 """Wide networks after one or a few giant steps: the feature spectra and ridge readouts of a
 first layer of p = κd units, simulated, with the random-features closed form at initialisation."""
 
+from ._config import N_TOP as N_TOP
 from ._config import FeaturesConfig as FeaturesConfig
 from ._config import FeaturesResult as FeaturesResult
 from ._plot import plot_features as plot_features

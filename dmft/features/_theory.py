@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -157,8 +158,9 @@ def _target_along(tgt, k, direction, refine):
     return t, wt, g @ wu, np.einsum("tu,tuk,u->tk", g, z, wu)
 
 
-def _solve(c, refine: float, bulk: str = "channels") -> dict:
-    """One evaluation of the theory with the quadrature rules scaled by ``refine``."""
+def _setup(c, refine: float) -> SimpleNamespace:
+    """The target's and activation's coefficients, the step's parameters (r, γ, c per class)
+    and the conditional tables M, F, V on the ζ nodes."""
     from ..model import get_activation, get_target
 
     act, tgt = get_activation(c.activation), get_target(c.target)
@@ -168,8 +170,7 @@ def _solve(c, refine: float, bulk: str = "channels") -> dict:
     c1 = (wz * y) @ z
     F2 = float(c1 @ c1)
     ey2 = float(wz @ (y * y)) + c.noise  # E y² with the label noise
-    hc = hermite_coefficients(c.activation)
-    mu1 = hc["mu1"]
+    mu1 = hermite_coefficients(c.activation)["mu1"]
     xs, ws = _normal_rule(int(200 * refine))
     dsig = np.asarray(act.deriv(xs), dtype=np.float64)
     var_dsig = max(float(ws @ (dsig * dsig)) - mu1**2, 0.0)
@@ -192,101 +193,140 @@ def _solve(c, refine: float, bulk: str = "channels") -> dict:
     nz = len(zeta)
     m0, m1, m2, _ = (q.reshape(len(tc), nz) for q in _conditional_moments(
         act, np.repeat(np.sqrt(cs), nz), (tc[:, None] * r * zeta[None, :]).ravel(), n_gl))
-    M = m0 - centres[:, None]
-    F = m1  # coefficient of the unit-variance g_j = b̂_j·x
-    V = np.maximum(m2 - m0**2 - m1**2, 0.0)
-    # spikes: the mean part Σ_j u_j M(t_j, ζ) of the features is the operator K (K_cc' =
-    # E[M_c M_c']) on the classes weighted by pc: outliers p·eig(Π^½ K Π^½)
-    K = (M * wzeta) @ M.T
-    half = np.sqrt(pc)
+    return SimpleNamespace(
+        act=act, tgt=tgt, k=k, c0=c0, c1=c1, F2=F2, ey2=ey2, mu1=mu1, v2=v2, r=r, gamma=gamma,
+        tc=tc, pc=pc, cs=cs, zeta=zeta, wzeta=wzeta, n_gl=n_gl, centres=centres,
+        M=m0 - centres[:, None],
+        F=m1,  # coefficient of the unit-variance g_j = b̂_j·x
+        V=np.maximum(m2 - m0**2 - m1**2, 0.0))
+
+
+def _spikes(s) -> SimpleNamespace:
+    """The Θ(p) outliers: the mean part Σ_j u_j M(t_j, ζ) of the features is the operator K
+    (K_cc' = E[M_c M_c']) on the classes weighted by pc: outliers p·eig(Π^½ K Π^½)."""
+    K = (s.M * s.wzeta) @ s.M.T
+    half = np.sqrt(s.pc)
     theta, U = np.linalg.eigh(half[:, None] * K * half[None, :])
     order = np.argsort(theta)[::-1]
     theta, U = np.maximum(theta[order], 0.0), U[:, order]
     n_spikes = min(N_SPIKES, len(theta))
-    bulk_var = float(pc @ ((F**2 + V) @ wzeta))
     # eigenvector φ(t) = Π^-½ U_i maps to the input direction √p·lr·μ1·E[φ(t) t]·v + O(1):
     # deterministic (v̂) when E[φ t] ≠ 0, else random
-    v_over = np.abs(c1) / math.sqrt(v2)
-    along_v = np.abs(U.T @ (half * tc))
-    overlap = np.array([v_over if along_v[i] > 1e-6 else np.full(k, np.nan)
+    v_over = np.abs(s.c1) / math.sqrt(s.v2)
+    along_v = np.abs(U.T @ (half * s.tc))
+    overlap = np.array([v_over if along_v[i] > 1e-6 else np.full(s.k, np.nan)
                         for i in range(n_spikes)])
-    # readout: unpenalised fit of the functions M(t_c, ζ), then the bulk on the rest of y
-    Ey_psi = np.zeros(len(tc))
-    Ezeta_psi = M @ (wzeta * zeta)
-    if F2 > 0:
+    return SimpleNamespace(K=K, half=half, theta=theta, U=U, n_spikes=n_spikes,
+                           overlap=overlap)
+
+
+def _spike_fit(s, sp, refine: float) -> SimpleNamespace:
+    """The unpenalised fit β = K⁺E[M(·, ζ) y] of the spike functions and what it leaves."""
+    Ey_psi = np.zeros(len(s.tc))
+    along = None
+    if s.F2 > 0:
         # E_ω M_c(γ t + √(1 − γ²) ω) = E σ(√(c_c + t_c² r²(1 − γ²)) G + t_c r γ t) − centre is a
         # function of t = ĉ₁·z only: E[y M_c(ζ)] = E_t[h_c(t) E(g*(z) | t)]
-        tt, wt, g_of_t, zg_of_t = _target_along(tgt, k, c1 / math.sqrt(F2), refine)
+        along = _target_along(s.tgt, s.k, s.c1 / math.sqrt(s.F2), refine)
+        tt, wt, g_of_t, _ = along
         nt = len(tt)
         h = _conditional_moments(
-            act, np.repeat(np.sqrt(cs + (tc * r) ** 2 * (1 - gamma**2)), nt),
-            (tc[:, None] * r * gamma * tt[None, :]).ravel(), n_gl)[0].reshape(len(tc), nt)
-        Ey_psi = (h - centres[:, None]) @ (wt * g_of_t)
-    beta = np.linalg.pinv(K, rcond=1e-10, hermitian=True) @ Ey_psi
-    ey2_res = ey2 - float(beta @ Ey_psi)
-    kv = float(beta @ Ezeta_psi)  # E[x y_res] = c₁ − kv·v̂
-    F2_res = max(F2 - 2.0 * kv * F2 / math.sqrt(v2) + kv**2, 0.0)
-    Fbar = float(pc @ (F @ wzeta))
-    T = float(pc @ ((F**2) @ wzeta))
-    Vbar = float(pc @ (V @ wzeta))
-    lam = np.asarray(c.ridges, dtype=np.float64)
+            s.act, np.repeat(np.sqrt(s.cs + (s.tc * s.r) ** 2 * (1 - s.gamma**2)), nt),
+            (s.tc[:, None] * s.r * s.gamma * tt[None, :]).ravel(),
+            s.n_gl)[0].reshape(len(s.tc), nt)
+        Ey_psi = (h - s.centres[:, None]) @ (wt * g_of_t)
+    beta = np.linalg.pinv(sp.K, rcond=1e-10, hermitian=True) @ Ey_psi
+    return SimpleNamespace(Ey_psi=Ey_psi, beta=beta, ey2_res=s.ey2 - float(beta @ Ey_psi),
+                           along=along)
+
+
+def _bulk_homoscedastic(c, s, fit, lam, refine: float):
+    """E F on the signal (the linear part of y_res), E F² on the covariance: the closed form
+    at initialization with after-step coefficients."""
+    kv = float(fit.beta @ (s.M @ (s.wzeta * s.zeta)))  # E[x y_res] = c₁ − kv·v̂
+    F2_res = max(s.F2 - 2.0 * kv * s.F2 / math.sqrt(s.v2) + kv**2, 0.0)
+    Fbar = float(s.pc @ (s.F @ s.wzeta))
+    T = float(s.pc @ ((s.F**2) @ s.wzeta))
+    Vbar = float(s.pc @ (s.V @ s.wzeta))
     ratio = c.kappa / c.alpha1
+    a, wa = marchenko_pastur_rule(c.kappa, int(_MP_NODES * refine), small_side=True)
+    sig = T * a + Vbar
+    rho = _solve_rho(lam, sig, wa, ratio)
+    S, R = sig[None, :], rho[:, None]
+    df2 = ratio * ((S**2 / (S + R) ** 2) @ wa)
+    explained = Fbar**2 * F2_res * c.kappa * ((a / sig) @ wa)
+    bias = R[:, 0] ** 2 * Fbar**2 * F2_res * c.kappa * ((a / (S * (S + R) ** 2)) @ wa)
+    mse = (fit.ey2_res - explained + bias) / (1.0 - df2)
+    return mse, rho, df2, {"F2_res": F2_res, "Fbar": Fbar, "T": T}
+
+
+def _bulk_channels(c, s, sp, fit, lam):
+    """The bulk with its exact second moments (:mod:`._channels`)."""
+    k, tc = s.k, s.tc
+    # x-space: the k target coordinates and the direction ω of v's noise part
+    vx = np.append(s.c1, math.sqrt(max(s.v2 - s.F2, 0.0))) / math.sqrt(s.v2)
+    W = np.zeros((len(tc), k + 1))  # E[F(t_c, ζ) x g*(z)]
+    if s.F2 > 0:
+        tt, wt, g_of_t, zg_of_t = fit.along
+        nt = len(tt)
+        b = math.sqrt(max(1.0 - s.gamma**2, 0.0))
+        var = s.cs + (tc * s.r * b) ** 2
+        q0, q1, _, q3 = (qq.reshape(len(tc), nt) for qq in _conditional_moments(
+            s.act, np.repeat(np.sqrt(var), nt), (tc[:, None] * s.r * s.gamma * tt[None, :]).ravel(),
+            s.n_gl))
+        EF = np.sqrt(s.cs / var)[:, None] * q1  # E_ω F(t_c, γs + bω)
+        EwF = (np.sqrt(s.cs) * tc * s.r * b / var)[:, None] * (q3 - q0)  # E_ω[ω F(...)]
+        # E_s[EF(s) E(z g* | s)], its constant part with c₁ of the axis-aligned rule
+        mean = EF @ wt
+        W[:, :k] = ((EF - mean[:, None]) * wt[None, :]) @ zg_of_t + mean[:, None] * s.c1
+        W[:, k] = (EwF * wt[None, :]) @ g_of_t
+    else:  # ζ = ω, independent of the target
+        W[:, k] = s.c0 * (s.F @ (s.wzeta * s.zeta))
+    spike = fit.beta @ s.M  # the spike fit βᵀM(·, ζ) on the ζ nodes
+    Uc = W - (s.F @ (s.wzeta * s.zeta * spike))[:, None] * vx[None, :]  # E[F x y_res]
+    L, coef = channels(s.F, s.pc, s.wzeta)
+    u = Uc.T @ coef  # (k + 1, K): ũ_k = E[e_k(ζ) x y_res]
+    E = coef.T @ s.F  # e_k on the ζ nodes
+    Y = (E * (s.wzeta * s.zeta)[None, :]) @ s.M.T  # E[ζ e_k M_m], (K, classes)
+    q = vx[None, :, None] * Y.T[:, None, :]  # cross-covariance vectors, (m, k + 1, K)
+    N = np.linalg.pinv(sp.K, rcond=1e-10, hermitian=True)
+    Vbar = float(s.pc @ (s.V @ s.wzeta))
+    mse, rho, df2, explained = ridge_errors(L, s.pc, c.kappa, c.alpha1, Vbar, lam, u, q, N,
+                                            fit.ey2_res)
+    return mse, rho, df2, {"explained_by_bulk": explained, "channels": L.shape[1]}
+
+
+def _solve(c, refine: float, bulk: str = "channels") -> dict:
+    """One evaluation of the theory with the quadrature rules scaled by ``refine``."""
+    s = _setup(c, refine)
+    sp = _spikes(s)
+    fit = _spike_fit(s, sp, refine)
+    lam = np.asarray(c.ridges, dtype=np.float64)
     if bulk == "homoscedastic":
-        a, wa = marchenko_pastur_rule(c.kappa, int(_MP_NODES * refine), small_side=True)
-        sig = T * a + Vbar
-        rho = _solve_rho(lam, sig, wa, ratio)
-        S, R = sig[None, :], rho[:, None]
-        df2 = ratio * ((S**2 / (S + R) ** 2) @ wa)
-        explained = Fbar**2 * F2_res * c.kappa * ((a / sig) @ wa)
-        bias = R[:, 0] ** 2 * Fbar**2 * F2_res * c.kappa * ((a / (S * (S + R) ** 2)) @ wa)
-        mse = (ey2_res - explained + bias) / (1.0 - df2)
+        mse, rho, df2, extra = _bulk_homoscedastic(c, s, fit, lam, refine)
     else:
-        # x-space: the k target coordinates and the direction ω of v's noise part
-        vx = np.append(c1, math.sqrt(max(v2 - F2, 0.0))) / math.sqrt(v2)
-        W = np.zeros((len(tc), k + 1))  # E[F(t_c, ζ) x g*(z)]
-        if F2 > 0:
-            b = math.sqrt(max(1.0 - gamma**2, 0.0))
-            var = cs + (tc * r * b) ** 2
-            q0, q1, _, q3 = (qq.reshape(len(tc), nt) for qq in _conditional_moments(
-                act, np.repeat(np.sqrt(var), nt), (tc[:, None] * r * gamma * tt[None, :]).ravel(),
-                n_gl))
-            EF = np.sqrt(cs / var)[:, None] * q1  # E_ω F(t_c, γs + bω)
-            EwF = (np.sqrt(cs) * tc * r * b / var)[:, None] * (q3 - q0)  # E_ω[ω F(...)]
-            # E_s[EF(s) E(z g* | s)], its constant part with c₁ of the axis-aligned rule
-            mean = EF @ wt
-            W[:, :k] = ((EF - mean[:, None]) * wt[None, :]) @ zg_of_t + mean[:, None] * c1
-            W[:, k] = (EwF * wt[None, :]) @ g_of_t
-        else:  # ζ = ω, independent of the target
-            W[:, k] = c0 * (F @ (wzeta * zeta))
-        fit = beta @ M  # the spike fit βᵀM(·, ζ) on the ζ nodes
-        Uc = W - (F @ (wzeta * zeta * fit))[:, None] * vx[None, :]  # E[F x y_res]
-        L, coef = channels(F, pc, wzeta)
-        u = Uc.T @ coef  # (k + 1, K): ũ_k = E[e_k(ζ) x y_res]
-        E = coef.T @ F  # e_k on the ζ nodes
-        Y = (E * (wzeta * zeta)[None, :]) @ M.T  # E[ζ e_k M_m], (K, classes)
-        q = vx[None, :, None] * Y.T[:, None, :]  # cross-covariance vectors, (m, k + 1, K)
-        N = np.linalg.pinv(K, rcond=1e-10, hermitian=True)
-        mse, rho, df2, explained = ridge_errors(L, pc, c.kappa, c.alpha1, Vbar, lam, u, q, N,
-                                                ey2_res)
-        R = rho[:, None]
+        mse, rho, df2, extra = _bulk_channels(c, s, sp, fit, lam)
     # at finite p the spikes (eigenvalues p·θ) are shrunk by the ridge: each adds the share of
     # E y² it explains times (ρ/(pθ + ρ))² to the bias
-    cov = U.T @ (half * Ey_psi)
+    theta = sp.theta
+    cov = sp.U.T @ (sp.half * fit.Ey_psi)
     share = np.where(theta > 1e-10 * max(theta.max(), 1e-300),
                      cov**2 / np.maximum(theta, 1e-300), 0.0)
-    shrink = (R / (c.p * theta[None, :] + R)) ** 2 @ share
+    shrink = (rho[:, None] / (c.p * theta[None, :] + rho[:, None])) ** 2 @ share
     mse_d = mse + shrink / (1.0 - df2)
+    bulk_var = float(s.pc @ ((s.F**2 + s.V) @ s.wzeta))
     return {
         "test_error": 0.5 * mse,
         "train_error": 0.5 * (lam / rho) ** 2 * mse,
         "test_error_at_p": 0.5 * mse_d,
         "train_error_at_p": 0.5 * (lam / rho) ** 2 * mse_d,
-        "top_over_p": theta[:n_spikes],
-        "overlap": overlap,
-        "parameters": {"r": r, "gamma": gamma, "v_norm2": v2, "c_class": cs, "t_class": tc,
-                       "mu1": mu1, "c0": c0, "F2": F2, "Ey2": ey2, "F2_res": F2_res,
-                       "Ey2_res": ey2_res, "Fbar": Fbar, "T": T, "Vbar": Vbar,
-                       "beta": beta, "bulk_var": bulk_var, "rho": rho, "df2": df2},
+        "top_over_p": theta[:sp.n_spikes],
+        "overlap": sp.overlap,
+        "parameters": {"r": s.r, "gamma": s.gamma, "v_norm2": s.v2, "c_class": s.cs,
+                       "t_class": s.tc, "mu1": s.mu1, "c0": s.c0, "F2": s.F2, "Ey2": s.ey2,
+                       "Ey2_res": fit.ey2_res, "Vbar": float(s.pc @ (s.V @ s.wzeta)),
+                       "beta": fit.beta, "bulk_var": bulk_var, "rho": rho, "df2": df2,
+                       **extra},
     }
 
 
