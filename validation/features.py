@@ -65,6 +65,8 @@ THEORY_SETTINGS = {
                          alpha1=1.5, lr=2.0),
     "staircase2": dict(target="staircase2", activation="relu", kappa=1.0, alpha0=2.0,
                        alpha1=2.0, lr=2.0),
+    "tanh_he3_peak": dict(target="tanh_he3", activation="relu", kappa=1.0, alpha0=2.0,
+                          alpha1=1.0, lr=1.0),
     "tanh_he3_gaussian_a": dict(target="tanh_he3", activation="relu", kappa=1.0, alpha0=2.0,
                                 alpha1=2.0, lr=1.5, second_layer="gaussian"),
 }
@@ -204,13 +206,19 @@ def _print_step(target, res):
                   f"(z {row['paired rf-step']['z'][i]:.1f})")
 
 
-def run_theory(name, dmap, out_json):
+def run_theory(name, dmap, out_json, extend=False):
     """One setting of THEORY_SETTINGS: simulate at each d, extrapolate e(d) = e∞ + b/d and
     compare with :func:`dmft.features_theory` (test and train error per λ, top outlier / p and
-    the overlaps of its eigenvector)."""
+    the overlaps of its eigenvector). ``extend``: keep the sizes already in ``out_json`` and add
+    those of ``dmap`` (each d has its own seed, so the stored sizes are unchanged)."""
     t0 = time.perf_counter()
     kw = dict(THEORY_SETTINGS[name], ridges=THEORY_RIDGES, steps=1, batch="fresh")
-    per_d = {}
+    per_d, before = {}, 0.0
+    if extend and os.path.exists(out_json):
+        with open(out_json) as fh:
+            saved = json.load(fh)
+        per_d = {int(d): row for d, row in saved["per_d"].items()}
+        before = saved.get("wall_time_s") or 0.0
     for d, seeds in dmap.items():
         r = simulate_features(d=d, seeds=seeds, seed=300 + d, progress=False, **kw)
         row = {"seeds": seeds, "p": r.config.p}
@@ -225,7 +233,7 @@ def run_theory(name, dmap, out_json):
               f" ± {np.round(row['test_error']['error'], 4)} [{time.perf_counter() - t0:.0f} s]",
               flush=True)
     out = analyse_theory(name, kw, per_d)
-    out["wall_time_s"] = time.perf_counter() - t0
+    out["wall_time_s"] = before + time.perf_counter() - t0
     _write_json(out_json, out)
     _print_theory(out)
     return out
@@ -294,7 +302,8 @@ def main(argv=None) -> int:
     ap.add_argument("--spike-rank", type=int, default=1,
                     help="rank of the spiked equivalent (files get a _rank<r> suffix if > 1)")
     ap.add_argument("--d", type=int, default=None,
-                    help="step part: run only this d (files get a _d<d> suffix)")
+                    help="step part: run only this d (files get a _d<d> suffix); theory part: "
+                         "add this d to the stored study")
     ap.add_argument("--seeds", type=int, default=3, help="seeds with --d")
     ap.add_argument("--from-json", action="store_true",
                     help="only reprint the tables from validation/results/features*.json")
@@ -312,7 +321,7 @@ def main(argv=None) -> int:
         return 0
     if args.from_json and args.part == "theory":
         for name in args.settings.split(","):
-            path = os.path.join(res_dir, f"features_theory_{name}{suffix}.json")
+            path = os.path.join(res_dir, f"features_theory_{name}.json")
             if os.path.exists(path):
                 with open(path) as fh:
                     saved = json.load(fh)
@@ -324,8 +333,12 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     if args.part == "theory":
         for name in args.settings.split(","):
-            run_theory(name, QUICK_D if args.quick else THEORY_D,
-                       os.path.join(res_dir, f"features_theory_{name}{suffix}.json"))
+            dmap = QUICK_D if args.quick else THEORY_D
+            if args.d:  # add this size to the stored study
+                dmap = {args.d: args.seeds}
+            quick = "_quick" if args.quick else ""
+            run_theory(name, dmap, os.path.join(res_dir, f"features_theory_{name}{quick}.json"),
+                       extend=bool(args.d))
     if args.part in ("all", "step0"):
         run_step0(QUICK_D if args.quick else STEP0_D,
                   os.path.join(res_dir, f"features_step0{suffix}.json"))
