@@ -165,8 +165,7 @@ def test_second_layer_is_validated():
         FeaturesConfig(second_layer="uniform")
 
 
-@pytest.mark.parametrize("second_layer", [
-    "sign", pytest.param("gaussian", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("second_layer", ["sign", "gaussian"])
 def test_theory_against_the_simulator(second_layer):
     """d = 128, 8 seeds, against the theory at this p (the spikes' shrinkage by λ included).
     Test error: 4 standard errors plus a finite-d allowance b/d with b = 3 (validation/features.py
