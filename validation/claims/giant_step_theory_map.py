@@ -65,7 +65,18 @@ def check(lrs, d, seeds, seed):
 def main(argv=None) -> int:
     ap = base_parser(__doc__)
     ap.add_argument("--out", default="figures/claims")
+    ap.add_argument("--from-json", default=None, help="only redraw the figure from this JSON")
     args = ap.parse_args(argv)
+    if args.from_json:
+        import json
+
+        with open(args.from_json) as fh:
+            data = json.load(fh)
+        maps = {t: {k: np.asarray(v) for k, v in m.items()} for t, m in data["maps"].items()}
+        fig = _figure(np.asarray(data["lrs"]), np.asarray(data["alpha0s"]), maps,
+                      data["check"], data["d"])
+        save_png(fig, os.path.splitext(args.from_json)[0] + ".png")
+        return 0
     d, seeds = args.d or 1000, args.seeds or 8
     lrs = np.geomspace(0.125, 8.0, 13)
     alpha0s = np.array([0.5, 1.0, 2.0, 4.0, 8.0])
@@ -109,8 +120,9 @@ def _figure(lrs, alpha0s, maps, rows, d):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter
 
-    fig, axes = plt.subplots(1, len(TARGETS) + 1, figsize=(13, 3.3), layout="constrained")
+    fig, axes = plt.subplots(1, len(TARGETS) + 1, figsize=(15, 3.6), layout="constrained")
     for ax, target in zip(axes, TARGETS, strict=False):
         for i, a0 in enumerate(alpha0s):
             line, = ax.plot(lrs, maps[target]["gain"][i], marker=".", label=f"α₀ = {a0:g}")
@@ -118,7 +130,7 @@ def _figure(lrs, alpha0s, maps, rows, d):
         ax.axhline(0.0, color="0.5", lw=0.8)
         ax.set_xscale("log")
         ax.set_xlabel("lr (η = lr·√p)")
-        ax.set_title(f"{target}: gain over RF (theory; dotted: p = {d})", fontsize=9)
+        ax.set_title(f"{target}: gain over RF\n(theory d → ∞; dotted: p = {d})", fontsize=9)
     axes[0].set_ylabel("e_rf(λ*) − e_step(λ*)")
     axes[0].legend(fontsize=7, frameon=False)
     ax = axes[-1]
@@ -130,8 +142,12 @@ def _figure(lrs, alpha0s, maps, rows, d):
     ax.set_xscale("log")
     ax.set_xlabel("lr")
     ax.set_ylabel("best-λ test error")
-    ax.set_title("tanh_he3, α₀ = 2: simulation against the theory", fontsize=9)
+    ax.set_title("tanh_he3, α₀ = 2:\nsimulation against the theory", fontsize=9)
     ax.legend(fontsize=7, frameon=False)
+    for ax in axes:
+        ax.xaxis.set_major_locator(LogLocator(base=2.0))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
     return fig
 
 
