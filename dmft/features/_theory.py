@@ -337,6 +337,8 @@ def features_theory(config, *, bulk: str = "channels") -> FeaturesTheory:
         config: a :class:`dmft.features.FeaturesConfig` with ``steps=1`` and
             ``lr_scaling="sqrt_p"`` (η = lr·√p).
         bulk: ``"channels"`` (the bulk's second moments exactly) or ``"homoscedastic"``.
+            ``config.d`` only sets p for the ``*_at_p`` fields: the config's memory check is
+            the simulator's, so for large α₀ or α₁ pass a small d.
 
     Returns:
         :class:`FeaturesTheory` (test and train error per λ, the Θ(p) outliers divided by p,
