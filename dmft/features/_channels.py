@@ -48,11 +48,11 @@ def resolvent(L, pc, kappa, mu, iters: int = 2000, start=None):
     return tau
 
 
-def trace_resolvent(L, pc, kappa, mu):
-    """(1/p) Tr (B̃B̃ᵀ + μ)⁻¹ = Σ_c π_c / (μ (1 + l_cᵀ τ l_c))."""
-    tau = resolvent(L, pc, kappa, mu)
+def trace_resolvent(L, pc, kappa, mu, start=None):
+    """(1/p) Tr (B̃B̃ᵀ + μ)⁻¹ = Σ_c π_c / (μ (1 + l_cᵀ τ l_c)), and τ (for a warm start)."""
+    tau = resolvent(L, pc, kappa, mu, start=start)
     q = np.einsum("ck,kl,cl->c", L, tau, L)
-    return np.sum(pc / (mu * (1.0 + q)))
+    return np.sum(pc / (mu * (1.0 + q))), tau
 
 
 def _form(x, y, tau, mu):
@@ -80,15 +80,10 @@ def ridge_errors(L, pc, kappa, alpha1, vbar, lam, u, q, N, ey2_res, step: float 
     ratio = kappa / alpha1
 
     def g(mu):
-        return trace_resolvent(L, pc, kappa, mu)
+        return trace_resolvent(L, pc, kappa, mu)[0]
 
     def f(rho):
         return signal_form(L, pc, kappa, vbar + rho, u, q, N)
-
-    def trace_from(mu, tau):
-        tau = resolvent(L, pc, kappa, mu, start=tau)
-        q = np.einsum("ck,kl,cl->c", L, tau, L)
-        return float(np.sum(pc / (mu * (1.0 + q)))), tau
 
     rho = np.empty_like(lam)
     for i, lv in enumerate(lam):  # λ = ρ (1 − ratio (1 − ρ g(V̄ + ρ))), increasing in ρ
@@ -96,7 +91,7 @@ def ridge_errors(L, pc, kappa, alpha1, vbar, lam, u, q, N, ey2_res, step: float 
         tau = None
         for _ in range(64):  # the bracket shrinks to 2⁻⁶⁴ of its width
             mid = 0.5 * (lo + hi)
-            gm, tau = trace_from(vbar + mid, tau)
+            gm, tau = trace_resolvent(L, pc, kappa, vbar + mid, start=tau)
             val = mid * (1.0 - ratio * (1.0 - mid * gm)) - lv
             lo, hi = (mid, hi) if val < 0 else (lo, mid)
         rho[i] = 0.5 * (lo + hi)

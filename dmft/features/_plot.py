@@ -88,13 +88,14 @@ def _plot_step_theory(ax1, ax2, r, grid):
     predicted outlier positions p·θ on the spectrum panel."""
     import dataclasses
 
-    from ._theory import features_theory
+    from ._theory import _solve
 
     c = r.config
-    th = features_theory(dataclasses.replace(c, ridges=tuple(float(v) for v in grid)))
+    # one evaluation at the standard rules (the lines need no quadrature-error estimate)
+    th = _solve(dataclasses.replace(c, ridges=tuple(float(v) for v in grid)), 1.0)
     color = _COLORS[1]
-    ax2.plot(grid, th.test_error, color=color, lw=1.2, label="after the step, theory (d → ∞)")
-    ax2.plot(grid, th.test_error_at_p, color=color, lw=1.0, ls="--",
+    ax2.plot(grid, th["test_error"], color=color, lw=1.2, label="after the step, theory (d → ∞)")
+    ax2.plot(grid, th["test_error_at_p"], color=color, lw=1.0, ls="--",
              label=f"after the step, theory at p = {c.p}")
     edge = float(np.mean(r.per_seed["bulk_edge"])) if "bulk_edge" in r.per_seed else 0.0
     shown = [v for v in np.asarray(r.step_theory["top_over_p"]) * c.p if v > edge]

@@ -58,8 +58,24 @@ def hermite_coefficients(activation, scale: float = 1.0) -> dict:
     return {"mu0": mu0, "mu1": mu1, "mu2": mu2, "mustar2": max(second - mu0**2 - mu1**2, 0.0)}
 
 
-def target_coefficients(target, noise: float = 0.0) -> dict:
-    """c1 = E[z g*(z)] (length k), E g*², F² = ‖c1‖² and τ² = E g*² − F² + Δ, by quadrature."""
+# nodes per half line of the tensor rule over the target's k coordinates
+TARGET_HALF = {1: _GL_HALF, 2: 120, 3: 40}
+
+
+def tensor_rule(k: int, n_half: int):
+    """Tensor product of :func:`_normal_rule` over k coordinates: nodes (N, k) and weights."""
+    x1, w1 = _normal_rule(n_half)
+    grids = np.meshgrid(*([x1] * k), indexing="ij")
+    z = np.stack([g.ravel() for g in grids], axis=-1)
+    w = np.ones(z.shape[0])
+    for i in range(k):
+        w = w * np.meshgrid(*([w1] * k), indexing="ij")[i].ravel()
+    return z, w
+
+
+def target_coefficients(target, noise: float = 0.0, n_half: int | None = None) -> dict:
+    """c1 = E[z g*(z)] (length k), E g*², F² = ‖c1‖² and τ² = E g*² − F² + Δ, by quadrature
+    (``n_half`` nodes per half line; default ``TARGET_HALF[k]``)."""
     from ..model import get_target
 
     tgt = get_target(target)
@@ -69,13 +85,7 @@ def target_coefficients(target, noise: float = 0.0) -> dict:
             f"`target` must have k <= 3 directions for the closed form; got k={k} "
             f"({tgt.name})"
         )
-    n_half = {1: _GL_HALF, 2: 120, 3: 40}[k]
-    x1, w1 = _normal_rule(n_half)
-    grids = np.meshgrid(*([x1] * k), indexing="ij")
-    z = np.stack([g.ravel() for g in grids], axis=-1)
-    w = np.ones(z.shape[0])
-    for i in range(k):
-        w = w * np.meshgrid(*([w1] * k), indexing="ij")[i].ravel()
+    z, w = tensor_rule(k, TARGET_HALF[k] if n_half is None else n_half)
     y = np.asarray(tgt.fn(z), dtype=np.float64)
     c1 = (w * y) @ z
     c0 = float(w @ y)

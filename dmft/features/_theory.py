@@ -42,14 +42,20 @@ from .._errors import DMFTInputError
 from .._rmt import marchenko_pastur_rule
 from .._validate import check_choice, check_x64
 from ._channels import channels, ridge_errors
-from ._rf_theory import _normal_rule, _solve_rho, hermite_coefficients
+from ._rf_theory import (
+    TARGET_HALF,
+    _normal_rule,
+    _solve_rho,
+    hermite_coefficients,
+    target_coefficients,
+    tensor_rule,
+)
 
-# Rules at the standard level (halved for the quadrature-error estimate): Gauss–Legendre nodes
-# per side of 0 in the conditional moments, per half line of the ζ rule, of the target's rule
-# per coordinate, and of the Marchenko–Pastur rule (the same as rf_test_error's).
+# Rules at the standard level (scaled by 3/4 for the quadrature-error estimate): Gauss–Legendre
+# nodes per side of 0 in the conditional moments, per half line of the ζ rule, and of the
+# Marchenko–Pastur rule (the same as rf_test_error's); the target's rule is TARGET_HALF.
 _GL_NODES = 200
 _ZETA_HALF = 100
-_TARGET_HALF = {1: 200, 2: 120, 3: 40}
 _MP_NODES = 400
 _T_NODES = 24  # Gauss–Hermite nodes over a Gaussian second layer
 N_SPIKES = 3  # outliers reported (two for a ±1 second layer)
@@ -130,18 +136,6 @@ def _conditional_moments(act, scale, shift, n_half=_GL_NODES):
             np.sum(wd * g * g * s, axis=1))
 
 
-def _target_moments(tgt, k, n_half):
-    """Tensor-product normal rule on the target's k coordinates: nodes z (N, k), weights, g*(z)."""
-    x1, w1 = _normal_rule(n_half)
-    grids = np.meshgrid(*([x1] * k), indexing="ij")
-    z = np.stack([gr.ravel() for gr in grids], axis=-1)
-    wg = np.meshgrid(*([w1] * k), indexing="ij")
-    w = np.ones(z.shape[0])
-    for i in range(k):
-        w = w * wg[i].ravel()
-    return z, w, None if tgt is None else np.asarray(tgt.fn(z), dtype=np.float64)
-
-
 def _target_along(tgt, k, direction, refine):
     """Nodes t and weights of a normal rule along ``direction`` (unit, length k), with the
     conditional mean E[g*(z) | ĉ·z = t] at each node (a normal rule over the orthogonal
@@ -152,7 +146,7 @@ def _target_along(tgt, k, direction, refine):
         return t, wt, g, (g * t * direction[0])[:, None]
     basis = np.linalg.qr(np.column_stack([direction, np.eye(k)]))[0][:, :k]
     basis[:, 0] = direction  # QR may flip the sign of the first column
-    u, wu, _ = _target_moments(None, k - 1, int({2: 120, 3: 30}[k] * refine))
+    u, wu = tensor_rule(k - 1, int({2: 120, 3: 30}[k] * refine))
     z = t[:, None, None] * basis[:, 0][None, None, :] + (u @ basis[:, 1:].T)[None, :, :]
     g = np.asarray(tgt.fn(z.reshape(-1, k)), dtype=np.float64).reshape(len(t), len(u))
     return t, wt, g @ wu, np.einsum("tu,tuk,u->tk", g, z, wu)
@@ -165,11 +159,9 @@ def _setup(c, refine: float) -> SimpleNamespace:
 
     act, tgt = get_activation(c.activation), get_target(c.target)
     k = tgt.k
-    z, wz, y = _target_moments(tgt, k, int(_TARGET_HALF[k] * refine))
-    c0 = float(wz @ y)
-    c1 = (wz * y) @ z
-    F2 = float(c1 @ c1)
-    ey2 = float(wz @ (y * y)) + c.noise  # E y² with the label noise
+    tc_ = target_coefficients(c.target, c.noise, n_half=int(TARGET_HALF[k] * refine))
+    c0, c1, F2 = tc_["c0"], tc_["c1"], tc_["F2"]
+    ey2 = tc_["Ey2"] + c.noise  # E y² with the label noise
     mu1 = hermite_coefficients(c.activation)["mu1"]
     xs, ws = _normal_rule(int(200 * refine))
     dsig = np.asarray(act.deriv(xs), dtype=np.float64)

@@ -233,7 +233,7 @@ def test_channel_resolvent_against_a_drawn_matrix():
     Bt = np.concatenate([B * L[cls, 0][:, None], B * L[cls, 1][:, None]], axis=1)  # p × 2d
     G = Bt @ Bt.T + mu * np.eye(p)
     direct = np.trace(np.linalg.inv(G)) / p
-    assert abs(trace_resolvent(L, pc, kappa, mu) - direct) < 5.0 / d
+    assert abs(trace_resolvent(L, pc, kappa, mu)[0] - direct) < 5.0 / d
     # the bilinear form of x̃ = e₁ ⊗ (1, 0) + 0.7 e₂ ⊗ (0, 1), averaged over m = 100 disjoint
     # copies of it (one form fluctuates by O(1/√d); the mean by O(1/√(md))): measured
     # |deviation|·√(md) = 0.24, 0.24, 0.41 over three draws, allowed 2
@@ -246,7 +246,7 @@ def test_channel_resolvent_against_a_drawn_matrix():
     x = np.array([[1.0, 0.0], [0.0, 0.7]])
     assert abs(_form(x, x, resolvent(L, pc, kappa, mu), mu) - direct_form) < 2.0 / np.sqrt(m * d)
     # the equivalent differs from the class-blind one (T₊₋ ≠ T₊₊): the test can fail
-    blind = trace_resolvent(np.array([[np.hypot(0.6, 0.3)]] * 2), pc, kappa, mu)
+    blind = trace_resolvent(np.array([[np.hypot(0.6, 0.3)]] * 2), pc, kappa, mu)[0]
     assert abs(blind - direct) > 20.0 / d
 
 
